@@ -1,0 +1,32 @@
+# The README's commands. Each target installs what is missing first (.ci/setup.sh).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: setup demo serve companion test lint fmt migration
+
+setup:
+	@./.ci/setup.sh
+
+demo: setup  ## the main job: for now, the server on its embedded SQLite default
+	$(UV) run vouchsim serve
+
+serve: setup
+	$(UV) run vouchsim serve
+
+companion: setup
+	$(UV) run vouchsim companion $(ARGS)
+
+test: setup  ## the whole suite: lint, import contracts, unit, HTTP and e2e tests
+	$(UV) run ruff check .
+	$(UV) run pytest
+
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy server companion
+
+fmt: setup
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+migration: setup  ## make migration m="what changed"
+	$(UV) run python -m server.storage.autogenerate "$(m)"

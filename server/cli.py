@@ -1,0 +1,98 @@
+"""`vouchsim`: the one command. `serve` runs the server; `companion …` hands over to the companion's own CLI.
+
+The companion runs as its own process (`python -m companion`) so the two halves never import each other:
+they meet only over HTTP, as a real phone and server do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from server.settings import DEFAULT_PORT, Settings, settings_from_environment
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the OAuth server and the /mcp resource server")
+    _settings_options(serve)
+
+
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--issuer", help="public base URL (VOUCHSIM_ISSUER); default: from the Host header")
+    parser.add_argument("--host", help="address to listen on (VOUCHSIM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help=f"port (VOUCHSIM_PORT, default {DEFAULT_PORT})")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (VOUCHSIM_DATABASE_URL)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vouchsim", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    _settings_options(migrate)
+    sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)",
+                   add_help=False)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return settings_from_environment(
+            issuer=args.issuer, host=args.host, port=args.port, database_url=args.database_url,
+            log_level=args.log_level,
+        )
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"vouchsim: invalid setting: {error}") from None
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from server.app import create_app
+
+    base = settings.issuer or f"http://{settings.host}:{settings.port}"
+    print(f"Vouchsim on {base}", flush=True)
+    print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
+    print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
+    print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
+    print(f"  database: {settings.database_url}", flush=True)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+        proxy_headers=False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
+        server_header=False,
+    )
+
+
+def migrate(settings: Settings) -> None:
+    from server.storage.engine import create_engine
+    from server.storage.migrate import upgrade
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("database is up to date")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "companion":
+        # Replace this process: exit codes, signals and the terminal pass straight through.
+        os.execv(sys.executable, [sys.executable, "-m", "companion", *argv[1:]])
+    args = build_parser().parse_args(argv)
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "serve":
+        serve(settings)
+    elif args.command == "migrate":
+        migrate(settings)

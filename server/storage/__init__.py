@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models and repositories, the only place that writes SQL."""

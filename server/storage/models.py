@@ -1,0 +1,191 @@
+"""The schema. Secrets appear only as `*_hash` columns (SHA-256 or HMAC-SHA-256 hex digests).
+
+Changing a model means a new Alembic migration in `server/storage/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from server.storage.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class ServerKey(Base):
+    """Server-wide keys generated on first start (HMAC key), shared by every instance."""
+
+    __tablename__ = "server_keys"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    """A user's trusted device: an Ed25519 public key that signs every device request."""
+
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class DeviceNonce(Base):
+    """Nonces seen in signed device requests, kept until their timestamp window has passed."""
+
+    __tablename__ = "device_nonces"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OAuthClient(Base):
+    """A client registered through RFC 7591. Append-only: registrations are never silently dropped."""
+
+    __tablename__ = "oauth_clients"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    client_name: Mapped[str | None] = mapped_column(String(256))
+    redirect_uris: Mapped[list[str]]
+    grant_types: Mapped[list[str]]
+    response_types: Mapped[list[str]]
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(512))
+    provider_id: Mapped[str | None] = mapped_column(String(128))
+    # Every registered metadata field as echoed back in the registration response.
+    client_metadata: Mapped[dict[str, Any]]
+    client_id_issued_at: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class BrowserSession(Base):
+    """A browser seen at the authorization page; signed in (user_id set) once a pairing completed in it."""
+
+    __tablename__ = "browser_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    created_at: Mapped[datetime]
+    signed_in_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]
+
+
+class AuthorizationRequest(Base):
+    """A validated `/oauth/authorize` request, held while the person pairs or consents in that browser."""
+
+    __tablename__ = "authorization_requests"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_session_id: Mapped[str] = mapped_column(ForeignKey("browser_sessions.id"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(16))
+    resource: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class PairingSession(Base):
+    """The QR pairing of one authorization request; see `server.pairing.states` for its state machine."""
+
+    __tablename__ = "pairing_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    authorization_request_id: Mapped[str] = mapped_column(ForeignKey("authorization_requests.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_expires_at: Mapped[datetime | None]
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    approved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class RuntimeConnection(Base):
+    """A paired client: the user allowed this OAuth client, through this trusted device, to act as runtime."""
+
+    __tablename__ = "runtime_connections"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(512))
+    resource: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class OAuthToken(Base):
+    """One access token and (usually) its refresh token. `grant_id` ties a rotation family together."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (Index("ix_oauth_tokens_grant_id", "grant_id"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
+    authorization_code_id: Mapped[str | None] = mapped_column(ForeignKey("authorization_codes.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(512))
+    resource: Mapped[str] = mapped_column(Text)
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    access_expires_at: Mapped[datetime]
+    refresh_expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    # Set when this token's refresh token was exchanged for `replaced_by_id`.
+    rotated_at: Mapped[datetime | None]
+    replaced_by_id: Mapped[str | None] = mapped_column(String(64))
+    # The successor pair, AES-GCM sealed under a key derived from this token's own refresh token, so a racing
+    # client that re-presents it within the grace window gets the same pair back, and nobody else can read it.
+    successor_sealed: Mapped[str | None] = mapped_column(Text)

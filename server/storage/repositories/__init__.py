@@ -1,0 +1,1 @@
+"""Repositories: one module per aggregate; each takes the request's `AsyncSession` and never commits."""
