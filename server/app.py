@@ -8,13 +8,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from litestar import Litestar, get
+from litestar.config.cors import CORSConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.core.clock import Clock, SystemClock
 from server.core.crypto import random_token
+from server.core.runtime import Runtime
+from server.device.routes import device_router
+from server.mcp.routes import mcp_endpoint
+from server.oauth.routes import TEMPLATES, oauth_routes
 from server.settings import Settings
 from server.storage.engine import create_engine, create_sessionmaker
 from server.storage.migrate import upgrade
@@ -24,14 +31,11 @@ log = logging.getLogger("vouchsim")
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """What lives for the life of the process: made in the lifespan, handed to routes through DI."""
+class Resources:
+    """What lives for the life of the process besides the Runtime: the engine and its session factory."""
 
-    settings: Settings
-    clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    hmac_key: bytes
 
 
 async def provide_runtime(state: State) -> Runtime:
@@ -41,8 +45,8 @@ async def provide_runtime(state: State) -> Runtime:
 
 async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the handler returns, rolled back when it raises."""
-    runtime: Runtime = state.runtime
-    async with runtime.sessions() as session:
+    resources: Resources = state.resources
+    async with resources.sessions() as session:
         async with session.begin():
             yield session
 
@@ -50,8 +54,8 @@ async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
 @get("/healthz", tags=["ops"])
 async def healthz(state: State) -> dict[str, str]:
     """Readiness: the database answers."""
-    runtime: Runtime = state.runtime
-    async with runtime.engine.connect() as connection:
+    resources: Resources = state.resources
+    async with resources.engine.connect() as connection:
         await connection.exec_driver_sql("SELECT 1")
     return {"status": "ok"}
 
@@ -69,18 +73,27 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 key = settings.secret_key or await get_or_create_key(
                     session, "hmac", lambda: random_token(32), clock.now()
                 )
-            app.state.runtime = Runtime(settings, clock, engine, sessions, key.encode())
+            app.state.runtime = Runtime(settings, clock, key.encode())
+            app.state.resources = Resources(engine, sessions)
             yield
         finally:
             # aiosqlite leaves threads behind (and once hung the process) unless the engine is disposed.
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[healthz],
+        route_handlers=[healthz, *oauth_routes, device_router, mcp_endpoint],
         lifespan=[lifespan],
         dependencies={
             "runtime": Provide(provide_runtime),
             "db": Provide(provide_db_session),
         },
         openapi_config=OpenAPIConfig(title="Vouchsim", version="0.1.0", path="/schema"),
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        # Browser-based MCP clients must be able to read the challenge and the session id.
+        cors_config=CORSConfig(
+            allow_origins=["*"], allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Mcp-Session-Id", "MCP-Protocol-Version",
+                           "Last-Event-ID"],
+            expose_headers=["WWW-Authenticate", "Mcp-Session-Id"], max_age=600,
+        ),
     )

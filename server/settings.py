@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 30 * 24 * 3600
     authorization_code_ttl: int = 60
+    authorization_request_ttl: int = 900
     pairing_ttl: int = 300
     pairing_code_ttl: int = 180
     pairing_max_attempts: int = 5
@@ -37,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("issuer must not end with '/'")
         if not 0 < self.port < 65536:
             raise ValueError("port must be between 1 and 65535")
-        for name in ("access_token_ttl", "refresh_token_ttl", "authorization_code_ttl", "pairing_ttl",
+        for name in ("access_token_ttl", "refresh_token_ttl", "authorization_code_ttl", "authorization_request_ttl", "pairing_ttl",
                      "pairing_code_ttl", "browser_session_ttl", "device_clock_skew"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

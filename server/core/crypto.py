@@ -41,3 +41,26 @@ def b64url(data: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sealing_key(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), f"vouchsim-seal:{purpose}".encode(), hashlib.sha256).digest()
+
+
+def seal(secret: str, purpose: str, plaintext: bytes) -> str:
+    """Encrypt under a key derived from `secret` (AES-256-GCM): only a holder of `secret` can open it."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(12)
+    return b64url(nonce + AESGCM(_sealing_key(secret, purpose)).encrypt(nonce, plaintext, purpose.encode()))
+
+
+def unseal(secret: str, purpose: str, sealed: str) -> bytes | None:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    raw = b64url_decode(sealed)
+    try:
+        return AESGCM(_sealing_key(secret, purpose)).decrypt(raw[:12], raw[12:], purpose.encode())
+    except (InvalidTag, ValueError):
+        return None

@@ -1,0 +1,28 @@
+"""The scopes this server grants (RFC 6749 §3.3)."""
+
+from __future__ import annotations
+
+IDENTITY = "identity"
+DELEGATION = "delegation"
+OFFLINE_ACCESS = "offline_access"
+
+# What the MCP resource advertises (RFC 9728) and grants when a request names no scope.
+RESOURCE_SCOPES = (IDENTITY, DELEGATION)
+DEFAULT_SCOPE = " ".join(RESOURCE_SCOPES)
+# offline_access is accepted (some clients always ask for it); refresh tokens follow the client's grant_types.
+SUPPORTED_SCOPES = (*RESOURCE_SCOPES, OFFLINE_ACCESS)
+
+DESCRIPTIONS = {
+    IDENTITY: "Know who you are (a pairwise identifier for this application)",
+    DELEGATION: "Ask your trusted device to approve delegations to services",
+    OFFLINE_ACCESS: "Stay connected when you are away (refresh tokens)",
+}
+
+
+def split(scope: str | None) -> list[str]:
+    """Space-separated scope string to a de-duplicated list, order kept."""
+    return list(dict.fromkeys((scope or "").split()))
+
+
+def join(scopes: list[str] | tuple[str, ...]) -> str:
+    return " ".join(dict.fromkeys(scopes))

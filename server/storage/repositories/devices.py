@@ -1,0 +1,87 @@
+"""Users and their trusted devices (docs/device-api.md), and the nonces of signed device requests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.storage.models import Device, DeviceNonce, User
+
+
+class DeviceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, device_id: str) -> Device | None:
+        return await self.session.get(Device, device_id, populate_existing=True)
+
+    async def is_active(self, device_id: str) -> bool:
+        found = await self.session.scalar(
+            select(Device.id).where(Device.id == device_id, Device.revoked_at.is_(None))
+        )
+        return found is not None
+
+    async def find_by_public_key(self, public_key: str) -> Device | None:
+        return await self.session.scalar(select(Device).where(Device.public_key == public_key))
+
+    async def enrol(
+        self, *, user_id: str, device_id: str, public_key: str, name: str, now: datetime
+    ) -> Device | None:
+        """A new user with this device as its trusted device; None when the key is already enrolled.
+
+        The device insert ignores a unique-key conflict instead of failing, so a racing enrolment of the
+        same key neither aborts the transaction nor leaves the new user behind.
+        """
+        self.session.add(User(id=user_id, created_at=now))
+        await self.session.flush()
+        inserted = await self._insert_ignoring_conflict(
+            Device,
+            ["public_key"],
+            id=device_id,
+            user_id=user_id,
+            public_key=public_key,
+            name=name,
+            created_at=now,
+        )
+        if not inserted:
+            await self.session.execute(delete(User).where(User.id == user_id))
+            return None
+        return await self.get(device_id)
+
+    async def touch(self, device_id: str, now: datetime) -> None:
+        await self.session.execute(
+            update(Device)
+            .where(Device.id == device_id)
+            .values(last_seen_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def remember_nonce(self, device_id: str, nonce: str, expires_at: datetime) -> bool:
+        """Record a nonce; False when this device already used it (the primary key is the replay check)."""
+        return await self._insert_ignoring_conflict(
+            DeviceNonce, ["device_id", "nonce"], device_id=device_id, nonce=nonce, expires_at=expires_at
+        )
+
+    async def prune_nonces(self, now: datetime) -> int:
+        """Forget nonces whose timestamp can no longer pass the clock-skew window anyway."""
+        result = await self.session.execute(
+            delete(DeviceNonce)
+            .where(DeviceNonce.expires_at < now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _insert_ignoring_conflict(
+        self, model: type[Device] | type[DeviceNonce], conflict_on: list[str], **values: Any
+    ) -> bool:
+        # ON CONFLICT DO NOTHING, spelled per dialect: a failed INSERT would abort a PostgreSQL transaction,
+        # and SAVEPOINTs are unreliable on pysqlite-style drivers.
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]

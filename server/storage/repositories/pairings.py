@@ -1,0 +1,142 @@
+"""Pairing sessions (see `server.pairing.states`): every state change is a compare-and-swap UPDATE.
+
+`UPDATE … WHERE id = ? AND status IN (…)` and a rowcount check, so two racing decisions cannot both win.
+Statuses arrive as plain strings: the state machine itself lives above storage, in `server.pairing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.storage.models import AuthorizationRequest, Device, OAuthClient, PairingSession
+
+
+class PairingBundle(NamedTuple):
+    """A pairing with what its service needs to answer about it, read in one query."""
+
+    pairing: PairingSession
+    request: AuthorizationRequest
+    client: OAuthClient
+    device: Device | None
+
+
+class AttemptReservation(NamedTuple):
+    """The pairing as it was when a code attempt was counted (read atomically with the count)."""
+
+    failed_attempts: int
+    status: str
+    code_hash: str | None
+    code_expires_at: datetime | None
+
+
+class PairingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self,
+        *,
+        pairing_id: str,
+        authorization_request_id: str,
+        secret_hash: str,
+        status: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> PairingSession:
+        row = PairingSession(
+            id=pairing_id,
+            authorization_request_id=authorization_request_id,
+            secret_hash=secret_hash,
+            status=status,
+            failed_attempts=0,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def bundle(self, pairing_id: str) -> PairingBundle | None:
+        return await self._bundle(PairingSession.id == pairing_id)
+
+    async def bundle_by_secret_hash(self, secret_hash: str) -> PairingBundle | None:
+        return await self._bundle(PairingSession.secret_hash == secret_hash)
+
+    async def _bundle(self, condition: Any) -> PairingBundle | None:
+        row = (
+            await self.session.execute(
+                select(PairingSession, AuthorizationRequest, OAuthClient, Device)
+                .join(
+                    AuthorizationRequest, AuthorizationRequest.id == PairingSession.authorization_request_id
+                )
+                .join(OAuthClient, OAuthClient.client_id == AuthorizationRequest.client_id)
+                .outerjoin(Device, Device.id == PairingSession.device_id)
+                .where(condition)
+                # Always the database's current row, never a stale copy from this session's identity map.
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        return PairingBundle(*row) if row else None
+
+    async def update_if(
+        self,
+        pairing_id: str,
+        *,
+        status_in: Collection[str],
+        changes: Mapping[str, Any],
+        device_id: str | None = None,
+        code_hash: str | None = None,
+        due_by: datetime | None = None,
+    ) -> bool:
+        """Compare-and-swap: apply `changes` only while the row is in one of `status_in`.
+
+        Optional guards: still claimed by `device_id`, still holding `code_hash`, `expires_at` not after
+        `due_by`. True when this call changed the row.
+        """
+        conditions = [PairingSession.id == pairing_id, PairingSession.status.in_(list(status_in))]
+        if device_id is not None:
+            conditions.append(PairingSession.device_id == device_id)
+        if code_hash is not None:
+            conditions.append(PairingSession.code_hash == code_hash)
+        if due_by is not None:
+            conditions.append(PairingSession.expires_at <= due_by)
+        result = await self.session.execute(
+            update(PairingSession)
+            .where(*conditions)
+            .values(**changes)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def reserve_attempt(
+        self, pairing_id: str, *, status_in: Collection[str], max_attempts: int
+    ) -> AttemptReservation | None:
+        """Count one code attempt before checking it, so no more than `max_attempts` are ever checked.
+
+        None when the pairing is not in `status_in` or has no attempts left. The row's state is returned
+        from the same UPDATE, so the code is checked against exactly what was current when counted.
+        """
+        row = (
+            await self.session.execute(
+                update(PairingSession)
+                .where(
+                    PairingSession.id == pairing_id,
+                    PairingSession.status.in_(list(status_in)),
+                    PairingSession.failed_attempts < max_attempts,
+                )
+                .values(failed_attempts=PairingSession.failed_attempts + 1)
+                .returning(
+                    PairingSession.failed_attempts,
+                    PairingSession.status,
+                    PairingSession.code_hash,
+                    PairingSession.code_expires_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        return AttemptReservation(*row) if row else None

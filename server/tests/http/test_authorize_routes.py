@@ -1,0 +1,240 @@
+"""The authorization endpoint and its pages: validation order, PKCE, resource, pairing, consent, CSRF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from server.core.clock import FrozenClock
+from server.tests.http.conftest import ISSUER
+from server.tests.support import Device, Flow, authorize_params, csrf_of, qr_payload_for, redirect_query, register
+
+
+def _params(client_info: dict[str, Any], challenge: str, **overrides: Any) -> dict[str, str]:
+    return authorize_params(client_info, challenge, **overrides)
+
+
+# -- before the client and redirect URI are known good: a page, never a redirect -----------------------------
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"client_id": "vsc_unknown"},
+        {"client_id": None},
+        {"redirect_uri": "http://127.0.0.1:33418/elsewhere"},
+        {"redirect_uri": "https://attacker.example/callback"},
+    ],
+)
+def test_bad_client_or_redirect_shows_an_error_page(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str], overrides: dict[str, Any]
+) -> None:
+    response = flow.start(_params(public_client, verifier_challenge[1], **overrides))
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert response.headers["content-type"].startswith("text/html")
+    assert "not valid" in response.text
+
+
+def test_loopback_redirect_may_use_any_port(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    params = _params(public_client, verifier_challenge[1], redirect_uri="http://127.0.0.1:50123/callback")
+    query = flow.authorize(params)
+    assert query["state"] == "opaque-state"
+
+
+# -- after: errors go back to the client with state and iss ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge": "short"}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "admin"}, "invalid_scope"),
+        ({"resource": "https://other.example/mcp"}, "invalid_target"),
+        ({"resource": f"{ISSUER}/api"}, "invalid_target"),
+    ],
+)
+def test_invalid_request_goes_back_to_the_client(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str],
+    overrides: dict[str, Any], error: str,
+) -> None:
+    response = flow.start(_params(public_client, verifier_challenge[1], **overrides))
+    assert response.status_code in (302, 303), response.text
+    location = response.headers["location"]
+    assert location.startswith("http://127.0.0.1:33418/callback?")
+    query = redirect_query(location)
+    assert query["error"] == error
+    assert query["state"] == "opaque-state"
+    assert query["iss"] == ISSUER
+
+
+def test_resource_with_trailing_slash_and_default_scope_are_accepted(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    params = _params(public_client, verifier_challenge[1], resource=f"{ISSUER}/mcp/", scope=None)
+    page = flow.client.get(flow.pairing_page(params))
+    assert "identity" in page.text and "delegation" in page.text
+
+
+# -- the pairing page ----------------------------------------------------------------------------------------
+def test_page_is_protected_and_shows_who_is_asking(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    start = flow.start(_params(public_client, verifier_challenge[1]))
+    cookie = start.headers["set-cookie"]
+    assert cookie.startswith("__Host-vouchsim_browser=")
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    page = flow.client.get(start.headers["location"])
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "Acme Agent Client" in page.text and "127.0.0.1" in page.text
+    assert "expires in" in page.text
+    payload = qr_payload_for(flow.client, start.headers["location"])
+    assert payload.startswith("vouchsim://pair?")
+    assert "iss=https%3A%2F%2Fvouch.test" in payload
+
+
+def test_page_shows_that_the_device_scanned(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    assert flow.client.get(f"{path}/status").json()["status"] == "waiting"
+    payload = qr_payload_for(flow.client, path)
+    flow.device.call(flow.client, "POST", "/device/pairings/claim", {"qr_payload": payload})
+    assert flow.client.get(f"{path}/status").json()["status"] == "claimed"
+    assert "Scanned by" in flow.client.get(path).text
+
+
+def test_successful_pairing_redirects_with_code_state_and_iss(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    query = flow.authorize(_params(public_client, verifier_challenge[1]))
+    assert query["code"] and query["state"] == "opaque-state" and query["iss"] == ISSUER
+
+
+def test_code_is_normalised(flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    code = flow.scan_and_approve(path)
+    response = flow.submit(path, " " + code.replace("-", "").lower() + " ")
+    assert response.status_code == 303
+    assert "code" in redirect_query(response.headers["location"])
+
+
+def test_five_wrong_codes_burn_the_pairing(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    code = flow.scan_and_approve(path)
+    wrong = "BBBB-BBBB" if code != "BBBB-BBBB" else "CCCC-CCCC"
+    for attempt in range(4):
+        response = flow.submit(path, wrong)
+        assert response.status_code == 400
+        assert f"{4 - attempt}" in response.text
+    final = flow.submit(path, wrong)
+    assert "Too many wrong codes" in final.text
+    after = flow.submit(path, code)
+    assert after.status_code != 303
+    assert "Start again" in flow.client.get(path).text
+
+
+def test_code_from_another_browser_session_is_refused(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    code = flow.scan_and_approve(path)
+    flow.client.cookies.clear()  # another browser: its own cookie, its own CSRF token
+    other_page = flow.client.get(path)
+    assert other_page.status_code == 404
+    response = flow.client.post(path, data={"csrf": "x", "code": code}, follow_redirects=False)
+    assert response.status_code == 403
+    assert "location" not in response.headers
+
+
+def test_missing_csrf_token_is_refused(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    code = flow.scan_and_approve(path)
+    response = flow.client.post(path, data={"code": code}, follow_redirects=False)
+    assert response.status_code == 403
+
+
+def test_declined_on_the_device_sends_access_denied(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    payload = qr_payload_for(flow.client, path)
+    pairing_id = flow.device.call(flow.client, "POST", "/device/pairings/claim", {"qr_payload": payload}).json()[
+        "pairing_id"]
+    assert flow.device.call(flow.client, "POST", f"/device/pairings/{pairing_id}/decline").status_code == 200
+    response = flow.client.get(path, follow_redirects=False)
+    assert response.status_code == 303
+    query = redirect_query(response.headers["location"])
+    assert query["error"] == "access_denied" and query["state"] == "opaque-state" and query["iss"] == ISSUER
+
+
+def test_expired_pairing_says_so_and_can_start_again(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str], clock: FrozenClock
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    clock.advance(301)
+    page = flow.client.get(path)
+    assert "expired" in page.text
+    request_form = page.text.split('action="/oauth/authorize/requests/')[1].split('"')[0]
+    restart = flow.client.post(f"/oauth/authorize/requests/{request_form}", data={"csrf": csrf_of(page.text)},
+                               follow_redirects=False)
+    assert restart.status_code == 303
+    new_path = restart.headers["location"]
+    assert new_path != path
+    code = flow.scan_and_approve(new_path)
+    assert flow.submit(new_path, code).status_code == 303
+
+
+def test_cancel_sends_access_denied(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    page = flow.client.get(path)
+    deny_path = page.text.split('action="/oauth/authorize/requests/')[-1].split('"')[0]
+    response = flow.client.post(f"/oauth/authorize/requests/{deny_path}", data={"csrf": csrf_of(page.text)},
+                                follow_redirects=False)
+    assert redirect_query(response.headers["location"])["error"] == "access_denied"
+
+
+# -- a signed-in browser: consent instead of a QR ------------------------------------------------------------
+def test_signed_in_browser_gets_the_session_consent(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    flow.authorize(_params(public_client, verifier_challenge[1]))
+    other = register(flow.client, client_name="Second Agent")
+    start = flow.start(_params(other, verifier_challenge[1]))
+    assert start.status_code == 303 and start.headers["location"].endswith("/consent")
+    page = flow.client.get(start.headers["location"])
+    assert "Authorize with this session" in page.text and "Second Agent" in page.text
+    response = flow.client.post(start.headers["location"], data={"csrf": csrf_of(page.text)},
+                                follow_redirects=False)
+    query = redirect_query(response.headers["location"])
+    assert query["code"] and query["iss"] == ISSUER
+    connections = flow.device.call(flow.client, "GET", "/device/connections").json()["connections"]
+    assert {c["client_name"] for c in connections} == {"Acme Agent Client", "Second Agent"}
+
+
+def test_loopback_http_issuer_uses_a_plain_cookie(settings: Any, clock: FrozenClock) -> None:
+    from server.app import create_app
+
+    with TestClient(create_app(settings, clock=clock), base_url="http://127.0.0.1:8741") as client:
+        info = register(client)
+        from server.tests.support import pkce
+
+        start = client.get("/oauth/authorize", params=authorize_params(info, pkce()[1]), follow_redirects=False)
+        cookie = start.headers["set-cookie"]
+        assert cookie.startswith("vouchsim_browser=") and "Secure" not in cookie and "HttpOnly" in cookie
+        device = Device(clock=clock)
+        device.enrol(client)
+        query = Flow(client, device).authorize(authorize_params(info, pkce()[1]))
+        assert query["iss"] == "http://127.0.0.1:8741"
