@@ -1,0 +1,191 @@
+"""Every failure the companion can hit, one class each, with a message a person can act on.
+
+The CLI and the TUI print `str(error)` and, when there is one, `error.hint`; no raw httpx exception or
+traceback ever reaches them. API errors are keyed by the wire `error` code of docs/device-api.md.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class CompanionError(Exception):
+    """Base of every companion failure: `str(error)` is a sentence, `hint` says what to do next."""
+
+    default_message: ClassVar[str] = "The companion failed."
+    hint: ClassVar[str] = ""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.default_message)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- local state -------------------------------------------------------------------------------------
+
+
+class NotEnrolledError(CompanionError):
+    default_message = "This companion is not enrolled with a server yet."
+    hint = "Run `vouchsim companion enrol --server URL` first."
+
+
+class AlreadyEnrolledError(CompanionError):
+    default_message = "This companion is already enrolled with another server."
+    hint = "Pass --force to enrol a new key (the old enrolment is forgotten)."
+
+
+class KeystoreError(CompanionError):
+    default_message = "The companion's state directory is unreadable or damaged."
+    hint = "Check the files under the state directory, or enrol again with --force."
+
+
+class InvalidDeviceNameError(CompanionError):
+    default_message = "A device name must be 1 to 64 characters long."
+
+
+# --- transport ---------------------------------------------------------------------------------------
+
+
+class TransportError(CompanionError):
+    """The request never got an HTTP answer."""
+
+    default_message = "Could not talk to the server."
+
+
+class ServerUnreachableError(TransportError):
+    default_message = "Could not connect to the server."
+    hint = "Is the server running, and is --server right?"
+
+
+class ServerTimeoutError(TransportError):
+    default_message = "The server did not answer in time."
+
+
+class UnexpectedResponseError(CompanionError):
+    """An HTTP answer that is not what docs/device-api.md promises (a 5xx, HTML, a malformed body)."""
+
+    default_message = "The server sent an unexpected response."
+
+
+# --- API errors (the `error` code of the JSON error body) --------------------------------------------
+
+
+class ApiError(CompanionError):
+    """An error answer from the device API; also used as-is for codes this companion does not know."""
+
+    code: ClassVar[str] = ""
+    default_message = "The server refused the request."
+
+    def __init__(self, description: str = "", *, status: int = 400, code: str = "") -> None:
+        super().__init__(description)
+        self.status = status
+        self.error_code = code or self.code
+
+
+class InvalidRequestError(ApiError):
+    code = "invalid_request"
+    default_message = "The server rejected the request as malformed."
+
+
+class InvalidSignatureError(ApiError):
+    code = "invalid_signature"
+    default_message = "The server did not accept this device's signature."
+    hint = "Check that this machine's clock is right; if the device was removed, enrol again with --force."
+
+
+class DeviceExistsError(ApiError):
+    code = "device_exists"
+    default_message = "This device key is already enrolled."
+    hint = "Pass --force to enrol with a new key."
+
+
+class InvalidQrPayloadError(ApiError):
+    code = "invalid_qr_payload"
+    default_message = "The server says this QR is not a pairing QR of its own."
+
+
+class PairingNotFoundError(ApiError):
+    code = "pairing_not_found"
+    default_message = "The server knows no such pairing (or another device owns it)."
+
+
+class PairingExpiredError(ApiError):
+    code = "pairing_expired"
+    default_message = "This pairing has expired."
+    hint = "Reload the authorization page for a fresh QR."
+
+
+class PairingAlreadyClaimedError(ApiError):
+    code = "pairing_already_claimed"
+    default_message = "Another device scanned this pairing QR first."
+
+
+class PairingClosedError(ApiError):
+    code = "pairing_closed"
+    default_message = "This pairing is closed (declined, completed or burnt)."
+    hint = "Reload the authorization page for a fresh QR."
+
+
+class ConnectionNotFoundError(ApiError):
+    code = "connection_not_found"
+    default_message = "No such connection for this user."
+    hint = "List them with `vouchsim companion connections`."
+
+
+API_ERRORS: dict[str, type[ApiError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequestError,
+        InvalidSignatureError,
+        DeviceExistsError,
+        InvalidQrPayloadError,
+        PairingNotFoundError,
+        PairingExpiredError,
+        PairingAlreadyClaimedError,
+        PairingClosedError,
+        ConnectionNotFoundError,
+    )
+}
+
+
+def api_error(status: int, code: str, description: str) -> ApiError:
+    """The typed exception for a wire error; unknown codes keep their code on a plain `ApiError`."""
+    cls = API_ERRORS.get(code, ApiError)
+    return cls(description, status=status, code=code)
+
+
+# --- QR codes ------------------------------------------------------------------------------------------
+
+
+class QrError(CompanionError):
+    """The pairing QR could not be read or is not one this companion may claim."""
+
+
+class ImageSourceError(QrError):
+    default_message = "Could not read the image."
+
+
+class NotAnImageError(QrError):
+    default_message = "That is not an image this companion can read (PNG, JPEG, ...)."
+
+
+class NoQrCodeFoundError(QrError):
+    default_message = "No QR code was found in the image."
+    hint = "Use a sharper or larger picture of the pairing QR."
+
+
+class NotAPairingQrError(QrError):
+    default_message = "This QR code is not a Vouchsim pairing QR."
+
+
+class IssuerMismatchError(QrError):
+    default_message = "This pairing QR belongs to another server."
+
+    def __init__(self, qr_issuer: str, expected_issuer: str) -> None:
+        super().__init__(
+            f"This pairing QR belongs to {qr_issuer}, but this companion is enrolled with {expected_issuer}."
+        )
+        self.qr_issuer = qr_issuer
+        self.expected_issuer = expected_issuer
