@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -46,9 +46,8 @@ async def provide_runtime(state: State) -> Runtime:
 async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the handler returns, rolled back when it raises."""
     resources: Resources = state.resources
-    async with resources.sessions() as session:
-        async with session.begin():
-            yield session
+    async with resources.sessions() as session, session.begin():
+        yield session
 
 
 @get("/healthz", tags=["ops"])
@@ -91,9 +90,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         # Browser-based MCP clients must be able to read the challenge and the session id.
         cors_config=CORSConfig(
-            allow_origins=["*"], allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Mcp-Session-Id", "MCP-Protocol-Version",
-                           "Last-Event-ID"],
-            expose_headers=["WWW-Authenticate", "Mcp-Session-Id"], max_age=600,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Mcp-Session-Id",
+                "MCP-Protocol-Version",
+                "Last-Event-ID",
+            ],
+            expose_headers=["WWW-Authenticate", "Mcp-Session-Id"],
+            max_age=600,
         ),
     )

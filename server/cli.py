@@ -35,15 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _settings_options(migrate)
-    sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)",
-                   add_help=False)
+    sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)", add_help=False)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         return settings_from_environment(
-            issuer=args.issuer, host=args.host, port=args.port, database_url=args.database_url,
+            issuer=args.issuer,
+            host=args.host,
+            port=args.port,
+            database_url=args.database_url,
             log_level=args.log_level,
         )
     except (ValueError, TypeError) as error:
@@ -62,7 +64,10 @@ def serve(settings: Settings) -> None:
     print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
     print(f"  database: {settings.database_url}", flush=True)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
         proxy_headers=False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
         server_header=False,
     )
@@ -87,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "companion":
         # Replace this process: exit codes, signals and the terminal pass straight through.
-        os.execv(sys.executable, [sys.executable, "-m", "companion", *argv[1:]])
+        os.execv(sys.executable, [sys.executable, "-m", "companion", *argv[1:]])  # noqa: S606
     args = build_parser().parse_args(argv)
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -38,8 +38,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("issuer must not end with '/'")
         if not 0 < self.port < 65536:
             raise ValueError("port must be between 1 and 65535")
-        for name in ("access_token_ttl", "refresh_token_ttl", "authorization_code_ttl", "authorization_request_ttl", "pairing_ttl",
-                     "pairing_code_ttl", "browser_session_ttl", "device_clock_skew"):
+        for name in (
+            "access_token_ttl",
+            "refresh_token_ttl",
+            "authorization_code_ttl",
+            "authorization_request_ttl",
+            "pairing_ttl",
+            "pairing_code_ttl",
+            "browser_session_ttl",
+            "device_clock_skew",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.pairing_max_attempts < 1:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from litestar.di import NamedDependency
 from litestar import Request, Response, route
+from litestar.di import NamedDependency
 
 from server.core.issuer import resource_url
 from server.core.runtime import Runtime
@@ -23,8 +23,12 @@ PROTOCOL_VERSION = "2025-06-18"
 def _challenge_response(issuer: str, error: BearerError) -> Response[Any]:
     header = challenge(f"{issuer}/.well-known/oauth-protected-resource/mcp", scopes.DEFAULT_SCOPE, error)
     body = {"error": error.code or "unauthorized", "error_description": error.description}
-    return Response(content=body, status_code=error.status, headers={"WWW-Authenticate": header},
-                    media_type="application/json")
+    return Response(
+        content=body,
+        status_code=error.status,
+        headers={"WWW-Authenticate": header},
+        media_type="application/json",
+    )
 
 
 def _rpc(id_: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -36,12 +40,15 @@ def _rpc(id_: Any, *, result: Any = None, error: dict[str, Any] | None = None) -
     return message
 
 
-@route("/mcp", http_method=["GET", "POST", "DELETE"], tags=["mcp"], include_in_schema=False)
-async def mcp_endpoint(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> Response[Any]:
+@route("/mcp", http_method=["GET", "POST", "DELETE"], status_code=200, tags=["mcp"], include_in_schema=False)
+async def mcp_endpoint(
+    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+) -> Response[Any]:
     issuer = issuer_of(request, runtime)
     try:
-        await authenticate(TokenRepository(db), runtime.clock, request.headers.get("authorization"),
-                           resource_url(issuer))
+        await authenticate(
+            TokenRepository(db), runtime.clock, request.headers.get("authorization"), resource_url(issuer)
+        )
     except BearerError as error:
         return _challenge_response(issuer, error)
     if request.method != "POST":
@@ -55,10 +62,16 @@ async def mcp_endpoint(request: Request[Any, Any, Any], db: NamedDependency[DbSe
     if "id" not in message:
         return Response(content=None, status_code=202)
     if message["method"] == "initialize":
-        return Response(content=_rpc(message["id"], result={
-            "protocolVersion": PROTOCOL_VERSION, "capabilities": {"tools": {}},
-            "serverInfo": {"name": "vouchsim", "version": "0.1.0"},
-        }))
+        return Response(
+            content=_rpc(
+                message["id"],
+                result={
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "vouchsim", "version": "0.1.0"},
+                },
+            )
+        )
     if message["method"] == "ping":
         return Response(content=_rpc(message["id"], result={}))
     return Response(content=_rpc(message["id"], error={"code": -32601, "message": "Method not found"}))

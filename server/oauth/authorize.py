@@ -92,20 +92,38 @@ def _summary(row: AuthorizationRequest, client: OAuthClient) -> RequestSummary:
     from urllib.parse import urlsplit
 
     params = ValidatedRequest(
-        client_id=row.client_id, redirect_uri=row.redirect_uri, scope=row.scope, state=row.state,
-        code_challenge=row.code_challenge, code_challenge_method=row.code_challenge_method, resource=row.resource,
+        client_id=row.client_id,
+        redirect_uri=row.redirect_uri,
+        scope=row.scope,
+        state=row.state,
+        code_challenge=row.code_challenge,
+        code_challenge_method=row.code_challenge_method,
+        resource=row.resource,
     )
     return RequestSummary(
-        request_id=row.id, client_id=client.client_id, client_name=client.client_name or client.client_id,
-        redirect_uri=row.redirect_uri, redirect_host=urlsplit(row.redirect_uri).hostname or "",
-        scopes=tuple(scopes.split(row.scope)), state=row.state, expires_at=row.expires_at, params=params,
+        request_id=row.id,
+        client_id=client.client_id,
+        client_name=client.client_name or client.client_id,
+        redirect_uri=row.redirect_uri,
+        redirect_host=urlsplit(row.redirect_uri).hostname or "",
+        scopes=tuple(scopes.split(row.scope)),
+        state=row.state,
+        expires_at=row.expires_at,
+        params=params,
     )
 
 
 class AuthorizationFlow:
-    def __init__(self, repo: AuthorizationRepository, connections: ConnectionRepository,
-                 devices: DeviceRepository, pairing: PairingService, clock: Clock, settings: Settings,
-                 hmac_key: bytes) -> None:
+    def __init__(
+        self,
+        repo: AuthorizationRepository,
+        connections: ConnectionRepository,
+        devices: DeviceRepository,
+        pairing: PairingService,
+        clock: Clock,
+        settings: Settings,
+        hmac_key: bytes,
+    ) -> None:
         self.repo = repo
         self.connections = connections
         self.devices = devices
@@ -123,7 +141,9 @@ class AuthorizationFlow:
                 return await self._signed_in_view(row, cookie)
         secret = random_token(32)
         row = BrowserSession(
-            id=new_id("brw"), secret_hash=hash_secret(secret), created_at=now,
+            id=new_id("brw"),
+            secret_hash=hash_secret(secret),
+            created_at=now,
             expires_at=now + timedelta(seconds=self.settings.browser_session_ttl),
         )
         await self.repo.add_browser(row)
@@ -145,10 +165,16 @@ class AuthorizationFlow:
     async def open(self, browser: Browser, request: ValidatedRequest) -> str:
         now = self.clock.now()
         row = AuthorizationRequest(
-            id=new_id("areq"), browser_session_id=browser.id, client_id=request.client_id,
-            redirect_uri=request.redirect_uri, scope=request.scope, state=request.state,
-            code_challenge=request.code_challenge, code_challenge_method=request.code_challenge_method,
-            resource=request.resource, created_at=now,
+            id=new_id("areq"),
+            browser_session_id=browser.id,
+            client_id=request.client_id,
+            redirect_uri=request.redirect_uri,
+            scope=request.scope,
+            state=request.state,
+            code_challenge=request.code_challenge,
+            code_challenge_method=request.code_challenge_method,
+            resource=request.resource,
+            created_at=now,
             expires_at=now + timedelta(seconds=self.settings.authorization_request_ttl),
         )
         await self.repo.add_request(row)

@@ -62,8 +62,7 @@ def bearer_token(authorization: str | None) -> str | None:
     return value if scheme.lower() == "bearer" and value else None
 
 
-async def authenticate(tokens: TokenRepository, clock: Clock, authorization: str | None,
-                       resource: str) -> AccessGrant:
+async def authenticate(tokens: TokenRepository, clock: Clock, authorization: str | None, resource: str) -> AccessGrant:
     token = bearer_token(authorization)
     if token is None:
         # Another scheme (Basic, say) counts as no bearer token at all: answer with the plain challenge.
@@ -75,8 +74,13 @@ async def authenticate(tokens: TokenRepository, clock: Clock, authorization: str
     if row.resource.rstrip("/") != resource:
         raise WrongAudience(f"The access token was issued for {row.resource}, not {resource}.")
     return AccessGrant(
-        token_id=row.id, client_id=row.client_id, user_id=row.user_id, connection_id=row.connection_id,
-        scopes=tuple(scopes.split(row.scope)), resource=row.resource, expires_at=row.access_expires_at,
+        token_id=row.id,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        connection_id=row.connection_id,
+        scopes=tuple(scopes.split(row.scope)),
+        resource=row.resource,
+        expires_at=row.access_expires_at,
     )
 
 

@@ -29,8 +29,8 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Error,
     OAuth2Payload,
     OAuth2Request,
+    grants,
 )
-from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -79,6 +79,22 @@ class _Payload(OAuth2Payload):  # type: ignore[misc]
         return self._datalist
 
 
+class _Headers(dict[str, str]):
+    """Header lookup without regard to case: Authlib asks for "Authorization", Litestar hands "authorization"."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__((name.lower(), value) for name, value in headers.items())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
 class FormRequest(OAuth2Request):  # type: ignore[misc]
     """An OAuth request whose parameters were read on the event loop (query string, form or JSON body)."""
 
@@ -87,8 +103,8 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         # The transport is the deployment's business (a TLS proxy, or plain http in a lab); the URI is used
         # for nothing else here, so Authlib sees it with an https scheme.
         if uri.startswith("http://"):
-            uri = "https://" + uri[len("http://"):]
-        super().__init__(method, uri, headers=dict(headers))
+            uri = "https://" + uri[len("http://") :]
+        super().__init__(method, uri, headers=_Headers(headers))
         self.payload = _Payload(params)
 
     @property
@@ -184,15 +200,25 @@ class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         source: CodeView | TokenView = request.authorization_code or request.refresh_token
         request.saved_token_id = _bridge(
             lambda: self.store.save_token(
-                token, client_id=request.client.client_id, user_id=source.user_id,
-                connection_id=source.connection_id, resource=source.resource,
+                token,
+                client_id=request.client.client_id,
+                user_id=source.user_id,
+                connection_id=source.connection_id,
+                resource=source.resource,
                 grant_id=source.grant_id if isinstance(source, TokenView) else None,
                 code_id=source.id if isinstance(source, CodeView) else source.authorization_code_id,
             )
         )
 
-    def _generate_token(self, grant_type: str, client: ClientView, user: Any = None, scope: str | None = None,
-                        expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+    def _generate_token(
+        self,
+        grant_type: str,
+        client: ClientView,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": "vsat_" + random_token(32),
@@ -248,12 +274,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         user: UserView = request.user
         data = request.payload.data
         resources = request.payload.datalist.get("resource") or [resource_url(self.server.issuer)]
-        _bridge(lambda: self.store.save_code(
-            code, client_id=request.client.client_id, user_id=user.id, connection_id=user.connection_id,
-            redirect_uri=data.get("redirect_uri") or request.client.get_default_redirect_uri(),
-            scope=request.scope, resource=normalise_resource(resources[0]),
-            challenge=data["code_challenge"], method=data["code_challenge_method"],
-        ))
+        _bridge(
+            lambda: self.store.save_code(
+                code,
+                client_id=request.client.client_id,
+                user_id=user.id,
+                connection_id=user.connection_id,
+                redirect_uri=data.get("redirect_uri") or request.client.get_default_redirect_uri(),
+                scope=request.scope,
+                resource=normalise_resource(resources[0]),
+                challenge=data["code_challenge"],
+                method=data["code_challenge_method"],
+            )
+        )
 
     def query_authorization_code(self, code: str, client: ClientView) -> CodeView | None:
         return _bridge(self.store.find_code, code, client.client_id)  # type: ignore[no-any-return]

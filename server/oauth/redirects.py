@@ -62,10 +62,6 @@ def matches(registered: list[str], requested: str) -> bool:
             continue
         known = _split(uri)
         assert known is not None
-        if (
-            _netloc_host(known) == _netloc_host(asked)
-            and known.path == asked.path
-            and known.query == asked.query
-        ):
+        if _netloc_host(known) == _netloc_host(asked) and known.path == asked.path and known.query == asked.query:
             return True
     return False

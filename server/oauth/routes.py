@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError
-from litestar.di import NamedDependency
-from litestar.params import FromPath
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 
@@ -26,7 +26,13 @@ from server.core.issuer import derive_issuer, is_secure, resource_url
 from server.core.runtime import Runtime
 from server.oauth import redirects, scopes
 from server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
-from server.oauth.engine import FormRequest, OAuthResult, VouchAuthorizationServer, normalise_resource, run_authlib
+from server.oauth.engine import (
+    FormRequest,
+    OAuthResult,
+    VouchAuthorizationServer,
+    normalise_resource,
+    run_authlib,
+)
 from server.oauth.metadata import authorization_server_metadata, protected_resource_metadata
 from server.oauth.registration import Registration
 from server.oauth.store import OAuthStore
@@ -49,7 +55,9 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # -- plumbing ------------------------------------------------------------------------------------------------
 def issuer_of(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> str:
     return derive_issuer(
-        runtime.settings.issuer, scheme=request.url.scheme, host=request.headers.get("host"),
+        runtime.settings.issuer,
+        scheme=request.url.scheme,
+        host=request.headers.get("host"),
         forwarded_proto=request.headers.get("x-forwarded-proto"),
     )
 
@@ -62,8 +70,13 @@ def _server(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime], i
 def _flow(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> AuthorizationFlow:
     pairing = PairingService(PairingRepository(db), runtime.clock, runtime.settings, runtime.hmac_key)
     return AuthorizationFlow(
-        AuthorizationRepository(db), ConnectionRepository(db), DeviceRepository(db), pairing, runtime.clock,
-        runtime.settings, runtime.hmac_key,
+        AuthorizationRepository(db),
+        ConnectionRepository(db),
+        DeviceRepository(db),
+        pairing,
+        runtime.clock,
+        runtime.settings,
+        runtime.hmac_key,
     )
 
 
@@ -75,7 +88,9 @@ def _json(result: OAuthResult) -> Response[Any]:
 
 def _oauth_error_json(error: str, description: str, status: int = 400) -> Response[Any]:
     return Response(
-        content={"error": error, "error_description": description}, status_code=status, headers=NO_STORE,
+        content={"error": error, "error_description": description},
+        status_code=status,
+        headers=NO_STORE,
         media_type="application/json",
     )
 
@@ -109,10 +124,17 @@ def _browser_cookie_name(issuer: str) -> str:
 def _browser_cookie(issuer: str, browser: Browser, runtime: NamedDependency[Runtime]) -> list[Cookie]:
     if not browser.is_new:
         return []
-    return [Cookie(
-        key=_browser_cookie_name(issuer), value=browser.secret, path="/", httponly=True, samesite="lax",
-        secure=is_secure(issuer), max_age=runtime.settings.browser_session_ttl,
-    )]
+    return [
+        Cookie(
+            key=_browser_cookie_name(issuer),
+            value=browser.secret,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=is_secure(issuer),
+            max_age=runtime.settings.browser_session_ttl,
+        )
+    ]
 
 
 def _csp(form_targets: list[str]) -> str:
@@ -131,8 +153,14 @@ def _redirect_origin(redirect_uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def page(name: str, context: dict[str, Any], *, status: int = 200, cookies: list[Cookie] | None = None,
-         redirect_uri: str | None = None) -> Template:
+def page(
+    name: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    cookies: list[Cookie] | None = None,
+    redirect_uri: str | None = None,
+) -> Template:
     headers = {
         "Content-Security-Policy": _csp([_redirect_origin(redirect_uri)] if redirect_uri else []),
         "X-Frame-Options": "DENY",
@@ -140,8 +168,7 @@ def page(name: str, context: dict[str, Any], *, status: int = 200, cookies: list
         "Referrer-Policy": "no-referrer",
         **NO_STORE,
     }
-    return Template(template_name=name, context=context, status_code=status, headers=headers,
-                    cookies=cookies or [])
+    return Template(template_name=name, context=context, status_code=status, headers=headers, cookies=cookies or [])
 
 
 def error_page(title: str, message: str, *, status: int = 400) -> Template:
@@ -149,8 +176,7 @@ def error_page(title: str, message: str, *, status: int = 400) -> Template:
 
 
 def _redirect(location: str, status: int = 303, cookies: list[Cookie] | None = None) -> Response[Any]:
-    return Response(content=None, status_code=status, headers={"Location": location, **NO_STORE},
-                    cookies=cookies or [])
+    return Response(content=None, status_code=status, headers={"Location": location, **NO_STORE}, cookies=cookies or [])
 
 
 def _to_client(result: OAuthResult, cookies: list[Cookie] | None = None) -> Response[Any]:
@@ -161,9 +187,13 @@ def _to_client(result: OAuthResult, cookies: list[Cookie] | None = None) -> Resp
 
 def _authorize_request(issuer: str, params: ValidatedRequest) -> FormRequest:
     query: dict[str, list[str]] = {
-        "response_type": ["code"], "client_id": [params.client_id], "redirect_uri": [params.redirect_uri],
-        "scope": [params.scope], "code_challenge": [params.code_challenge],
-        "code_challenge_method": [params.code_challenge_method], "resource": [params.resource],
+        "response_type": ["code"],
+        "client_id": [params.client_id],
+        "redirect_uri": [params.redirect_uri],
+        "scope": [params.scope],
+        "code_challenge": [params.code_challenge],
+        "code_challenge_method": [params.code_challenge_method],
+        "resource": [params.resource],
     }
     if params.state is not None:
         query["state"] = [params.state]
@@ -177,8 +207,13 @@ async def _deny(server: VouchAuthorizationServer, summary: RequestSummary, descr
     return _to_client(server.handle_error_response(None, error))
 
 
-async def _issue_code(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime], issuer: str, approved: Approved,
-                      cookies: list[Cookie] | None = None) -> Response[Any]:
+async def _issue_code(
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    issuer: str,
+    approved: Approved,
+    cookies: list[Cookie] | None = None,
+) -> Response[Any]:
     from server.oauth.views import UserView
 
     server = _server(db, runtime, issuer)
@@ -190,13 +225,17 @@ async def _issue_code(db: NamedDependency[DbSession], runtime: NamedDependency[R
 
 # -- discovery -----------------------------------------------------------------------------------------------
 @get(["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"], tags=["discovery"])
-async def authorization_server_metadata_route(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
+async def authorization_server_metadata_route(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+) -> dict[str, Any]:
     """RFC 8414 authorization server metadata."""
     return authorization_server_metadata(issuer_of(request, runtime))
 
 
 @get(["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"], tags=["discovery"])
-async def protected_resource_metadata_route(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> dict[str, Any]:
+async def protected_resource_metadata_route(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+) -> dict[str, Any]:
     """RFC 9728 protected resource metadata for the MCP endpoint."""
     return protected_resource_metadata(issuer_of(request, runtime))
 
@@ -217,7 +256,9 @@ class _JsonRequest:
 
 
 @post("/oauth/register", tags=["oauth"], status_code=201)
-async def register(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> Response[Any]:
+async def register(
+    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+) -> Response[Any]:
     """RFC 7591 dynamic client registration."""
     try:
         data = json.loads(await request.body() or b"null")
@@ -230,7 +271,7 @@ async def register(request: Request[Any, Any, Any], db: NamedDependency[DbSessio
     endpoint = Registration(server, issuer, server.store.save_client, int(runtime.clock.now().timestamp()))
     json_request = _JsonRequest(f"{issuer}/oauth/register", data, dict(request.headers))
     try:
-        status, body, headers = await run_authlib(lambda: endpoint.create_registration_response(json_request))
+        status, body, _headers = await run_authlib(lambda: endpoint.create_registration_response(json_request))
     except InvalidClientMetadataError as error:
         return _oauth_error_json(error.error, error.description or "Invalid client metadata.")
     except OAuth2Error as error:
@@ -244,7 +285,9 @@ async def _browser(request: Request[Any, Any, Any], flow: AuthorizationFlow, iss
 
 
 @get("/oauth/authorize", tags=["oauth"], include_in_schema=True)
-async def authorize(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> Response[Any]:
+async def authorize(
+    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+) -> Response[Any]:
     """RFC 6749 §4.1.1 with PKCE (S256) and RFC 8707 `resource`: validates, then pairing or consent."""
     issuer = issuer_of(request, runtime)
     server = _server(db, runtime, issuer)
@@ -261,8 +304,11 @@ async def authorize(request: Request[Any, Any, Any], db: NamedDependency[DbSessi
         return error_page("This sign-in link is not valid", error.description or error.error)
     data = oauth_request.payload.data
     validated = ValidatedRequest(
-        client_id=grant.client.client_id, redirect_uri=grant.redirect_uri, scope=oauth_request.scope,
-        state=data.get("state"), code_challenge=data["code_challenge"],
+        client_id=grant.client.client_id,
+        redirect_uri=grant.redirect_uri,
+        scope=oauth_request.scope,
+        state=data.get("state"),
+        code_challenge=data["code_challenge"],
         code_challenge_method=data["code_challenge_method"],
         resource=normalise_resource(data.get("resource") or resource_url(issuer)),
     )
@@ -276,23 +322,29 @@ async def authorize(request: Request[Any, Any, Any], db: NamedDependency[DbSessi
     return _redirect(f"/oauth/authorize/pairing/{pairing_id}", cookies=cookies)
 
 
-def _pairing_context(flow: AuthorizationFlow, browser: Browser, view: Any, summary: RequestSummary,
-                     now_ts: float, **extra: Any) -> dict[str, Any]:
+def _pairing_context(
+    flow: AuthorizationFlow, browser: Browser, view: Any, summary: RequestSummary, now_ts: float, **extra: Any
+) -> dict[str, Any]:
     return {
         "view": view,
         "summary": summary,
         "scope_descriptions": [(s, scopes.DESCRIPTIONS.get(s, s)) for s in summary.scopes],
         "csrf": flow.csrf_token(browser),
         "expires_in": max(0, int(view.expires_at.timestamp() - now_ts)),
-        "code_expires_in": (
-            max(0, int(view.code_expires_at.timestamp() - now_ts)) if view.code_expires_at else None
-        ),
+        "code_expires_in": (max(0, int(view.code_expires_at.timestamp() - now_ts)) if view.code_expires_at else None),
         **extra,
     }
 
 
-async def _pairing_response(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime], request: Request[Any, Any, Any], pairing_id: str,
-                            *, status: int = 200, error: str | None = None) -> Response[Any]:
+async def _pairing_response(
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    request: Request[Any, Any, Any],
+    pairing_id: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+) -> Response[Any]:
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
@@ -311,28 +363,41 @@ async def _pairing_response(db: NamedDependency[DbSession], runtime: NamedDepend
 
 
 @get("/oauth/authorize/pairing/{pairing_id:str}", tags=["authorization page"], include_in_schema=False)
-async def pairing_page(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                       pairing_id: FromPath[str]) -> Response[Any]:
+async def pairing_page(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    pairing_id: FromPath[str],
+) -> Response[Any]:
     return await _pairing_response(db, runtime, request, pairing_id)
 
 
 @get("/oauth/authorize/pairing/{pairing_id:str}/qr.png", tags=["authorization page"], include_in_schema=False)
-async def pairing_qr(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                     pairing_id: FromPath[str]) -> Response[Any]:
+async def pairing_qr(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    pairing_id: FromPath[str],
+) -> Response[Any]:
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
     try:
         payload = await flow.qr_payload(browser, pairing_id, issuer)
     except VouchsimError as failure:
-        return Response(content=failure.description, status_code=failure.status, media_type="text/plain",
-                        headers=NO_STORE)
+        return Response(
+            content=failure.description, status_code=failure.status, media_type="text/plain", headers=NO_STORE
+        )
     return Response(content=render_png(payload), media_type="image/png", headers=NO_STORE)
 
 
 @get("/oauth/authorize/pairing/{pairing_id:str}/status", tags=["authorization page"], include_in_schema=False)
-async def pairing_status(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                         pairing_id: FromPath[str]) -> Response[Any]:
+async def pairing_status(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    pairing_id: FromPath[str],
+) -> Response[Any]:
     """What the page's script polls to update itself while the person scans and approves."""
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
@@ -342,15 +407,25 @@ async def pairing_status(request: Request[Any, Any, Any], db: NamedDependency[Db
     except VouchsimError as failure:
         return _oauth_error_json(failure.code, failure.description, failure.status)
     now = runtime.clock.now().timestamp()
-    return Response(content={
-        "status": view.status, "device_name": view.device_name, "attempts_left": view.attempts_left,
-        "expires_in": max(0, int(view.expires_at.timestamp() - now)),
-    }, headers=NO_STORE, media_type="application/json")
+    return Response(
+        content={
+            "status": view.status,
+            "device_name": view.device_name,
+            "attempts_left": view.attempts_left,
+            "expires_in": max(0, int(view.expires_at.timestamp() - now)),
+        },
+        headers=NO_STORE,
+        media_type="application/json",
+    )
 
 
 @post("/oauth/authorize/pairing/{pairing_id:str}", tags=["authorization page"], include_in_schema=False)
-async def pairing_submit(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                         pairing_id: FromPath[str]) -> Response[Any]:
+async def pairing_submit(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    pairing_id: FromPath[str],
+) -> Response[Any]:
     """The pairing code typed by the person. Failures re-render the page (and are committed, not rolled back)."""
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
@@ -365,14 +440,19 @@ async def pairing_submit(request: Request[Any, Any, Any], db: NamedDependency[Db
     except pairing_errors.WrongPairingCode as failure:
         return await _pairing_response(db, runtime, request, pairing_id, status=400, error=failure.description)
     except VouchsimError as failure:
-        return await _pairing_response(db, runtime, request, pairing_id, status=failure.status,
-                                       error=failure.description)
+        return await _pairing_response(
+            db, runtime, request, pairing_id, status=failure.status, error=failure.description
+        )
     return await _issue_code(db, runtime, issuer, approved)
 
 
 @post("/oauth/authorize/requests/{request_id:str}/pair", tags=["authorization page"], include_in_schema=False)
-async def restart_pairing(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                          request_id: FromPath[str]) -> Response[Any]:
+async def restart_pairing(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    request_id: FromPath[str],
+) -> Response[Any]:
     """A fresh QR for the same request (after expiry or too many wrong codes, or to use another device)."""
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
@@ -388,7 +468,12 @@ async def restart_pairing(request: Request[Any, Any, Any], db: NamedDependency[D
 
 
 @post("/oauth/authorize/requests/{request_id:str}/deny", tags=["authorization page"], include_in_schema=False)
-async def deny(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime], request_id: FromPath[str]) -> Response[Any]:
+async def deny(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    request_id: FromPath[str],
+) -> Response[Any]:
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
@@ -403,8 +488,12 @@ async def deny(request: Request[Any, Any, Any], db: NamedDependency[DbSession], 
 
 
 @get("/oauth/authorize/requests/{request_id:str}/consent", tags=["authorization page"], include_in_schema=False)
-async def consent_page(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                       request_id: FromPath[str]) -> Response[Any]:
+async def consent_page(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    request_id: FromPath[str],
+) -> Response[Any]:
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
@@ -416,15 +505,20 @@ async def consent_page(request: Request[Any, Any, Any], db: NamedDependency[DbSe
         pairing_id = await flow.start_pairing(browser, request_id, issuer)
         return _redirect(f"/oauth/authorize/pairing/{pairing_id}")
     context = {
-        "summary": summary, "csrf": flow.csrf_token(browser),
+        "summary": summary,
+        "csrf": flow.csrf_token(browser),
         "scope_descriptions": [(s, scopes.DESCRIPTIONS.get(s, s)) for s in summary.scopes],
     }
     return page("consent.html", context, redirect_uri=summary.redirect_uri)
 
 
 @post("/oauth/authorize/requests/{request_id:str}/consent", tags=["authorization page"], include_in_schema=False)
-async def consent_submit(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime],
-                         request_id: FromPath[str]) -> Response[Any]:
+async def consent_submit(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    request_id: FromPath[str],
+) -> Response[Any]:
     issuer = issuer_of(request, runtime)
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
@@ -439,8 +533,14 @@ async def consent_submit(request: Request[Any, Any, Any], db: NamedDependency[Db
 
 
 # -- token, revocation, introspection ------------------------------------------------------------------------
-async def _token_endpoint(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime], name: str,
-                          *, allow_json: bool = False) -> Response[Any]:
+async def _token_endpoint(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    name: str,
+    *,
+    allow_json: bool = False,
+) -> Response[Any]:
     params = await _form_params(request, allow_json=allow_json)
     if params is None:
         kinds = "form-encoded or JSON" if allow_json else "application/x-www-form-urlencoded"
@@ -457,19 +557,25 @@ async def _token_endpoint(request: Request[Any, Any, Any], db: NamedDependency[D
 
 
 @post("/oauth/token", tags=["oauth"], status_code=200)
-async def token(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> Response[Any]:
+async def token(
+    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+) -> Response[Any]:
     """RFC 6749 §3.2: authorization_code (with PKCE) and refresh_token (rotating)."""
     return await _token_endpoint(request, db, runtime, "token")
 
 
 @post("/oauth/revoke", tags=["oauth"], status_code=200)
-async def revoke(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> Response[Any]:
+async def revoke(
+    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+) -> Response[Any]:
     """RFC 7009 token revocation; form-encoded or JSON `{"token", "client_id"}`."""
     return await _token_endpoint(request, db, runtime, "revoke", allow_json=True)
 
 
 @post("/oauth/introspect", tags=["oauth"], status_code=200)
-async def introspect(request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> Response[Any]:
+async def introspect(
+    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+) -> Response[Any]:
     """RFC 7662 token introspection (client authentication required)."""
     return await _token_endpoint(request, db, runtime, "introspect")
 
@@ -483,7 +589,21 @@ async def jwks() -> Response[Any]:
 static_files = create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)
 
 oauth_routes = [
-    authorization_server_metadata_route, protected_resource_metadata_route, register, authorize, pairing_page,
-    pairing_qr, pairing_status, pairing_submit, restart_pairing, deny, consent_page, consent_submit, token,
-    revoke, introspect, jwks, static_files,
+    authorization_server_metadata_route,
+    protected_resource_metadata_route,
+    register,
+    authorize,
+    pairing_page,
+    pairing_qr,
+    pairing_status,
+    pairing_submit,
+    restart_pairing,
+    deny,
+    consent_page,
+    consent_submit,
+    token,
+    revoke,
+    introspect,
+    jwks,
+    static_files,
 ]

@@ -8,11 +8,11 @@ from typing import Any
 
 from server.core.clock import Clock
 from server.core.crypto import hash_secret, new_id, seal, unseal
+from server.oauth.views import ClientView, CodeView, TokenView
 from server.settings import Settings
 from server.storage.models import AuthorizationCode, OAuthClient, OAuthToken
 from server.storage.repositories.clients import ClientRepository
 from server.storage.repositories.tokens import TokenRepository
-from server.oauth.views import ClientView, CodeView, TokenView
 
 GRACE_PURPOSE = "refresh-grace"
 
@@ -32,10 +32,19 @@ def client_view(row: OAuthClient) -> ClientView:
 
 def _token_view(row: OAuthToken, presented: str, now: datetime) -> TokenView:
     return TokenView(
-        id=row.id, grant_id=row.grant_id, client_id=row.client_id, user_id=row.user_id,
-        connection_id=row.connection_id, authorization_code_id=row.authorization_code_id, scope=row.scope,
-        resource=row.resource, created_at=row.created_at, access_expires_at=row.access_expires_at,
-        refresh_expires_at=row.refresh_expires_at, revoked=row.revoked_at is not None, presented=presented,
+        id=row.id,
+        grant_id=row.grant_id,
+        client_id=row.client_id,
+        user_id=row.user_id,
+        connection_id=row.connection_id,
+        authorization_code_id=row.authorization_code_id,
+        scope=row.scope,
+        resource=row.resource,
+        created_at=row.created_at,
+        access_expires_at=row.access_expires_at,
+        refresh_expires_at=row.refresh_expires_at,
+        revoked=row.revoked_at is not None,
+        presented=presented,
         now=now,
     )
 
@@ -50,9 +59,7 @@ class RefreshOutcome:
 
 
 class OAuthStore:
-    def __init__(
-        self, clients: ClientRepository, tokens: TokenRepository, clock: Clock, settings: Settings
-    ) -> None:
+    def __init__(self, clients: ClientRepository, tokens: TokenRepository, clock: Clock, settings: Settings) -> None:
         self.clients = clients
         self.tokens = tokens
         self.clock = clock
@@ -82,15 +89,36 @@ class OAuthStore:
         return client_view(row)
 
     # -- authorization codes ------------------------------------------------------------------------------
-    async def save_code(self, code: str, *, client_id: str, user_id: str, connection_id: str,
-                        redirect_uri: str, scope: str, resource: str, challenge: str, method: str) -> None:
+    async def save_code(
+        self,
+        code: str,
+        *,
+        client_id: str,
+        user_id: str,
+        connection_id: str,
+        redirect_uri: str,
+        scope: str,
+        resource: str,
+        challenge: str,
+        method: str,
+    ) -> None:
         now = self.clock.now()
-        await self.tokens.add_code(AuthorizationCode(
-            id=new_id("code"), code_hash=hash_secret(code), client_id=client_id, user_id=user_id,
-            connection_id=connection_id, redirect_uri=redirect_uri, scope=scope, resource=resource,
-            code_challenge=challenge, code_challenge_method=method, created_at=now,
-            expires_at=now + timedelta(seconds=self.settings.authorization_code_ttl),
-        ))
+        await self.tokens.add_code(
+            AuthorizationCode(
+                id=new_id("code"),
+                code_hash=hash_secret(code),
+                client_id=client_id,
+                user_id=user_id,
+                connection_id=connection_id,
+                redirect_uri=redirect_uri,
+                scope=scope,
+                resource=resource,
+                code_challenge=challenge,
+                code_challenge_method=method,
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.settings.authorization_code_ttl),
+            )
+        )
 
     async def find_code(self, code: str, client_id: str) -> CodeView | None:
         """A usable code, or None. A code presented again revokes everything issued from it."""
@@ -104,9 +132,15 @@ class OAuthStore:
         if row.expires_at <= now:
             return None
         return CodeView(
-            id=row.id, client_id=row.client_id, user_id=row.user_id, connection_id=row.connection_id,
-            redirect_uri=row.redirect_uri, scope=row.scope, resource=row.resource,
-            code_challenge=row.code_challenge, code_challenge_method=row.code_challenge_method,
+            id=row.id,
+            client_id=row.client_id,
+            user_id=row.user_id,
+            connection_id=row.connection_id,
+            redirect_uri=row.redirect_uri,
+            scope=row.scope,
+            resource=row.resource,
+            code_challenge=row.code_challenge,
+            code_challenge_method=row.code_challenge_method,
         )
 
     async def consume_code(self, code: CodeView) -> bool:
@@ -121,15 +155,31 @@ class OAuthStore:
         return await self.tokens.connection_active(connection_id)
 
     # -- tokens -------------------------------------------------------------------------------------------
-    async def save_token(self, token: dict[str, Any], *, client_id: str, user_id: str, connection_id: str,
-                         resource: str, grant_id: str | None, code_id: str | None) -> str:
+    async def save_token(
+        self,
+        token: dict[str, Any],
+        *,
+        client_id: str,
+        user_id: str,
+        connection_id: str,
+        resource: str,
+        grant_id: str | None,
+        code_id: str | None,
+    ) -> str:
         now = self.clock.now()
         refresh = token.get("refresh_token")
         row = OAuthToken(
-            id=new_id("tok"), grant_id=grant_id or new_id("grant"), client_id=client_id, user_id=user_id,
-            connection_id=connection_id, authorization_code_id=code_id, scope=token.get("scope") or "",
-            resource=resource, access_token_hash=hash_secret(token["access_token"]),
-            refresh_token_hash=hash_secret(refresh) if refresh else None, created_at=now,
+            id=new_id("tok"),
+            grant_id=grant_id or new_id("grant"),
+            client_id=client_id,
+            user_id=user_id,
+            connection_id=connection_id,
+            authorization_code_id=code_id,
+            scope=token.get("scope") or "",
+            resource=resource,
+            access_token_hash=hash_secret(token["access_token"]),
+            refresh_token_hash=hash_secret(refresh) if refresh else None,
+            created_at=now,
             access_expires_at=now + timedelta(seconds=int(token["expires_in"])),
             refresh_expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl) if refresh else None,
         )

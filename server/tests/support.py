@@ -43,8 +43,11 @@ class Device:
             ["vouchsim-device-v1", method.upper(), path, str(now), nonce, hashlib.sha256(body).hexdigest()]
         )
         return {
-            "Vouch-Device-Id": self.device_id, "Vouch-Timestamp": str(now), "Vouch-Nonce": nonce,
-            "Vouch-Signature": b64url(self.key.sign(canonical.encode())), "Content-Type": "application/json",
+            "Vouch-Device-Id": self.device_id,
+            "Vouch-Timestamp": str(now),
+            "Vouch-Nonce": nonce,
+            "Vouch-Signature": b64url(self.key.sign(canonical.encode())),
+            "Content-Type": "application/json",
         }
 
     def call(self, client: TestClient[Any], method: str, path: str, json_body: Any = None) -> Any:
@@ -76,9 +79,13 @@ def register(client: TestClient[Any], **overrides: Any) -> dict[str, Any]:
 
 def authorize_params(client_info: dict[str, Any], challenge: str, **overrides: Any) -> dict[str, str]:
     params = {
-        "response_type": "code", "client_id": client_info["client_id"],
-        "redirect_uri": client_info["redirect_uris"][0], "scope": "identity delegation",
-        "code_challenge": challenge, "code_challenge_method": "S256", "state": "opaque-state",
+        "response_type": "code",
+        "client_id": client_info["client_id"],
+        "redirect_uri": client_info["redirect_uris"][0],
+        "scope": "identity delegation",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": "opaque-state",
         **overrides,
     }
     return {k: v for k, v in params.items() if v is not None}
@@ -136,9 +143,7 @@ class Flow:
 
     def submit(self, pairing_path: str, code: str) -> Any:
         page = self.client.get(pairing_path)
-        return self.client.post(
-            pairing_path, data={"csrf": csrf_of(page.text), "code": code}, follow_redirects=False
-        )
+        return self.client.post(pairing_path, data={"csrf": csrf_of(page.text), "code": code}, follow_redirects=False)
 
     def authorize(self, params: dict[str, str]) -> dict[str, str]:
         pairing_path = self.pairing_page(params)
@@ -148,10 +153,13 @@ class Flow:
         return redirect_query(response.headers["location"])
 
 
-def exchange(client: TestClient[Any], client_info: dict[str, Any], code: str, verifier: str,
-             **extra: str) -> Any:
+def exchange(client: TestClient[Any], client_info: dict[str, Any], code: str, verifier: str, **extra: str) -> Any:
     data = {
-        "grant_type": "authorization_code", "code": code, "redirect_uri": client_info["redirect_uris"][0],
-        "code_verifier": verifier, "client_id": client_info["client_id"], **extra,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": client_info["redirect_uris"][0],
+        "code_verifier": verifier,
+        "client_id": client_info["client_id"],
+        **extra,
     }
     return client.post("/oauth/token", data={k: v for k, v in data.items() if v is not None})

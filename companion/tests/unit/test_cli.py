@@ -388,7 +388,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_dash_m_companion_runs(tmp_path: Path) -> None:
-    proc = subprocess.run(  # noqa: S603 - our own interpreter and module
+    proc = subprocess.run(
         [sys.executable, "-m", "companion", "whoami", "--state", str(tmp_path)],
         capture_output=True,
         text=True,

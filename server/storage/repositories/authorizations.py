@@ -20,9 +20,7 @@ class AuthorizationRepository:
 
     async def browser_by_secret_hash(self, secret_hash: str, now: datetime) -> BrowserSession | None:
         return await self.session.scalar(
-            select(BrowserSession).where(
-                BrowserSession.secret_hash == secret_hash, BrowserSession.expires_at > now
-            )
+            select(BrowserSession).where(BrowserSession.secret_hash == secret_hash, BrowserSession.expires_at > now)
         )
 
     async def sign_in_browser(self, browser_id: str, user_id: str, device_id: str, now: datetime) -> None:

@@ -54,7 +54,7 @@ class ConnectionRepository:
             .where(RuntimeConnection.user_id == user_id)
             .order_by(RuntimeConnection.created_at.desc(), RuntimeConnection.id.desc())
         )
-        return [(connection, name) for connection, name in rows.tuples()]
+        return [(connection, name) for connection, name in rows]
 
     async def client_name(self, connection_id: str) -> str | None:
         return await self.session.scalar(

@@ -20,17 +20,13 @@ class DeviceRepository:
         return await self.session.get(Device, device_id, populate_existing=True)
 
     async def is_active(self, device_id: str) -> bool:
-        found = await self.session.scalar(
-            select(Device.id).where(Device.id == device_id, Device.revoked_at.is_(None))
-        )
+        found = await self.session.scalar(select(Device.id).where(Device.id == device_id, Device.revoked_at.is_(None)))
         return found is not None
 
     async def find_by_public_key(self, public_key: str) -> Device | None:
         return await self.session.scalar(select(Device).where(Device.public_key == public_key))
 
-    async def enrol(
-        self, *, user_id: str, device_id: str, public_key: str, name: str, now: datetime
-    ) -> Device | None:
+    async def enrol(self, *, user_id: str, device_id: str, public_key: str, name: str, now: datetime) -> Device | None:
         """A new user with this device as its trusted device; None when the key is already enrolled.
 
         The device insert ignores a unique-key conflict instead of failing, so a racing enrolment of the
@@ -69,9 +65,7 @@ class DeviceRepository:
     async def prune_nonces(self, now: datetime) -> int:
         """Forget nonces whose timestamp can no longer pass the clock-skew window anyway."""
         result = await self.session.execute(
-            delete(DeviceNonce)
-            .where(DeviceNonce.expires_at < now)
-            .execution_options(synchronize_session=False)
+            delete(DeviceNonce).where(DeviceNonce.expires_at < now).execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

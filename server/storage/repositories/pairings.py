@@ -71,9 +71,7 @@ class PairingRepository:
         row = (
             await self.session.execute(
                 select(PairingSession, AuthorizationRequest, OAuthClient, Device)
-                .join(
-                    AuthorizationRequest, AuthorizationRequest.id == PairingSession.authorization_request_id
-                )
+                .join(AuthorizationRequest, AuthorizationRequest.id == PairingSession.authorization_request_id)
                 .join(OAuthClient, OAuthClient.client_id == AuthorizationRequest.client_id)
                 .outerjoin(Device, Device.id == PairingSession.device_id)
                 .where(condition)
@@ -106,10 +104,7 @@ class PairingRepository:
         if due_by is not None:
             conditions.append(PairingSession.expires_at <= due_by)
         result = await self.session.execute(
-            update(PairingSession)
-            .where(*conditions)
-            .values(**changes)
-            .execution_options(synchronize_session=False)
+            update(PairingSession).where(*conditions).values(**changes).execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -20,9 +20,7 @@ class TokenRepository:
         await self.session.flush()
 
     async def code_by_hash(self, code_hash: str) -> AuthorizationCode | None:
-        return await self.session.scalar(
-            select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash)
-        )
+        return await self.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash))
 
     async def use_code(self, code_id: str, now: datetime) -> bool:
         """Compare-and-swap: True only for the one exchange that consumes the code."""
@@ -47,18 +45,12 @@ class TokenRepository:
         return await self.session.get(OAuthToken, token_id, populate_existing=True)
 
     async def by_access_hash(self, access_hash: str) -> OAuthToken | None:
-        return await self.session.scalar(
-            select(OAuthToken).where(OAuthToken.access_token_hash == access_hash)
-        )
+        return await self.session.scalar(select(OAuthToken).where(OAuthToken.access_token_hash == access_hash))
 
     async def by_refresh_hash(self, refresh_hash: str) -> OAuthToken | None:
-        return await self.session.scalar(
-            select(OAuthToken).where(OAuthToken.refresh_token_hash == refresh_hash)
-        )
+        return await self.session.scalar(select(OAuthToken).where(OAuthToken.refresh_token_hash == refresh_hash))
 
-    async def active_access(
-        self, access_hash: str, now: datetime
-    ) -> tuple[OAuthToken, RuntimeConnection] | None:
+    async def active_access(self, access_hash: str, now: datetime) -> tuple[OAuthToken, RuntimeConnection] | None:
         """The token behind a bearer credential, if it and its runtime connection are both still live."""
         row = (
             await self.session.execute(
@@ -86,9 +78,7 @@ class TokenRepository:
         """Compare-and-swap: True only for the one refresh that rotates this token."""
         result = await self.session.execute(
             update(OAuthToken)
-            .where(
-                OAuthToken.id == token_id, OAuthToken.rotated_at.is_(None), OAuthToken.revoked_at.is_(None)
-            )
+            .where(OAuthToken.id == token_id, OAuthToken.rotated_at.is_(None), OAuthToken.revoked_at.is_(None))
             .values(rotated_at=now)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -9,7 +9,15 @@ from litestar.testing import TestClient
 
 from server.core.clock import FrozenClock
 from server.tests.http.conftest import ISSUER
-from server.tests.support import Device, Flow, authorize_params, csrf_of, qr_payload_for, redirect_query, register
+from server.tests.support import (
+    Device,
+    Flow,
+    authorize_params,
+    csrf_of,
+    qr_payload_for,
+    redirect_query,
+    register,
+)
 
 
 def _params(client_info: dict[str, Any], challenge: str, **overrides: Any) -> dict[str, str]:
@@ -59,8 +67,11 @@ def test_loopback_redirect_may_use_any_port(
     ],
 )
 def test_invalid_request_goes_back_to_the_client(
-    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str],
-    overrides: dict[str, Any], error: str,
+    flow: Flow,
+    public_client: dict[str, Any],
+    verifier_challenge: tuple[str, str],
+    overrides: dict[str, Any],
+    error: str,
 ) -> None:
     response = flow.start(_params(public_client, verifier_challenge[1], **overrides))
     assert response.status_code in (302, 303), response.text
@@ -170,7 +181,8 @@ def test_declined_on_the_device_sends_access_denied(
     path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
     payload = qr_payload_for(flow.client, path)
     pairing_id = flow.device.call(flow.client, "POST", "/device/pairings/claim", {"qr_payload": payload}).json()[
-        "pairing_id"]
+        "pairing_id"
+    ]
     assert flow.device.call(flow.client, "POST", f"/device/pairings/{pairing_id}/decline").status_code == 200
     response = flow.client.get(path, follow_redirects=False)
     assert response.status_code == 303
@@ -186,8 +198,9 @@ def test_expired_pairing_says_so_and_can_start_again(
     page = flow.client.get(path)
     assert "expired" in page.text
     request_form = page.text.split('action="/oauth/authorize/requests/')[1].split('"')[0]
-    restart = flow.client.post(f"/oauth/authorize/requests/{request_form}", data={"csrf": csrf_of(page.text)},
-                               follow_redirects=False)
+    restart = flow.client.post(
+        f"/oauth/authorize/requests/{request_form}", data={"csrf": csrf_of(page.text)}, follow_redirects=False
+    )
     assert restart.status_code == 303
     new_path = restart.headers["location"]
     assert new_path != path
@@ -201,8 +214,9 @@ def test_cancel_sends_access_denied(
     path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
     page = flow.client.get(path)
     deny_path = page.text.split('action="/oauth/authorize/requests/')[-1].split('"')[0]
-    response = flow.client.post(f"/oauth/authorize/requests/{deny_path}", data={"csrf": csrf_of(page.text)},
-                                follow_redirects=False)
+    response = flow.client.post(
+        f"/oauth/authorize/requests/{deny_path}", data={"csrf": csrf_of(page.text)}, follow_redirects=False
+    )
     assert redirect_query(response.headers["location"])["error"] == "access_denied"
 
 
@@ -216,8 +230,7 @@ def test_signed_in_browser_gets_the_session_consent(
     assert start.status_code == 303 and start.headers["location"].endswith("/consent")
     page = flow.client.get(start.headers["location"])
     assert "Authorize with this session" in page.text and "Second Agent" in page.text
-    response = flow.client.post(start.headers["location"], data={"csrf": csrf_of(page.text)},
-                                follow_redirects=False)
+    response = flow.client.post(start.headers["location"], data={"csrf": csrf_of(page.text)}, follow_redirects=False)
     query = redirect_query(response.headers["location"])
     assert query["code"] and query["iss"] == ISSUER
     connections = flow.device.call(flow.client, "GET", "/device/connections").json()["connections"]

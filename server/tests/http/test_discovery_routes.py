@@ -21,7 +21,9 @@ def test_authorization_server_metadata_names_every_endpoint(client: TestClient[A
         assert metadata["authorization_response_iss_parameter_supported"] is True
         assert {"identity", "delegation"} <= set(metadata["scopes_supported"])
         assert set(metadata["token_endpoint_auth_methods_supported"]) == {
-            "none", "client_secret_basic", "client_secret_post"
+            "none",
+            "client_secret_basic",
+            "client_secret_post",
         }
 
 
@@ -37,11 +39,17 @@ def test_protected_resource_metadata_points_at_the_mcp_endpoint(client: TestClie
 def test_issuer_follows_host_and_forwarded_proto_but_never_forwarded_host(client: TestClient[Any]) -> None:
     metadata = client.get(
         "/.well-known/oauth-authorization-server",
-        headers={"Host": "mcp.example.com:8443", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test"},
+        headers={
+            "Host": "mcp.example.com:8443",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.test",
+        },
     ).json()
     assert metadata["issuer"] == "https://mcp.example.com:8443"
-    resource = client.get("/.well-known/oauth-protected-resource/mcp", headers={"Host": "127.0.0.1:8741",
-                                                                                "X-Forwarded-Proto": "http"}).json()
+    resource = client.get(
+        "/.well-known/oauth-protected-resource/mcp",
+        headers={"Host": "127.0.0.1:8741", "X-Forwarded-Proto": "http"},
+    ).json()
     assert resource["resource"] == "http://127.0.0.1:8741/mcp"
 
 

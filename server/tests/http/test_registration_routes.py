@@ -11,11 +11,18 @@ def _register(client: TestClient[Any], body: Any) -> Any:
 
 
 def test_public_client_gets_an_id_and_no_secret(client: TestClient[Any]) -> None:
-    response = _register(client, {
-        "client_name": "Acme Agent Client", "redirect_uris": ["https://agent.example.com/oauth/callback"],
-        "provider_id": "generic", "scope": "identity delegation", "token_endpoint_auth_method": "none",
-        "software_id": "acme", "made_up_field": "ignored",
-    })
+    response = _register(
+        client,
+        {
+            "client_name": "Acme Agent Client",
+            "redirect_uris": ["https://agent.example.com/oauth/callback"],
+            "provider_id": "generic",
+            "scope": "identity delegation",
+            "token_endpoint_auth_method": "none",
+            "software_id": "acme",
+            "made_up_field": "ignored",
+        },
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["client_id"].startswith("vsc_")
@@ -32,7 +39,9 @@ def test_public_client_gets_an_id_and_no_secret(client: TestClient[Any]) -> None
     assert response.headers["cache-control"] == "no-store"
 
 
-def test_confidential_client_defaults_to_client_secret_basic_and_gets_a_secret(client: TestClient[Any]) -> None:
+def test_confidential_client_defaults_to_client_secret_basic_and_gets_a_secret(
+    client: TestClient[Any],
+) -> None:
     body = _register(client, {"redirect_uris": ["http://localhost:9999/cb"]}).json()
     assert body["token_endpoint_auth_method"] == "client_secret_basic"
     assert body["client_secret"].startswith("vscs_")
@@ -49,10 +58,14 @@ def test_confidential_client_defaults_to_client_secret_basic_and_gets_a_secret(c
         ({"redirect_uris": []}, "invalid_redirect_uri"),
         ({}, "invalid_redirect_uri"),
         ({"redirect_uris": "https://agent.example.com/cb"}, "invalid_client_metadata"),
-        ({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"},
-         "invalid_client_metadata"),
-        ({"redirect_uris": ["https://a.example/cb"], "grant_types": ["client_credentials"]},
-         "invalid_client_metadata"),
+        (
+            {"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"},
+            "invalid_client_metadata",
+        ),
+        (
+            {"redirect_uris": ["https://a.example/cb"], "grant_types": ["client_credentials"]},
+            "invalid_client_metadata",
+        ),
         ({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}, "invalid_client_metadata"),
         ({"redirect_uris": ["https://a.example/cb"], "scope": "identity admin"}, "invalid_client_metadata"),
         ({"redirect_uris": ["https://a.example/cb"], "client_name": 42}, "invalid_client_metadata"),
@@ -78,6 +91,9 @@ def test_registrations_persist(client: TestClient[Any]) -> None:
     assert len(ids) == 5
     for client_id in ids:
         # A registered client is known to the authorization endpoint (an unknown one gets the error page).
-        page = client.get("/oauth/authorize", params={"client_id": client_id, "response_type": "code"},
-                          follow_redirects=False)
+        page = client.get(
+            "/oauth/authorize",
+            params={"client_id": client_id, "response_type": "code"},
+            follow_redirects=False,
+        )
         assert "does not exist" not in page.text

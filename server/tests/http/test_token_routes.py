@@ -49,9 +49,14 @@ def test_replayed_code_is_refused_and_revokes_what_it_issued(
     replay = exchange(flow.client, public_client, code, verifier_challenge[0])
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     assert _mcp(flow.client, first["access_token"]).status_code == 401
-    refreshed = flow.client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": public_client["client_id"]
-    })
+    refreshed = flow.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": public_client["client_id"],
+        },
+    )
     assert refreshed.json()["error"] == "invalid_grant"
 
 
@@ -75,7 +80,10 @@ def test_pkce_mismatch_is_refused_without_burning_the_code(
     ],
 )
 def test_code_exchange_checks_redirect_resource_and_client(
-    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str], extra: dict[str, str],
+    flow: Flow,
+    public_client: dict[str, Any],
+    verifier_challenge: tuple[str, str],
+    extra: dict[str, str],
     error: str,
 ) -> None:
     code = flow.authorize(authorize_params(public_client, verifier_challenge[1]))["code"]
@@ -92,21 +100,41 @@ def test_code_expires_after_a_minute(
 
 
 def test_bad_token_requests_get_standard_errors(client: TestClient[Any], public_client: dict[str, Any]) -> None:
-    assert client.post("/oauth/token", data={"grant_type": "password", "client_id": public_client["client_id"]}
-                       ).json()["error"] == "unsupported_grant_type"
+    assert (
+        client.post("/oauth/token", data={"grant_type": "password", "client_id": public_client["client_id"]}).json()[
+            "error"
+        ]
+        == "unsupported_grant_type"
+    )
     assert client.post("/oauth/token", json={"grant_type": "authorization_code"}).json()["error"] == "invalid_request"
-    assert client.post("/oauth/token", data={"grant_type": "authorization_code", "client_id": public_client[
-        "client_id"]}).json()["error"] == "invalid_request"
-    assert client.post("/oauth/token", data={"grant_type": "refresh_token", "client_id": public_client["client_id"],
-                                             "refresh_token": "nope"}).json()["error"] == "invalid_grant"
+    assert (
+        client.post(
+            "/oauth/token", data={"grant_type": "authorization_code", "client_id": public_client["client_id"]}
+        ).json()["error"]
+        == "invalid_request"
+    )
+    assert (
+        client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": public_client["client_id"],
+                "refresh_token": "nope",
+            },
+        ).json()["error"]
+        == "invalid_grant"
+    )
 
 
 def test_refresh_rotates_and_reuse_revokes_the_grant(
     flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str], clock: FrozenClock
 ) -> None:
     first = _tokens(flow, public_client, verifier_challenge)
-    data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-            "client_id": public_client["client_id"]}
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": first["refresh_token"],
+        "client_id": public_client["client_id"],
+    }
     second = flow.client.post("/oauth/token", data=data).json()
     assert second["refresh_token"] != first["refresh_token"] and second["access_token"] != first["access_token"]
     # A racing twin within the grace window gets the very same pair.
@@ -126,22 +154,29 @@ def test_refresh_after_access_token_expiry(
     first = _tokens(flow, public_client, verifier_challenge)
     clock.advance(3601)
     assert _mcp(flow.client, first["access_token"]).status_code == 401
-    second = flow.client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": public_client["client_id"],
-        "scope": "identity",
-    }).json()
+    second = flow.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": public_client["client_id"],
+            "scope": "identity",
+        },
+    ).json()
     assert second["scope"] == "identity"
     assert _mcp(flow.client, second["access_token"]).status_code == 200
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
-def test_confidential_clients_authenticate(
-    flow: Flow, verifier_challenge: tuple[str, str], method: str
-) -> None:
+def test_confidential_clients_authenticate(flow: Flow, verifier_challenge: tuple[str, str], method: str) -> None:
     info = register(flow.client, token_endpoint_auth_method=method)
     code = flow.authorize(authorize_params(info, verifier_challenge[1]))["code"]
-    body = {"grant_type": "authorization_code", "code": code, "redirect_uri": info["redirect_uris"][0],
-            "code_verifier": verifier_challenge[0]}
+    body = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": info["redirect_uris"][0],
+        "code_verifier": verifier_challenge[0],
+    }
     basic = base64.b64encode(f"{info['client_id']}:{info['client_secret']}".encode()).decode()
     wrong = base64.b64encode(f"{info['client_id']}:nope".encode()).decode()
     if method == "client_secret_basic":
@@ -149,13 +184,16 @@ def test_confidential_clients_authenticate(
         assert denied.status_code == 401 and denied.json()["error"] == "invalid_client"
         ok = flow.client.post("/oauth/token", data=body, headers={"Authorization": f"Basic {basic}"})
     else:
-        denied = flow.client.post("/oauth/token", data={**body, "client_id": info["client_id"],
-                                                        "client_secret": "nope"})
+        denied = flow.client.post(
+            "/oauth/token", data={**body, "client_id": info["client_id"], "client_secret": "nope"}
+        )
         assert denied.json()["error"] == "invalid_client"
         no_secret = flow.client.post("/oauth/token", data={**body, "client_id": info["client_id"]})
         assert no_secret.json()["error"] == "invalid_client"
-        ok = flow.client.post("/oauth/token", data={**body, "client_id": info["client_id"],
-                                                    "client_secret": info["client_secret"]})
+        ok = flow.client.post(
+            "/oauth/token",
+            data={**body, "client_id": info["client_id"], "client_secret": info["client_secret"]},
+        )
     assert ok.status_code == 200, ok.text
 
 
@@ -163,8 +201,9 @@ def test_revoking_a_refresh_token_revokes_its_access_token(
     flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
 ) -> None:
     tokens = _tokens(flow, public_client, verifier_challenge)
-    response = flow.client.post("/oauth/revoke", json={"token": tokens["refresh_token"],
-                                                       "client_id": public_client["client_id"]})
+    response = flow.client.post(
+        "/oauth/revoke", json={"token": tokens["refresh_token"], "client_id": public_client["client_id"]}
+    )
     assert response.status_code == 200
     assert _mcp(flow.client, tokens["access_token"]).status_code == 401
 
@@ -176,11 +215,19 @@ def test_revoking_an_access_token_and_unknown_tokens(
     unknown = flow.client.post("/oauth/revoke", data={"token": "nope", "client_id": public_client["client_id"]})
     assert unknown.status_code == 200
     assert _mcp(flow.client, tokens["access_token"]).status_code == 200
-    flow.client.post("/oauth/revoke", data={"token": tokens["access_token"], "token_type_hint": "access_token",
-                                            "client_id": public_client["client_id"]})
+    flow.client.post(
+        "/oauth/revoke",
+        data={
+            "token": tokens["access_token"],
+            "token_type_hint": "access_token",
+            "client_id": public_client["client_id"],
+        },
+    )
     assert _mcp(flow.client, tokens["access_token"]).status_code == 401
-    assert flow.client.post("/oauth/revoke", data={"client_id": public_client["client_id"]}).json()[
-        "error"] == "invalid_request"
+    assert (
+        flow.client.post("/oauth/revoke", data={"client_id": public_client["client_id"]}).json()["error"]
+        == "invalid_request"
+    )
 
 
 def test_introspection_requires_client_authentication(
@@ -196,7 +243,8 @@ def test_introspection_requires_client_authentication(
     assert active["aud"] == f"{ISSUER}/mcp" and active["scope"] == "identity delegation"
     flow.client.post("/oauth/revoke", data={"token": tokens["refresh_token"], **auth})
     assert flow.client.post("/oauth/introspect", data={"token": tokens["access_token"], **auth}).json() == {
-        "active": False}
+        "active": False
+    }
 
 
 # -- the /mcp challenge --------------------------------------------------------------------------------------
@@ -239,7 +287,12 @@ def test_unpairing_the_connection_stops_its_tokens_at_once(
     connection_id = connections[0]["connection_id"]
     assert flow.device.call(flow.client, "DELETE", f"/device/connections/{connection_id}").status_code == 200
     assert _mcp(flow.client, tokens["access_token"]).status_code == 401
-    refreshed = flow.client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": public_client["client_id"]
-    })
+    refreshed = flow.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": public_client["client_id"],
+        },
+    )
     assert refreshed.json()["error"] == "invalid_grant"

@@ -10,7 +10,8 @@ from server.settings import Settings, settings_from
 
 def test_issuer_configured_wins() -> None:
     assert derive_issuer("https://vouch.example", scheme="http", host="x", forwarded_proto="http") == (
-        "https://vouch.example")
+        "https://vouch.example"
+    )
 
 
 def test_issuer_from_request() -> None:
@@ -50,7 +51,8 @@ def test_bearer_parsing_and_challenge() -> None:
     assert bearer_token("Basic abc") is None
     assert bearer_token("Bearer") is None
     plain = challenge("https://v/.well-known/oauth-protected-resource/mcp", "identity delegation")
-    assert plain == ('Bearer resource_metadata="https://v/.well-known/oauth-protected-resource/mcp", '
-                     'scope="identity delegation"')
+    assert plain == (
+        'Bearer resource_metadata="https://v/.well-known/oauth-protected-resource/mcp", scope="identity delegation"'
+    )
     bad = challenge("https://v/m", "identity", InvalidToken('The token "x" is bad.'))
     assert bad.startswith('Bearer error="invalid_token", error_description="The token \\"x\\" is bad."')

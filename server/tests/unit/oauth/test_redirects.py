@@ -7,7 +7,12 @@ from server.oauth import redirects
 
 @pytest.mark.parametrize(
     "uri",
-    ["https://agent.example.com/cb", "http://127.0.0.1:3000/cb", "http://localhost/cb", "http://[::1]:8080/x?y=1"],
+    [
+        "https://agent.example.com/cb",
+        "http://127.0.0.1:3000/cb",
+        "http://localhost/cb",
+        "http://[::1]:8080/x?y=1",
+    ],
 )
 def test_registrable(uri: str) -> None:
     assert redirects.registration_problem(uri) is None

@@ -1,0 +1,161 @@
+"""Signed device requests (docs/device-api.md, "Device keys and request signing").
+
+Each request carries `Vouch-Device-Id`, `Vouch-Timestamp`, `Vouch-Nonce` and `Vouch-Signature`: an Ed25519
+signature over six lines pinning the method, the path and query exactly as sent, the time, a nonce and the
+SHA-256 of the raw body. A request is refused (401 `invalid_signature`) for a bad signature, an unknown or
+revoked device, a timestamp outside `settings.device_clock_skew`, or a nonce that device already used.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from cryptography.exceptions import InvalidSignature as _BadSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from server.core.clock import Clock
+from server.core.crypto import b64url, b64url_decode
+from server.device.errors import InvalidSignature
+from server.settings import Settings
+from server.storage.repositories.devices import DeviceRepository
+
+SIGNATURE_VERSION = "vouchsim-device-v1"
+ENROLMENT_DEVICE_ID = "new"  # the Vouch-Device-Id of POST /device/enrol, before an id exists
+HEADERS = ("vouch-device-id", "vouch-timestamp", "vouch-nonce", "vouch-signature")
+
+_B64URL_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes
+_B64URL_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{86}$")  # 64 bytes
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{22,128}$")  # 16+ bytes; the column holds 128 characters
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_PRUNE_ONE_IN = 128
+
+
+class SignedRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request as the signature covers it, headers parsed but nothing verified yet."""
+
+    method: str
+    target: str
+    body: bytes
+    device_id: str
+    timestamp: int
+    nonce: str
+    signature: bytes
+
+
+class AuthenticatedDevice(msgspec.Struct, frozen=True, kw_only=True):
+    device_id: str
+    user_id: str
+
+
+def canonical_string(method: str, target: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """The six lines the signature covers, joined by '\\n' with no trailing newline."""
+    lines = (SIGNATURE_VERSION, method.upper(), target, timestamp, nonce, hashlib.sha256(body).hexdigest())
+    return "\n".join(lines).encode()
+
+
+def parse_signed_request(headers: Mapping[str, str], method: str, target: str, body: bytes) -> SignedRequest:
+    """The four `Vouch-*` headers, checked for shape (`headers` keys lower-case)."""
+    values = [headers.get(name) for name in HEADERS]
+    device_id, timestamp, nonce, signature = values
+    if device_id is None or timestamp is None or nonce is None or signature is None:
+        missing = ", ".join(name.title() for name, value in zip(HEADERS, values, strict=True) if value is None)
+        raise InvalidSignature(f"The request is not signed: {missing} missing.")
+    if not _TIMESTAMP.match(timestamp):
+        raise InvalidSignature("Vouch-Timestamp must be Unix time in whole seconds.")
+    if not _NONCE.match(nonce):
+        raise InvalidSignature("Vouch-Nonce must be 16 or more random bytes, base64url.")
+    if not _B64URL_SIGNATURE.match(signature):
+        raise InvalidSignature("Vouch-Signature must be a base64url Ed25519 signature.")
+    return SignedRequest(
+        method=method.upper(),
+        target=target,
+        body=body,
+        device_id=device_id,
+        timestamp=int(timestamp),
+        nonce=nonce,
+        signature=b64url_decode(signature),
+    )
+
+
+def load_public_key(text: str) -> Ed25519PublicKey | None:
+    """A device key from its wire form (base64url without padding of the raw 32 bytes); None if it is not one.
+
+    Only the canonical spelling is accepted, so one key cannot be enrolled twice under two spellings.
+    """
+    if not _B64URL_KEY.match(text):
+        return None
+    try:
+        raw = b64url_decode(text)
+        key = Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, binascii.Error):
+        return None
+    return key if b64url(raw) == text else None
+
+
+def fingerprint(public_key: str) -> str:
+    """First 16 hex digits of SHA-256(raw key), upper-case, in groups of four: `9F2A-11C0-7B3E-5D21`."""
+    digest = hashlib.sha256(b64url_decode(public_key)).hexdigest()[:16].upper()
+    return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
+def _sometimes() -> bool:
+    return secrets.randbelow(_PRUNE_ONE_IN) == 0
+
+
+class DeviceAuthenticator:
+    def __init__(
+        self,
+        devices: DeviceRepository,
+        clock: Clock,
+        settings: Settings,
+        *,
+        should_prune: Callable[[], bool] = _sometimes,
+    ) -> None:
+        self.devices = devices
+        self.clock = clock
+        self.settings = settings
+        self.should_prune = should_prune
+
+    async def authenticate(self, request: SignedRequest) -> AuthenticatedDevice:
+        """The enrolled, unrevoked device that signed `request`; InvalidSignature otherwise."""
+        if request.device_id == ENROLMENT_DEVICE_ID:
+            raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
+        device = await self.devices.get(request.device_id)
+        if device is None or device.revoked_at is not None:
+            raise InvalidSignature("This device is unknown or no longer trusted.")
+        key = load_public_key(device.public_key)
+        assert key is not None  # validated at enrolment
+        await self._verify(request, key)
+        await self.devices.touch(device.id, self.clock.now())
+        return AuthenticatedDevice(device_id=device.id, user_id=device.user_id)
+
+    async def verify_enrolment(self, request: SignedRequest, key: Ed25519PublicKey) -> None:
+        """Proof of possession: the enrolment is signed, as device 'new', by the key it enrols."""
+        if request.device_id != ENROLMENT_DEVICE_ID:
+            raise InvalidSignature("An enrolment is signed with Vouch-Device-Id: new.")
+        await self._verify(request, key)
+
+    async def _verify(self, request: SignedRequest, key: Ed25519PublicKey) -> None:
+        message = canonical_string(request.method, request.target, str(request.timestamp), request.nonce, request.body)
+        try:
+            key.verify(request.signature, message)
+        except _BadSignature:
+            raise InvalidSignature("The signature does not match this request.") from None
+        now = self.clock.now()
+        # Compared as numbers first: a far-off timestamp must not reach datetime (year out of range).
+        if abs(now.timestamp() - request.timestamp) > self.settings.device_clock_skew:
+            raise InvalidSignature("Vouch-Timestamp is too far from the server's clock; check the device's time.")
+        signed_at = datetime.fromtimestamp(request.timestamp, UTC)
+        skew = timedelta(seconds=self.settings.device_clock_skew)
+        # Checked last, so only genuine requests occupy the table. A nonce must be remembered for as long as
+        # its timestamp could still pass the window above.
+        if not await self.devices.remember_nonce(request.device_id, request.nonce, signed_at + skew):
+            raise InvalidSignature("This request was already received (Vouch-Nonce reused).")
+        if self.should_prune():
+            await self.devices.prune_nonces(now)

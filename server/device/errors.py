@@ -1,0 +1,33 @@
+"""Failures of the trusted-device API, with the codes and statuses of docs/device-api.md."""
+
+from __future__ import annotations
+
+from server.core.errors import VouchsimError
+
+
+class InvalidRequest(VouchsimError):
+    """The request body is not what this endpoint accepts."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidSignature(VouchsimError):
+    """The request is not signed by an enrolled device."""
+
+    code = "invalid_signature"
+    status = 401
+
+
+class DeviceExists(VouchsimError):
+    """This key is already enrolled as a device."""
+
+    code = "device_exists"
+    status = 409
+
+
+class ConnectionNotFound(VouchsimError):
+    """This connection does not exist, or it is not yours."""
+
+    code = "connection_not_found"
+    status = 404

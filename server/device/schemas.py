@@ -1,0 +1,58 @@
+"""Wire types of the trusted-device API (docs/device-api.md), field names exactly as on the wire.
+
+Request bodies are closed (`forbid_unknown_fields`): the device API rejects what it does not know.
+The pairing responses are the pairing service's own values (`server.pairing.service`), which spell the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+MAX_NAME_LENGTH = 64
+MAX_QR_PAYLOAD = 2048
+
+
+class EnrolRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    public_key: Annotated[str, msgspec.Meta(max_length=64)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+
+class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    qr_payload: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_QR_PAYLOAD)]
+
+
+class EmptyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of approve and decline: none, or `{}`."""
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    error: str
+    error_description: str
+
+
+class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """`POST /device/enrol` (201) and `GET /device/me` (200)."""
+
+    device_id: str
+    user_id: str
+    name: str
+    fingerprint: str
+    issuer: str
+    enrolled_at: datetime
+
+
+class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
+    connection_id: str
+    client_id: str
+    client_name: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ConnectionList(msgspec.Struct, frozen=True, kw_only=True):
+    connections: list[ConnectionView]

@@ -1,0 +1,92 @@
+"""The trusted device's own records, HTTP-free: enrolment, who it is, and the connections it can unpair
+(docs/device-api.md). Pairings are `server.pairing.service`'s.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from server.core.clock import Clock
+from server.core.crypto import new_id
+from server.device.auth import fingerprint
+from server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
+from server.device.schemas import MAX_NAME_LENGTH, ConnectionList, ConnectionView, DeviceInfo
+from server.storage.models import Device, RuntimeConnection
+from server.storage.repositories.connections import ConnectionRepository
+from server.storage.repositories.devices import DeviceRepository
+
+
+def checked_name(name: str) -> str:
+    """A device name as shown to people: trimmed, 1 to 64 characters, no control characters."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise InvalidRequest(f"name must be 1 to {MAX_NAME_LENGTH} characters.")
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise InvalidRequest("name must not contain control characters.")
+    return name
+
+
+class DeviceService:
+    def __init__(self, devices: DeviceRepository, connections: ConnectionRepository, clock: Clock) -> None:
+        self.devices = devices
+        self.connections = connections
+        self.clock = clock
+
+    async def enrol(self, public_key: str, name: str, issuer: str) -> DeviceInfo:
+        """A new user whose trusted device holds `public_key` (already checked, signature included)."""
+        if await self.devices.find_by_public_key(public_key) is not None:
+            raise DeviceExists()
+        device = await self.devices.enrol(
+            user_id=new_id("usr"),
+            device_id=new_id("dev"),
+            public_key=public_key,
+            name=checked_name(name),
+            now=self.clock.now(),
+        )
+        if device is None:  # a concurrent enrolment of the same key won
+            raise DeviceExists()
+        return _device_info(device, issuer)
+
+    async def me(self, device_id: str, issuer: str) -> DeviceInfo:
+        device = await self.devices.get(device_id)
+        assert device is not None  # the caller authenticated as this device
+        return _device_info(device, issuer)
+
+    async def connections_of(self, user_id: str) -> ConnectionList:
+        rows = await self.connections.list_for_user(user_id)
+        return ConnectionList(connections=[_connection_view(row, name) for row, name in rows])
+
+    async def revoke_connection(self, user_id: str, connection_id: str) -> ConnectionView:
+        """Unpair a connection of this user (idempotent); its tokens stop working in the same transaction."""
+        row = await self.connections.get(connection_id)
+        if row is None or row.user_id != user_id:
+            raise ConnectionNotFound()
+        await self.connections.revoke(connection_id, self.clock.now())
+        row = await self.connections.get(connection_id)
+        name = await self.connections.client_name(connection_id)
+        assert row is not None
+        assert name is not None
+        return _connection_view(row, name)
+
+
+def _device_info(device: Device, issuer: str) -> DeviceInfo:
+    return DeviceInfo(
+        device_id=device.id,
+        user_id=device.user_id,
+        name=device.name,
+        fingerprint=fingerprint(device.public_key),
+        issuer=issuer,
+        enrolled_at=device.created_at,
+    )
+
+
+def _connection_view(row: RuntimeConnection, client_name: str) -> ConnectionView:
+    return ConnectionView(
+        connection_id=row.id,
+        client_id=row.client_id,
+        client_name=client_name,
+        scopes=list(dict.fromkeys(row.scope.split())),
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
