@@ -6,11 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
@@ -50,6 +52,40 @@ async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+_ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Framework errors (unknown route, wrong method, bad parameters) in the same shape as every other error."""
+    code = _ERROR_CODES.get(exc.status_code, "server_error" if exc.status_code >= 500 else "invalid_request")
+    headers = dict(exc.headers or {})
+    return Response(
+        content={"error": code, "error_description": exc.detail},
+        status_code=exc.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A bug: logged with its traceback for us, a plain 500 for the caller (never the traceback itself)."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return Response(
+        content={"error": "server_error", "error_description": "Something went wrong on our side."},
+        status_code=500,
+        media_type="application/json",
+    )
+
+
 @get("/healthz", tags=["ops"])
 async def healthz(state: State) -> dict[str, str]:
     """Readiness: the database answers."""
@@ -86,6 +122,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "runtime": Provide(provide_runtime),
             "db": Provide(provide_db_session),
         },
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
         openapi_config=OpenAPIConfig(title="Vouchsim", version="0.1.0", path="/schema"),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         # Browser-based MCP clients must be able to read the challenge and the session id.

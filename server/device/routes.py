@@ -1,9 +1,8 @@
 """HTTP for the trusted-device API (docs/device-api.md): `device_router`, mounted at `/device`.
 
 The only module here that knows HTTP. Domain errors become `{"error", "error_description"}` in one place
-(`answer` for handler bodies, an exception handler for the signature check): handlers *return* the error
-response rather than raise it, so the request's transaction still commits what the failure recorded (the
-nonce, an expiry), while a failed signature check — which records nothing — propagates and rolls back.
+(`answer`): handlers *return* the error response rather than raise it, so the request's transaction still
+commits what the failure recorded (the nonce, an expiry). A failed signature check records nothing.
 """
 
 from __future__ import annotations
@@ -45,13 +44,25 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 @dataclass(frozen=True)
 class DeviceCall:
-    """A request signed by an enrolled device, with the services it may use."""
+    """A request signed by an enrolled device, with the services it may use.
 
-    device: AuthenticatedDevice
+    A failed signature check travels inside the value instead of being raised from the dependency: Litestar
+    does not close yield dependencies resolved before a dependency that raises, so raising here would leak the
+    request's database session. Reading `device` re-raises it inside the handler, where `answer` returns it.
+    """
+
+    authenticated: AuthenticatedDevice | None
+    failure: VouchsimError | None
     body: bytes
     issuer: str
     devices: DeviceService
     pairings: PairingService
+
+    @property
+    def device(self) -> AuthenticatedDevice:
+        if self.authenticated is None:
+            raise self.failure or InvalidRequest("The request is not signed.")
+        return self.authenticated
 
 
 # -- translation, in one place ---------------------------------------------------------------------------
@@ -124,12 +135,20 @@ async def provide_device_call(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> DeviceCall:
     """Authenticate the signing device (401 otherwise) and hand the handler its services."""
-    signed = await _signed(request)
     devices = DeviceRepository(db)
-    device = await DeviceAuthenticator(devices, runtime.clock, runtime.settings).authenticate(signed)
+    device: AuthenticatedDevice | None = None
+    failure: VouchsimError | None = None
+    body = b""
+    try:
+        signed = await _signed(request)
+        body = signed.body
+        device = await DeviceAuthenticator(devices, runtime.clock, runtime.settings).authenticate(signed)
+    except VouchsimError as error:  # nothing was written before the signature checked out
+        failure = error
     return DeviceCall(
-        device=device,
-        body=signed.body,
+        authenticated=device,
+        failure=failure,
+        body=body,
         issuer=issuer_of(request, runtime),
         devices=DeviceService(devices, ConnectionRepository(db), runtime.clock),
         pairings=PairingService(PairingRepository(db), runtime.clock, runtime.settings, runtime.hmac_key),
@@ -167,8 +186,9 @@ async def me(call: NamedDependency[DeviceCall]) -> Response[Any]:
 @post("/pairings/claim", status_code=HTTP_200_OK)
 async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     async def work() -> msgspec.Struct:
+        device = call.device  # the signature first, then the body
         payload = decode_body(call.body, ClaimRequest)
-        return await call.pairings.claim(call.device.device_id, payload.qr_payload, call.issuer)
+        return await call.pairings.claim(device.device_id, payload.qr_payload, call.issuer)
 
     return await answer(work)
 
@@ -176,8 +196,9 @@ async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
 @post("/pairings/{pairing_id:str}/approve", status_code=HTTP_200_OK)
 async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
+        device = call.device  # the signature first, then the body
         _no_body(call.body)
-        return await call.pairings.approve(call.device.device_id, pairing_id)
+        return await call.pairings.approve(device.device_id, pairing_id)
 
     return await answer(work)
 
@@ -185,8 +206,9 @@ async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
 @post("/pairings/{pairing_id:str}/decline", status_code=HTTP_200_OK)
 async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
+        device = call.device  # the signature first, then the body
         _no_body(call.body)
-        return await call.pairings.decline(call.device.device_id, pairing_id)
+        return await call.pairings.decline(device.device_id, pairing_id)
 
     return await answer(work)
 

@@ -8,6 +8,7 @@ endpoint once the client and redirect URI are known good, and a readable page be
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -284,6 +285,34 @@ async def _browser(request: Request[Any, Any, Any], flow: AuthorizationFlow, iss
     return await flow.browser(request.cookies.get(_browser_cookie_name(issuer)))
 
 
+@dataclass(frozen=True)
+class _PagePost:
+    """A form posted from one of the authorization pages, with the browser that posted it."""
+
+    issuer: str
+    flow: AuthorizationFlow
+    browser: Browser
+    form: dict[str, list[str]]
+
+    def field(self, name: str) -> str:
+        return (self.form.get(name) or [""])[0]
+
+    @property
+    def csrf_ok(self) -> bool:
+        return self.flow.csrf_ok(self.browser, self.field("csrf"))
+
+
+async def _page_post(request: Request[Any, Any, Any], db: DbSession, runtime: Runtime) -> _PagePost:
+    issuer = issuer_of(request, runtime)
+    flow = _flow(db, runtime)
+    browser = await _browser(request, flow, issuer)
+    return _PagePost(issuer, flow, browser, await _form_params(request) or {})
+
+
+def _csrf_failed() -> Template:
+    return error_page("This form has expired", "Reload the page and try again.", status=403)
+
+
 @get("/oauth/authorize", tags=["oauth"], include_in_schema=True)
 async def authorize(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
@@ -427,14 +456,12 @@ async def pairing_submit(
     pairing_id: FromPath[str],
 ) -> Response[Any]:
     """The pairing code typed by the person. Failures re-render the page (and are committed, not rolled back)."""
-    issuer = issuer_of(request, runtime)
-    flow = _flow(db, runtime)
-    browser = await _browser(request, flow, issuer)
-    form = await _form_params(request) or {}
-    if not flow.csrf_ok(browser, (form.get("csrf") or [None])[0]):
-        return error_page("This form has expired", "Reload the page and try again.", status=403)
+    post = await _page_post(request, db, runtime)
+    if not post.csrf_ok:
+        return _csrf_failed()
+    issuer, flow, browser = post.issuer, post.flow, post.browser
     try:
-        approved = await flow.submit_code(browser, pairing_id, (form.get("code") or [""])[0])
+        approved = await flow.submit_code(browser, pairing_id, post.field("code"))
     except pairing_errors.PairingDeclined:
         return await _pairing_response(db, runtime, request, pairing_id)
     except pairing_errors.WrongPairingCode as failure:
@@ -454,12 +481,10 @@ async def restart_pairing(
     request_id: FromPath[str],
 ) -> Response[Any]:
     """A fresh QR for the same request (after expiry or too many wrong codes, or to use another device)."""
-    issuer = issuer_of(request, runtime)
-    flow = _flow(db, runtime)
-    browser = await _browser(request, flow, issuer)
-    form = await _form_params(request) or {}
-    if not flow.csrf_ok(browser, (form.get("csrf") or [None])[0]):
-        return error_page("This form has expired", "Reload the page and try again.", status=403)
+    post = await _page_post(request, db, runtime)
+    if not post.csrf_ok:
+        return _csrf_failed()
+    issuer, flow, browser = post.issuer, post.flow, post.browser
     try:
         pairing_id = await flow.start_pairing(browser, request_id, issuer)
     except VouchsimError as failure:
@@ -474,12 +499,10 @@ async def deny(
     runtime: NamedDependency[Runtime],
     request_id: FromPath[str],
 ) -> Response[Any]:
-    issuer = issuer_of(request, runtime)
-    flow = _flow(db, runtime)
-    browser = await _browser(request, flow, issuer)
-    form = await _form_params(request) or {}
-    if not flow.csrf_ok(browser, (form.get("csrf") or [None])[0]):
-        return error_page("This form has expired", "Reload the page and try again.", status=403)
+    post = await _page_post(request, db, runtime)
+    if not post.csrf_ok:
+        return _csrf_failed()
+    issuer, flow, browser = post.issuer, post.flow, post.browser
     try:
         summary = await flow.close(browser, request_id)
     except VouchsimError as failure:
@@ -519,12 +542,10 @@ async def consent_submit(
     runtime: NamedDependency[Runtime],
     request_id: FromPath[str],
 ) -> Response[Any]:
-    issuer = issuer_of(request, runtime)
-    flow = _flow(db, runtime)
-    browser = await _browser(request, flow, issuer)
-    form = await _form_params(request) or {}
-    if not flow.csrf_ok(browser, (form.get("csrf") or [None])[0]):
-        return error_page("This form has expired", "Reload the page and try again.", status=403)
+    post = await _page_post(request, db, runtime)
+    if not post.csrf_ok:
+        return _csrf_failed()
+    issuer, flow, browser = post.issuer, post.flow, post.browser
     try:
         approved = await flow.consent(browser, request_id)
     except VouchsimError as failure:
@@ -588,7 +609,7 @@ async def jwks() -> Response[Any]:
 
 static_files = create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)
 
-oauth_routes = [
+oauth_routes: list[Any] = [
     authorization_server_metadata_route,
     protected_resource_metadata_route,
     register,

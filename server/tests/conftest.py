@@ -52,7 +52,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         finally:
             await connection.close()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    async def create() -> None:
+        # CREATE DATABASE copies template1 and fails while anything else is connected to it: retry briefly.
+        for attempt in range(50):
+            try:
+                await run(f'CREATE DATABASE "{name}"')
+                return
+            except asyncpg.exceptions.ObjectInUseError:
+                await asyncio.sleep(0.1 * (attempt + 1))
+        await run(f'CREATE DATABASE "{name}"')
+
+    asyncio.run(create())
     try:
         yield f"{base}/{name}"
     finally:

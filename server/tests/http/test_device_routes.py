@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
-from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server.app import create_app
 from server.core.clock import FrozenClock
-from server.core.runtime import Runtime
-from server.device.routes import device_router
 from server.pairing.service import StartedPairing
 from server.settings import Settings
 from server.storage.engine import create_sessionmaker
@@ -47,21 +45,11 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def api(sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> AsyncIterator[Client]:
-    runtime = Runtime(Settings(), clock, HMAC_KEY)
-
-    async def provide_runtime() -> Runtime:
-        return runtime
-
-    async def provide_db() -> AsyncIterator[AsyncSession]:
-        async with sessions() as session, session.begin():
-            yield session
-
-    app = Litestar(
-        route_handlers=[device_router],
-        dependencies={"runtime": Provide(provide_runtime), "db": Provide(provide_db)},
-    )
-    async with AsyncTestClient(app, base_url=BASE_URL) as client:
+async def api(database_url: str, clock: FrozenClock) -> AsyncIterator[Client]:
+    """The whole app, as served: its engine is made in its lifespan on the loop that serves it (asyncpg
+    connections cannot cross event loops). The HMAC key is fixed so the tests can seed pairings directly."""
+    settings = Settings(database_url=database_url, secret_key=HMAC_KEY.decode())
+    async with AsyncTestClient(create_app(settings, clock=clock), base_url=BASE_URL) as client:
         yield client
 
 
@@ -413,3 +401,10 @@ async def test_list_and_unpair_connections(
     assert [c["revoked_at"] for c in listed] == ["2026-11-25T12:01:00Z"]
 
     assert_error(await send(api, phone, "DELETE", f"/device/connections/{theirs.id}"), 404, "connection_not_found")
+
+
+async def test_a_bad_signature_is_401_whatever_the_body(api: Client, phone: SigningDevice) -> None:
+    headers = phone.headers("POST", "/device/pairings/claim", b"{}")
+    headers["Vouch-Signature"] = headers["Vouch-Signature"][::-1]
+    response = await api.post("/device/pairings/claim", content=b"not json", headers=headers)
+    assert_error(response, 401, "invalid_signature")

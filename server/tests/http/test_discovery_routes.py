@@ -64,3 +64,18 @@ def test_discovery_allows_browser_clients(client: TestClient[Any]) -> None:
 
 def test_jwks_is_a_key_set(client: TestClient[Any]) -> None:
     assert isinstance(client.get("/.well-known/jwks.json").json()["keys"], list)
+
+
+def test_framework_errors_use_the_common_error_shape(client: TestClient[Any]) -> None:
+    missing = client.get("/no/such/route")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+    wrong_method = client.put("/oauth/token")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"] == "method_not_allowed"
+
+
+def test_openapi_document_and_health(client: TestClient[Any]) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    assert "/oauth/register" in paths and "/device/enrol" in paths
