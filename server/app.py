@@ -26,6 +26,7 @@ from server.mcp.routes import mcp_endpoint
 from server.oauth.routes import TEMPLATES, oauth_routes
 from server.settings import Settings
 from server.storage.engine import create_engine, create_sessionmaker
+from server.storage.events import EventBus
 from server.storage.migrate import upgrade
 from server.storage.repositories.keys import get_or_create_key
 
@@ -34,15 +35,21 @@ log = logging.getLogger("vouchsim")
 
 @dataclass(frozen=True)
 class Resources:
-    """What lives for the life of the process besides the Runtime: the engine and its session factory."""
+    """What lives for the life of the process besides the Runtime: the engine, its sessions, the event bus."""
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    events: EventBus
 
 
 async def provide_runtime(state: State) -> Runtime:
     runtime: Runtime = state.runtime
     return runtime
+
+
+async def provide_events(state: State) -> EventBus:
+    resources: Resources = state.resources
+    return resources.events
 
 
 async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
@@ -101,17 +108,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
+        events = EventBus()
         try:
             await upgrade(engine)
+            await events.start(settings.database_url)
             sessions = create_sessionmaker(engine)
             async with sessions() as session, session.begin():
                 key = settings.secret_key or await get_or_create_key(
                     session, "hmac", lambda: random_token(32), clock.now()
                 )
             app.state.runtime = Runtime(settings, clock, key.encode())
-            app.state.resources = Resources(engine, sessions)
+            app.state.resources = Resources(engine, sessions, events)
             yield
         finally:
+            await events.stop()
             # aiosqlite leaves threads behind (and once hung the process) unless the engine is disposed.
             await engine.dispose()
 
@@ -121,6 +131,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         dependencies={
             "runtime": Provide(provide_runtime),
             "db": Provide(provide_db_session),
+            "events": Provide(provide_events),
         },
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
         openapi_config=OpenAPIConfig(title="Vouchsim", version="0.1.0", path="/schema"),

@@ -189,3 +189,61 @@ class OAuthToken(Base):
     # The successor pair, AES-GCM sealed under a key derived from this token's own refresh token, so a racing
     # client that re-presents it within the grace window gets the same pair back, and nobody else can read it.
     successor_sealed: Mapped[str | None] = mapped_column(Text)
+
+
+class SigningKey(Base):
+    """A key that signs delegation tokens. The newest unretired one signs; every unexpired one is published."""
+
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]]
+    # The private JWK, AES-GCM sealed under a key derived from the server's HMAC key.
+    private_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    # Set when a newer key took over signing; the public key stays published until `publish_until`.
+    retired_at: Mapped[datetime | None]
+    publish_until: Mapped[datetime | None]
+
+
+class Delegation(Base):
+    """A delegation asked for by an agent and decided on a trusted device; see `server.delegation.states`."""
+
+    __tablename__ = "delegations"
+    __table_args__ = (Index("ix_delegations_user_status", "user_id", "status"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
+    audience_id: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[list[str]]
+    purpose: Mapped[str] = mapped_column(Text)
+    binding_message: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    # Evidence of the decision: the statement the device signed, its nonce and signature.
+    decision_statement: Mapped[str | None] = mapped_column(Text)
+    decision_nonce: Mapped[str | None] = mapped_column(String(128))
+    decision_signature: Mapped[str | None] = mapped_column(String(128))
+    token_jti: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class McpSession(Base):
+    """A Streamable HTTP session (`Mcp-Session-Id`), bound to the user and client of the token that opened it."""
+
+    __tablename__ = "mcp_sessions"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
+    protocol_version: Mapped[str] = mapped_column(String(16))
+    client_info: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]

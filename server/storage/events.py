@@ -1,0 +1,142 @@
+"""Push, not polling: wake whoever waits on a topic when a transaction that changed it commits.
+
+On one instance the bus dispatches in-process, right after the commit. On PostgreSQL it publishes with
+`pg_notify` inside the transaction (PostgreSQL delivers it at commit, to every listening instance, this one
+included), so a decision taken through one instance wakes a call held by another, and a revocation empties
+every instance's cache at once.
+
+Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kind>:<id>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger("vouchsim.events")
+
+CHANNEL = "vouchsim_events"
+_PENDING = "vouchsim_pending_topics"
+_HOOKED = "vouchsim_events_hooked"
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._queues: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+        self._listeners: list[Callable[[str], None]] = []
+        self._dsn: str | None = None
+        self._connection: Any = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def crosses_instances(self) -> bool:
+        return self._dsn is not None
+
+    async def start(self, database_url: str) -> None:
+        self._loop = asyncio.get_running_loop()
+        url = make_url(database_url)
+        if url.get_backend_name() != "postgresql":
+            return
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        await self._listen()
+        self._keeper = asyncio.create_task(self._keep_listening())
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._connection is not None:
+            with suppress(Exception):
+                await self._connection.close()
+        self._connection = None
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        self._connection = await asyncpg.connect(self._dsn)
+        await self._connection.add_listener(CHANNEL, self._on_notify)
+
+    async def _keep_listening(self) -> None:
+        """Reconnect the LISTEN connection if the database drops it; meanwhile local dispatch goes on."""
+        while True:
+            await asyncio.sleep(5)
+            if self._connection is not None and not self._connection.is_closed():
+                continue
+            try:
+                await self._listen()
+                log.info("event listener reconnected")
+                self._dispatch_all()  # anything may have changed while we were deaf
+            except Exception as error:  # the database may still be down; try again later
+                log.warning("event listener cannot reconnect yet: %s", error)
+
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._dispatch(payload)
+
+    # -- subscribing -------------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def subscribe(self, *topics: str) -> AsyncIterator[asyncio.Queue[str]]:
+        """A queue that receives each of `topics` when it is published. Subscribe *before* reading the state you
+        wait on, so a change committed between the read and the wait is not missed."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        for topic in topics:
+            self._queues[topic].add(queue)
+        try:
+            yield queue
+        finally:
+            for topic in topics:
+                self._queues[topic].discard(queue)
+                if not self._queues[topic]:
+                    del self._queues[topic]
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with every topic published (cache invalidation listens to everything)."""
+        self._listeners.append(listener)
+
+    def _dispatch(self, topic: str) -> None:
+        for listener in self._listeners:
+            listener(topic)
+        for queue in list(self._queues.get(topic, ())):
+            queue.put_nowait(topic)
+
+    def _dispatch_all(self) -> None:
+        for topic in list(self._queues):
+            self._dispatch(topic)
+        for listener in self._listeners:
+            listener("*")
+
+    # -- publishing --------------------------------------------------------------------------------------------
+    async def publish(self, session: AsyncSession, *topics: str) -> None:
+        """Announce `topics` when `session`'s transaction commits (never before, and not at all on rollback)."""
+        if self._dsn is not None:
+            for topic in topics:
+                await session.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
+            return
+        if not session.info.get(_HOOKED):
+            # Hooked once per session (a session lives for one request); removing a hook while SQLAlchemy is
+            # running it is not allowed, so they stay and simply find nothing pending next time.
+            session.info[_HOOKED] = True
+            event.listen(session.sync_session, "after_commit", self._after_commit)
+            event.listen(session.sync_session, "after_soft_rollback", self._after_rollback)
+        session.info.setdefault(_PENDING, set()).update(topics)
+
+    def _after_commit(self, sync_session: Any) -> None:
+        topics: set[str] = sync_session.info.pop(_PENDING, set())
+        loop = self._loop
+        for topic in topics:
+            if loop is not None:
+                loop.call_soon_threadsafe(self._dispatch, topic)
+            else:
+                self._dispatch(topic)
+
+    def _after_rollback(self, sync_session: Any, _previous_transaction: Any) -> None:
+        sync_session.info.pop(_PENDING, None)

@@ -1,0 +1,61 @@
+"""The event bus wakes waiters only once the publishing transaction commits, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.storage.engine import create_sessionmaker
+from server.storage.events import EventBus
+
+pytestmark = pytest.mark.anyio
+
+
+async def _next(queue: asyncio.Queue[str], within: float = 5.0) -> str:
+    return await asyncio.wait_for(queue.get(), within)
+
+
+async def test_published_topics_arrive_after_commit_only(engine: Any, database_url: str) -> None:
+    bus = EventBus()
+    await bus.start(database_url)
+    sessions = create_sessionmaker(engine)
+    seen: list[str] = []
+    bus.add_listener(seen.append)
+    try:
+        async with bus.subscribe("delegation:1") as queue:
+            async with sessions() as session:
+                async with session.begin():
+                    await bus.publish(session, "delegation:1", "user:9")
+                    await asyncio.sleep(0)
+                    assert queue.empty()  # not before the commit
+                assert await _next(queue) == "delegation:1"
+            async with sessions() as session, session.begin():
+                await bus.publish(session, "delegation:1")
+                await session.rollback()
+            async with sessions() as session, session.begin():
+                await bus.publish(session, "delegation:2")
+            # Only the rolled-back publication is missing; the next commit's topic is not ours.
+            with pytest.raises(TimeoutError):
+                await _next(queue, 0.3)
+        assert "user:9" in seen and "delegation:2" in seen
+    finally:
+        await bus.stop()
+
+
+async def test_a_second_bus_hears_the_first_on_postgres(engine: Any, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("crossing instances needs PostgreSQL LISTEN/NOTIFY")
+    first, second = EventBus(), EventBus()
+    await first.start(database_url)
+    await second.start(database_url)
+    sessions = create_sessionmaker(engine)
+    try:
+        async with second.subscribe("delegation:x") as queue:
+            async with sessions() as session, session.begin():
+                await first.publish(session, "delegation:x")
+            assert await _next(queue) == "delegation:x"
+    finally:
+        await first.stop()
+        await second.stop()
