@@ -20,6 +20,7 @@ from authlib.oauth2.rfc7591 import (
 from server.core.crypto import new_id, random_token
 from server.oauth import redirects, scopes
 from server.oauth.engine import _bridge
+from server.oauth.errors import safe_description
 from server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
 
 DEFAULT_GRANT_TYPES = ["authorization_code", "refresh_token"]
@@ -50,7 +51,7 @@ def prepare_metadata(data: dict[str, Any]) -> dict[str, Any]:
     for uri in uris:
         problem = redirects.registration_problem(uri)
         if problem:
-            raise InvalidRedirectURIError(problem)
+            raise InvalidRedirectURIError(safe_description(problem))
     data = dict(data)
     # RFC 7591 §2 would default to authorization_code alone; this server's clients are MCP runtimes that
     # keep sessions alive, so refresh tokens come by default. The response says what was registered.
@@ -61,13 +62,13 @@ def prepare_metadata(data: dict[str, Any]) -> dict[str, Any]:
     if data["token_endpoint_auth_method"] not in AUTH_METHODS:
         raise InvalidClientMetadataError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
     if unknown := set(data["grant_types"]) - set(GRANT_TYPES):
-        raise InvalidClientMetadataError(f"unsupported grant_types: {', '.join(sorted(unknown))}")
+        raise InvalidClientMetadataError(safe_description(f"unsupported grant_types: {', '.join(sorted(unknown))}"))
     if "authorization_code" not in data["grant_types"]:
         raise InvalidClientMetadataError("grant_types must include authorization_code")
     if data["response_types"] != ["code"]:
         raise InvalidClientMetadataError("response_types must be ['code']")  # Authlib refuses '"' in descriptions
     if unknown := set(scopes.split(data["scope"])) - set(scopes.SUPPORTED_SCOPES):
-        raise InvalidClientMetadataError(f"unsupported scope: {' '.join(sorted(unknown))}")
+        raise InvalidClientMetadataError(safe_description(f"unsupported scope: {' '.join(sorted(unknown))}"))
     return data
 
 

@@ -273,6 +273,8 @@ async def register(
     json_request = _JsonRequest(f"{issuer}/oauth/register", data, dict(request.headers))
     try:
         status, body, _headers = await run_authlib(lambda: endpoint.create_registration_response(json_request))
+    except ValueError:
+        return _oauth_error_json("invalid_client_metadata", "A field contains characters that are not allowed.")
     except InvalidClientMetadataError as error:
         return _oauth_error_json(error.error, error.description or "Invalid client metadata.")
     except OAuth2Error as error:
@@ -326,6 +328,9 @@ async def authorize(
     oauth_request = FormRequest("GET", f"{issuer}/oauth/authorize", params, dict(request.headers))
     try:
         grant = await run_authlib(lambda: server.get_consent_grant(oauth_request))
+    except ValueError:
+        # Authlib could not even phrase its error: a parameter holds characters RFC 6749 §5.2 forbids there.
+        return error_page("This sign-in link is not valid", "A parameter of the request contains invalid characters.")
     except OAuth2Error as error:
         if error.redirect_uri:
             return _to_client(server.handle_error_response(oauth_request, error), None)
@@ -569,11 +574,15 @@ async def _token_endpoint(
     issuer = issuer_of(request, runtime)
     server = _server(db, runtime, issuer)
     oauth_request = FormRequest("POST", f"{issuer}/oauth/{name}", params, dict(request.headers))
-    if name == "token":
-        result = await run_authlib(lambda: server.create_token_response(oauth_request))
-    else:
-        endpoint = "revocation" if name == "revoke" else "introspection"
-        result = await run_authlib(lambda: server.create_endpoint_response(endpoint, oauth_request))
+    endpoint = "revocation" if name == "revoke" else "introspection"
+    try:
+        if name == "token":
+            result = await run_authlib(lambda: server.create_token_response(oauth_request))
+        else:
+            result = await run_authlib(lambda: server.create_endpoint_response(endpoint, oauth_request))
+    except ValueError:
+        # Authlib refuses to phrase an error that would echo characters RFC 6749 §5.2 forbids.
+        return _oauth_error_json("invalid_request", "A parameter contains invalid characters.")
     return _json(result)
 
 

@@ -33,7 +33,10 @@ def test_expected_json_lists_exactly_the_images() -> None:
     # The set covers both outcomes of each step, or it would test less than it seems to.
     assert any(entry["text"] and entry["error"] is None for entry in FILES.values())
     assert {entry["error"] for entry in FILES.values()} >= {
-        "IssuerMismatchError", "NotAPairingQrError", "NoQrCodeFoundError", "NotAnImageError",
+        "IssuerMismatchError",
+        "NotAPairingQrError",
+        "NoQrCodeFoundError",
+        "NotAnImageError",
     }
 
 

@@ -251,3 +251,21 @@ def test_loopback_http_issuer_uses_a_plain_cookie(settings: Any, clock: FrozenCl
         device.enrol(client)
         query = Flow(client, device).authorize(authorize_params(info, pkce()[1]))
         assert query["iss"] == "http://127.0.0.1:8741"
+
+
+@pytest.mark.parametrize(
+    "redirect", ["https://evil.example/%22x%22", "https://evil.example/%C3%A9", 'http://127.0.0.1:33418/"']
+)
+def test_odd_characters_in_parameters_never_cause_a_500(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str], redirect: str
+) -> None:
+    from urllib.parse import unquote
+
+    response = flow.start(_params(public_client, verifier_challenge[1], redirect_uri=unquote(redirect)))
+    assert response.status_code == 400
+    assert "location" not in response.headers
+
+
+def test_odd_grant_type_is_a_400(client: TestClient[Any]) -> None:
+    response = client.post("/oauth/token", data={"grant_type": 'x"y', "client_id": "é"})
+    assert response.status_code in (400, 401)

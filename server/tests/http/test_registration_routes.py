@@ -97,3 +97,18 @@ def test_registrations_persist(client: TestClient[Any]) -> None:
             follow_redirects=False,
         )
         assert "does not exist" not in page.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"redirect_uris": ["http://evil.example/it's"]},
+        {"redirect_uris": ["https://a.example/cb"], "scope": 'identity "x'},
+        {"redirect_uris": ["https://a.example/cb"], "scope": "identité"},
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", 'a"b']},
+    ],
+)
+def test_input_with_quotes_or_non_ascii_is_a_400_not_a_500(client: TestClient[Any], body: Any) -> None:
+    response = _register(client, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] in ("invalid_redirect_uri", "invalid_client_metadata")

@@ -1,0 +1,72 @@
+"""e2e fixtures: one live server per test module (on SQLite, and on PostgreSQL too when
+VOUCHSIM_TEST_POSTGRES_URL is set), a fresh enrolled companion and browser per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from e2e.harness import HTTP_TIMEOUT, Browser, Companion, Databases, LiveServer, ServerFactory
+
+POSTGRES_URL = os.environ.get("VOUCHSIM_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Starts servers for this module's tests; stops them at the end and fails if one logged a traceback
+    or answered 5xx (outside the tests that were already failed for it)."""
+    directory = tmp_path_factory.mktemp(f"servers-{request.param}")
+    factory = ServerFactory(Databases(request.param, directory, POSTGRES_URL), directory)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(servers: ServerFactory) -> LiveServer:
+    return servers.start()
+
+
+@pytest.fixture(autouse=True)
+def _server_logs_stay_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Blame a server traceback on the test during which it was logged, not only on the module's end."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    server: LiveServer = request.getfixturevalue("live_server")
+    start = server.log_size()
+    yield
+    if (found := server.tracebacks(start)) is not None:
+        server.blamed = True
+        pytest.fail(f"the server logged a traceback or a 5xx answer during this test ({server.log_path}):\n{found}")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain client for the agent's side (registration, token requests, /mcp)."""
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+async def companion(live_server: LiveServer, tmp_path: Path) -> AsyncIterator[Companion]:
+    """A companion enrolled with the live server through its real CLI, in its own state directory."""
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=HTTP_TIMEOUT) as device_http:
+        yield await Companion.enrol(tmp_path / "companion", device_http)
+
+
+@pytest.fixture
+async def browser(live_server: LiveServer, tmp_path: Path) -> AsyncIterator[Browser]:
+    async with Browser(live_server.base_url, tmp_path) as person:
+        yield person
