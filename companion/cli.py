@@ -1,7 +1,9 @@
-"""Headless companion commands: `python -m companion enrol | scan | connections | unpair | whoami`.
+"""Headless companion commands: `python -m companion enrol | scan | connections | unpair | whoami` and, for
+delegations, `pending | approve | deny | history | revoke | watch`.
 
 Each command prints results on stdout and, on failure, one line on stderr: exit 2 for a usage error,
-1 for a failure, never a traceback. Everything the commands do lives in `companion.core`.
+1 for a failure, never a traceback. `watch` also reports its connection on stderr, keeping stdout for one
+line per decision. Everything the commands do lives in `companion.core`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import os
 import shlex
 import socket
 import sys
+import threading
+import time
 import unicodedata
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import httpx
@@ -23,14 +29,34 @@ import msgspec
 
 from companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
 from companion.core.config import DEFAULT_SERVER_URL, CompanionConfig, ConfigError, load_config
-from companion.core.errors import AlreadyEnrolledError, CompanionError
-from companion.core.keystore import Enrolment, Keystore
+from companion.core.decisions import Decision, SignedDecision
+from companion.core.errors import (
+    AlreadyEnrolledError,
+    ApiError,
+    CompanionError,
+    DelegationClosedError,
+    DelegationNotFoundError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from companion.core.keystore import DeviceIdentity, Enrolment, Keystore
 from companion.core.qr import PAIRING_SCHEME, decode_qr, parse_pairing_uri
-from companion.core.schemas import Connection, ConnectionList, PairingApproval, PairingContext
+from companion.core.rules import Action, evaluate, load_rules
+from companion.core.schemas import (
+    Connection,
+    ConnectionList,
+    Delegation,
+    DelegationList,
+    PairingApproval,
+    PairingContext,
+)
+from companion.core.signing import Clock
 
 PROG = "vouchsim companion"
 USER_AGENT = "vouchsim-companion"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class UsageError(Exception):
@@ -45,16 +71,27 @@ class _Parser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class Cli:
-    """What a command needs: parsed config, the keystore, streams, and the HTTP transport (tests inject)."""
+    """What a command needs: parsed config, the keystore, streams, and what tests inject (the HTTP
+    transport, the clock, and the sleep between reconnections)."""
 
     config: CompanionConfig
     keystore: Keystore
     transport: httpx.AsyncBaseTransport | None
     stdin: TextIO
     stdout: TextIO
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    clock: Clock = time.time
+    sleep: Sleep = asyncio.sleep
 
     def out(self, text: str = "") -> None:
-        print(text, file=self.stdout)
+        print(text, file=self.stdout, flush=True)
+
+    def note(self, text: str) -> None:
+        """Progress for the person watching (stderr): not part of a command's result."""
+        print(f"{PROG}: {_one_line(text)}", file=self.stderr, flush=True)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
     def http(self, server_url: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -76,6 +113,8 @@ def main(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    clock: Clock = time.time,
+    sleep: Sleep = asyncio.sleep,
 ) -> int:
     """Run one command and return its exit status."""
     err = stderr or sys.stderr
@@ -94,7 +133,16 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    cli = Cli(config, Keystore(config.state_dir), http_transport, stdin or sys.stdin, stdout or sys.stdout)
+    cli = Cli(
+        config,
+        Keystore(config.state_dir),
+        http_transport,
+        stdin or sys.stdin,
+        stdout or sys.stdout,
+        err,
+        clock,
+        sleep,
+    )
     return _run(args.command_fn, cli, args, err)
 
 
@@ -104,7 +152,8 @@ def _run(command: Command, cli: Cli, args: argparse.Namespace, err: TextIO) -> i
     except CompanionError as exc:
         print(f"{PROG}: {_one_line(' '.join(filter(None, (str(exc), exc.hint))))}", file=err)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=err)
+        if not args.quiet_interrupt:  # Ctrl-C is how a watcher is meant to stop: nothing to report
+            print(f"{PROG}: interrupted", file=err)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: still one line, never a traceback, but say it is one
         print(f"{PROG}: internal error ({exc.__class__.__name__}: {_one_line(str(exc))})", file=err)
@@ -131,14 +180,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     whoami = _command(commands, "whoami", _whoami, "show this device's enrolment")
     whoami.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pending = _command(commands, "pending", _pending, "list the delegations waiting for a decision")
+    pending.add_argument("--json", action="store_true", help="machine-readable output")
+
+    approve = _command(commands, "approve", _approve, "approve a pending delegation (signs the decision)")
+    approve.add_argument("delegation_id", metavar="DELEGATION_ID")
+
+    deny = _command(commands, "deny", _deny, "deny a pending delegation (signs the decision)")
+    deny.add_argument("delegation_id", metavar="DELEGATION_ID")
+
+    history = _command(commands, "history", _history, "list decided, revoked and expired delegations")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+
+    revoke = _command(commands, "revoke", _revoke, "revoke an approved delegation (its token stops working)")
+    revoke.add_argument("delegation_id", metavar="DELEGATION_ID")
+
+    watch = _command(
+        commands, "watch", _watch, "decide delegations as they arrive: all approved, all denied, or by rules"
+    )
+    watch.set_defaults(quiet_interrupt=True)
+    mode = watch.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--approve-all", action="store_true", help="approve every pending delegation")
+    mode.add_argument("--deny-all", action="store_true", help="deny every pending delegation")
+    mode.add_argument("--rules", metavar="FILE", type=Path, help="decide by a TOML rules file")
+    watch.add_argument("--once", action="store_true", help="exit after the first decision")
+    watch.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="stop (exit 0) after this many seconds")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _command(
     commands: argparse._SubParsersAction[_Parser], name: str, fn: Command, help_text: str
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=help_text, description=help_text)
-    parser.set_defaults(command_fn=fn)
+    parser.set_defaults(command_fn=fn, quiet_interrupt=False)
     parser.add_argument("--state", metavar="DIR", help="state directory (default: ./var/companion)")
     if name == "enrol":
         parser.add_argument("--server", metavar="URL", help=f"server URL (default: {DEFAULT_SERVER_URL})")
@@ -155,9 +240,7 @@ async def _enrol(cli: Cli, args: argparse.Namespace) -> int:
     existing = cli.keystore.read_enrolment()
     if existing is not None and not args.force:
         if server not in (existing.server_url, existing.issuer.rstrip("/")):
-            raise AlreadyEnrolledError(
-                f"This companion is already enrolled with {existing.server_url}, not {server}."
-            )
+            raise AlreadyEnrolledError(f"This companion is already enrolled with {existing.server_url}, not {server}.")
         cli.out(f"Already enrolled with {existing.server_url}; pass --force to enrol a new key.")
         _print_identity(cli, existing)
         return EXIT_OK
@@ -190,9 +273,8 @@ async def _scan(cli: Cli, args: argparse.Namespace) -> int:
 
 
 async def _connections(cli: Cli, args: argparse.Namespace) -> int:
-    enrolment = cli.keystore.load_identity().enrolment
-    async with cli.http(cli.config.server_for(enrolment.server_url)) as http:
-        connections = await DeviceApiClient(http, cli.keystore).connections()
+    async with _client(cli) as client:
+        connections = await client.connections()
     if args.json:
         cli.out(msgspec.json.encode(ConnectionList(connections=connections)).decode())
     elif not connections:
@@ -204,9 +286,8 @@ async def _connections(cli: Cli, args: argparse.Namespace) -> int:
 
 
 async def _unpair(cli: Cli, args: argparse.Namespace) -> int:
-    enrolment = cli.keystore.load_identity().enrolment
-    async with cli.http(cli.config.server_for(enrolment.server_url)) as http:
-        connection = await DeviceApiClient(http, cli.keystore).revoke_connection(args.connection_id)
+    async with _client(cli) as client:
+        connection = await client.revoke_connection(args.connection_id)
     cli.out(
         f"Unpaired {_clean(connection.connection_id)} ({_clean(connection.client_name)}), "
         f"revoked at {_when(connection.revoked_at)}."
@@ -223,7 +304,226 @@ async def _whoami(cli: Cli, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- delegations ---------------------------------------------------------------------------------------
+
+
+async def _pending(cli: Cli, args: argparse.Namespace) -> int:
+    async with _client(cli) as client:
+        delegations = await client.delegations("pending")
+    if args.json:
+        cli.out(msgspec.json.encode(DelegationList(delegations=delegations)).decode())
+    elif not delegations:
+        cli.out("No pending delegations.")
+    else:
+        for line in pending_table(delegations, cli.now()):
+            cli.out(line)
+    return EXIT_OK
+
+
+async def _history(cli: Cli, args: argparse.Namespace) -> int:
+    async with _client(cli) as client:
+        delegations = await client.delegations("history")
+    if args.json:
+        cli.out(msgspec.json.encode(DelegationList(delegations=delegations)).decode())
+    elif not delegations:
+        cli.out("No decided delegations yet.")
+    else:
+        for line in history_table(delegations):
+            cli.out(line)
+    return EXIT_OK
+
+
+async def _approve(cli: Cli, args: argparse.Namespace) -> int:
+    return await _decide_one(cli, args.delegation_id, "approve")
+
+
+async def _deny(cli: Cli, args: argparse.Namespace) -> int:
+    return await _decide_one(cli, args.delegation_id, "deny")
+
+
+async def _decide_one(cli: Cli, delegation_id: str, decision: Decision) -> int:
+    """Sign over the server's own copy of the delegation, and show the person what is signed first."""
+    async with _client(cli) as client:
+        delegation = await client.delegation(delegation_id)
+        _print_delegation(cli, delegation)
+        if not delegation.is_pending:
+            raise DelegationClosedError(
+                f"Delegation {delegation.delegation_id} is no longer pending: it is {delegation.status}.",
+                delegation_status=delegation.status,
+            )
+        signed = client.sign_decision(delegation, decision)
+        _print_statement(cli, signed, client.identity())
+        result = await client.send_decision(signed)
+    cli.out(decision_line(_PAST[decision], result))
+    return EXIT_OK
+
+
+async def _revoke(cli: Cli, args: argparse.Namespace) -> int:
+    async with _client(cli) as client:
+        delegation = await client.revoke_delegation(args.delegation_id)
+    cli.out(decision_line(delegation.status, delegation))
+    return EXIT_OK
+
+
+async def _watch(cli: Cli, args: argparse.Namespace) -> int:
+    policy = _policy(args)  # a broken rules file fails before any I/O
+    timer = asyncio.timeout(args.timeout)
+    async with _client(cli) as client:
+        watcher = Watcher(cli, client, policy, once=args.once)
+        try:
+            async with timer:
+                await watcher.run()
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            cli.note(f"Stopped after {args.timeout:g} s ({_count(watcher.decided, 'decision')}).")
+    return EXIT_OK
+
+
+Policy = Callable[[Delegation], tuple[Action, str]]  # what to do, and why (shown on the line)
+_PAST = {"approve": "approved", "deny": "denied"}
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    if args.approve_all:
+        return lambda _: ("approve", "approve-all")
+    if args.deny_all:
+        return lambda _: ("deny", "deny-all")
+    rules = load_rules(args.rules)
+
+    def by_rules(delegation: Delegation) -> tuple[Action, str]:
+        verdict = evaluate(rules, delegation)
+        return verdict.action, verdict.reason
+
+    return by_rules
+
+
+class Backoff:
+    """Reconnection delays: 0.5 s doubling up to 10 s, back to the start once a stream opens."""
+
+    def __init__(self, first: float = 0.5, factor: float = 2.0, cap: float = 10.0) -> None:
+        self._first, self._factor, self._cap = first, factor, cap
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self._first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * self._factor, self._cap)
+        return delay
+
+
+class Watcher:
+    """Follows the delegation stream, decides each new pending delegation by `policy`, and reconnects
+    (with backoff) whenever the server goes away. The server replays every pending delegation on each
+    connection; a delegation is handled once, unless deciding it failed for want of a server."""
+
+    def __init__(self, cli: Cli, client: DeviceApiClient, policy: Policy, *, once: bool = False) -> None:
+        self.cli = cli
+        self.client = client
+        self.policy = policy
+        self.once = once
+        self.decided = 0
+        self.handled: set[str] = set()
+        self.backoff = Backoff()
+        self._connections = 0
+
+    async def run(self) -> None:
+        """Returns only with `once`, after the first decision; otherwise runs until cancelled."""
+        while True:
+            try:
+                async with aclosing(self.client.stream_delegations(on_open=self._opened)) as stream:
+                    async for delegation in stream:
+                        if await self._consider(delegation) and self.once:
+                            return
+                problem = "The server closed the delegation stream"
+            except (TransportError, UnexpectedResponseError) as exc:
+                problem = str(exc).rstrip(".")
+            except ApiError as exc:
+                if exc.status < 500:
+                    raise  # a refusal (bad signature, unknown device, no such endpoint) does not heal
+                problem = f"The server answered {exc.status} {exc.error_code}"
+            delay = self.backoff.next()
+            self.cli.note(f"{problem}; reconnecting in {delay:g} s.")
+            await self.cli.sleep(delay)
+
+    def _opened(self) -> None:
+        self._connections += 1
+        self.backoff.reset()
+        verb = "Watching" if self._connections == 1 else "Reconnected; watching"
+        self.cli.note(f"{verb} delegations at {self.client.server_url}.")
+
+    async def _consider(self, delegation: Delegation) -> bool:
+        """Decide `delegation` if it is new and pending; True when a decision was made."""
+        if not delegation.is_pending or delegation.delegation_id in self.handled:
+            return False
+        action, reason = self.policy(delegation)
+        if action == "ask":
+            if _interactive(self.cli):
+                action, reason = await self._ask(delegation), "asked"
+            else:
+                action, reason = "leave", f"{reason}; no terminal to ask on"
+        if action == "leave":
+            self.handled.add(delegation.delegation_id)
+            self.cli.out(decision_line("left", delegation, f"{reason}; still pending"))
+            return False
+        try:
+            await self.client.decide(delegation, action)
+        except DelegationClosedError as exc:
+            self.handled.add(delegation.delegation_id)
+            now = exc.delegation_status or str(exc).rstrip(".")
+            self.cli.out(decision_line("skipped", delegation, f"no longer pending: {now}"))
+            return False
+        except DelegationNotFoundError:
+            self.handled.add(delegation.delegation_id)
+            self.cli.out(decision_line("skipped", delegation, "the server no longer knows it"))
+            return False
+        # A TransportError propagates to run(): it reconnects, the replay brings the delegation back, and
+        # a decision that did land before the connection broke is then answered `delegation_closed`.
+        self.handled.add(delegation.delegation_id)
+        self.decided += 1
+        self.cli.out(decision_line(_PAST[action], delegation, reason))
+        return True
+
+    async def _ask(self, delegation: Delegation) -> Decision:
+        _print_delegation(self.cli, delegation)
+        self.cli.stdout.write(f"Approve {_clean(delegation.delegation_id)}? [y/N] ")
+        self.cli.stdout.flush()
+        answer = await _read_line(self.cli.stdin)
+        return "approve" if answer.strip().lower() in ("y", "yes") else "deny"
+
+
+async def _read_line(stdin: TextIO) -> str:
+    """A line from stdin without blocking the event loop, in a daemon thread: a watcher stopped by
+    --timeout or Ctrl-C while a question is open must not wait for the person to press Enter."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def deliver(line: str) -> None:
+        if not answer.done():
+            answer.set_result(line)
+
+    def read() -> None:
+        try:
+            line = stdin.readline()
+        except (OSError, ValueError):
+            line = ""
+        with suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+            loop.call_soon_threadsafe(deliver, line)
+
+    threading.Thread(target=read, name="companion-stdin", daemon=True).start()
+    return await answer
+
+
 # --- helpers -------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _client(cli: Cli) -> AsyncIterator[DeviceApiClient]:
+    """An API client for the enrolled device (NotEnrolledError before any I/O otherwise)."""
+    enrolment = cli.keystore.load_identity().enrolment
+    async with cli.http(cli.config.server_for(enrolment.server_url)) as http:
+        yield DeviceApiClient(http, cli.keystore, clock=cli.clock)
 
 
 async def _read_payload(source: str, http: httpx.AsyncClient) -> str:
@@ -279,9 +579,7 @@ def _print_context(cli: Cli, context: PairingContext) -> None:
 
 
 def _print_approval(cli: Cli, approval: PairingApproval) -> None:
-    cli.out(
-        f"Approved. Type this code on the authorization page (valid until {_when(approval.code_expires_at)}):"
-    )
+    cli.out(f"Approved. Type this code on the authorization page (valid until {_when(approval.code_expires_at)}):")
     cli.out(format_pairing_code(approval.pairing_code))  # last line: scripts read it with `tail -n 1`
 
 
@@ -293,7 +591,7 @@ def format_pairing_code(code: str) -> str:
 
 def connection_table(connections: Sequence[Connection]) -> list[str]:
     header = ("ID", "CLIENT", "SCOPES", "CREATED", "LAST USED", "STATUS")
-    rows = [header] + [
+    rows = [
         (
             _clean(c.connection_id),
             _clean(c.client_name),
@@ -304,10 +602,101 @@ def connection_table(connections: Sequence[Connection]) -> list[str]:
         )
         for c in connections
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    return _table(header, rows)
+
+
+PURPOSE_WIDTH = 40
+
+
+def pending_table(delegations: Sequence[Delegation], now: datetime) -> list[str]:
+    header = ("ID", "CLIENT", "AUDIENCE", "SCOPES", "PURPOSE", "BINDING MESSAGE", "EXPIRES IN")
+    rows = [
+        (
+            _clean(d.delegation_id),
+            _clean(d.client_name),
+            _clean(d.audience_id),
+            _scopes(d),
+            _shorten(_one_line(d.purpose), PURPOSE_WIDTH),
+            _clean(d.binding_message),
+            expires_in(d.expires, now),
+        )
+        for d in delegations
     ]
+    return _table(header, rows)
+
+
+def history_table(delegations: Sequence[Delegation]) -> list[str]:
+    header = ("ID", "CLIENT", "AUDIENCE", "SCOPES", "STATUS", "DECIDED", "BY")
+    rows = [
+        (
+            _clean(d.delegation_id),
+            _clean(d.client_name),
+            _clean(d.audience_id),
+            _scopes(d),
+            _clean(d.status),
+            _when(d.decided_at),
+            _clean(d.decided_by or "-"),
+        )
+        for d in delegations
+    ]
+    return _table(header, rows)
+
+
+def decision_line(verb: str, delegation: Delegation, reason: str | None = None) -> str:
+    """`approved dlg_… aud_test_payments payments.identity,payments.prepare (rule 2)`: one line per
+    decision, the same in `watch`, `approve`, `deny` and `revoke`, so scripts can read it."""
+    line = f"{_clean(verb)} {_clean(delegation.delegation_id)} {_clean(delegation.audience_id)} {_scopes(delegation)}"
+    return f"{line} ({_one_line(reason)})" if reason else line
+
+
+def expires_in(moment: datetime, now: datetime) -> str:
+    """`4m 05s`, `45s`, `1h 02m`, or `expired`."""
+    seconds = int((moment - now).total_seconds())
+    if seconds <= 0:
+        return "expired"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def _print_delegation(cli: Cli, delegation: Delegation) -> None:
+    d = delegation
+    cli.out(f"Delegation {_clean(d.delegation_id)} ({_clean(d.status)})")
+    cli.out(f"  client:   {_clean(d.client_name)} ({_clean(d.client_id)})")
+    cli.out(f"  audience: {_clean(d.audience_name)} ({_clean(d.audience_id)})")
+    cli.out(f"  scopes:   {_clean(', '.join(d.scopes)) or '(none)'}")
+    cli.out(f"  purpose:  {_one_line(d.purpose)}")
+    cli.out(f"  binding:  {_clean(d.binding_message)}")
+    cli.out(f"  expires:  {_when(d.expires)} ({expires_in(d.expires, cli.now())})")
+
+
+def _print_statement(cli: Cli, signed: SignedDecision, identity: DeviceIdentity) -> None:
+    enrolment = identity.enrolment
+    cli.out(f"Signing with device {_clean(enrolment.device_id)} ({enrolment.fingerprint}):")
+    for line in signed.statement.decode("utf-8").split("\n"):
+        cli.out(f"  {_clean(line)}")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    everything = [tuple(header), *(tuple(row) for row in rows)]
+    widths = [max(len(row[i]) for row in everything) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in everything
+    ]
+
+
+def _scopes(delegation: Delegation) -> str:
+    return _clean(",".join(delegation.scopes)) or "-"
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _when(moment: datetime | None, missing: str = "-") -> str:

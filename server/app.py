@@ -21,25 +21,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.core.clock import Clock, SystemClock
 from server.core.crypto import random_token
 from server.core.runtime import Runtime
+from server.delegation.audiences import AudienceRegistry
+from server.delegation.service import DelegationService
+from server.delegation.tokens import SigningKeyStore
 from server.device.routes import device_router
-from server.mcp.routes import mcp_endpoint
+from server.mcp.routes import mcp_routes
+from server.mcp.transport import McpServer
 from server.oauth.routes import TEMPLATES, oauth_routes
 from server.settings import Settings
 from server.storage.engine import create_engine, create_sessionmaker
 from server.storage.events import EventBus
 from server.storage.migrate import upgrade
 from server.storage.repositories.keys import get_or_create_key
+from server.storage.session import own_transactions
 
 log = logging.getLogger("vouchsim")
 
 
 @dataclass(frozen=True)
 class Resources:
-    """What lives for the life of the process besides the Runtime: the engine, its sessions, the event bus."""
+    """What lives for the life of the process besides the Runtime: the engine, its sessions, the event bus, and
+    the delegation service (its own short transactions: a waiting call holds no connection)."""
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     events: EventBus
+    delegations: DelegationService
 
 
 async def provide_runtime(state: State) -> Runtime:
@@ -50,6 +57,11 @@ async def provide_runtime(state: State) -> Runtime:
 async def provide_events(state: State) -> EventBus:
     resources: Resources = state.resources
     return resources.events
+
+
+async def provide_delegations(state: State) -> DelegationService:
+    resources: Resources = state.resources
+    return resources.delegations
 
 
 async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
@@ -102,8 +114,12 @@ async def healthz(state: State) -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, audiences: AudienceRegistry | None = None
+) -> Litestar:
+    """Raises `AudienceFileError` at once when the audience file (settings.audiences_file) is not usable."""
     clock = clock or SystemClock()
+    registry = audiences if audiences is not None else AudienceRegistry.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -112,13 +128,21 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         try:
             await upgrade(engine)
             await events.start(settings.database_url)
-            sessions = create_sessionmaker(engine)
+            sessions = create_sessionmaker(engine, events)  # repositories announce revocations on `events`
             async with sessions() as session, session.begin():
                 key = settings.secret_key or await get_or_create_key(
                     session, "hmac", lambda: random_token(32), clock.now()
                 )
             app.state.runtime = Runtime(settings, clock, key.encode())
-            app.state.resources = Resources(engine, sessions, events)
+            keys = SigningKeyStore(key.encode(), clock, settings)
+            delegations = DelegationService(
+                own_transactions(sessions), registry, keys, events, clock, settings, key.encode()
+            )
+            await delegations.prepare()  # the first signing key exists before the first request
+            app.state.resources = Resources(engine, sessions, events, delegations)
+            # /mcp caches validated tokens and sessions; revocations announced on the bus empty it at once.
+            app.state.mcp = McpServer(app.state.runtime, sessions, events, delegations)
+            events.add_listener(app.state.mcp.on_event)
             yield
         finally:
             await events.stop()
@@ -126,12 +150,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[healthz, *oauth_routes, device_router, mcp_endpoint],
+        route_handlers=[healthz, *oauth_routes, device_router, *mcp_routes],
         lifespan=[lifespan],
         dependencies={
             "runtime": Provide(provide_runtime),
             "db": Provide(provide_db_session),
             "events": Provide(provide_events),
+            "delegations": Provide(provide_delegations),
         },
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
         openapi_config=OpenAPIConfig(title="Vouchsim", version="0.1.0", path="/schema"),

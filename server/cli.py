@@ -19,6 +19,9 @@ from server.settings import DEFAULT_PORT, Settings, settings_from_environment
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the OAuth server and the /mcp resource server")
     _settings_options(serve)
+    serve.add_argument(
+        "--audiences-file", help="audience registry, JSON (VOUCHSIM_AUDIENCES_FILE; default fixtures/audiences.json)"
+    )
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +50,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             port=args.port,
             database_url=args.database_url,
             log_level=args.log_level,
+            audiences_file=getattr(args, "audiences_file", None),
         )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"vouchsim: invalid setting: {error}") from None
@@ -56,6 +60,12 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from server.app import create_app
+    from server.delegation.audiences import AudienceFileError
+
+    try:
+        app = create_app(settings)
+    except AudienceFileError as error:
+        raise SystemExit(f"vouchsim: {error}") from None
 
     base = settings.issuer or f"http://{settings.host}:{settings.port}"
     print(f"Vouchsim on {base}", flush=True)
@@ -64,12 +74,14 @@ def serve(settings: Settings) -> None:
     print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
     print(f"  database: {settings.database_url}", flush=True)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         proxy_headers=False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
         server_header=False,
+        # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
+        timeout_graceful_shutdown=3,
     )
 
 

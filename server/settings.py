@@ -31,6 +31,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_grace: int = 30
     browser_session_ttl: int = 7 * 24 * 3600
     device_clock_skew: int = 120
+    # Delegations (docs/delegations.md): how long one waits for a decision, and the delegation token's lifetime.
+    delegation_ttl: int = 300
+    delegation_token_ttl: int = 600
+    # The audience registry, a JSON file (fixtures/README.md). Empty: fixtures/audiences.json of this checkout.
+    audiences_file: str = ""
+    # An MCP session (`Mcp-Session-Id`) ends after this many seconds without a request.
+    mcp_session_ttl: int = 3600
+    # Browser origins allowed to call `/mcp` besides the issuer's own and loopback ones, comma-separated
+    # (`https://inspector.example.com,https://app.example.com`); any other `Origin` is refused (DNS rebinding).
+    allowed_origins: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -47,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "pairing_code_ttl",
             "browser_session_ttl",
             "device_clock_skew",
+            "delegation_ttl",
+            "delegation_token_ttl",
+            "mcp_session_ttl",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -54,6 +67,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("pairing_max_attempts must be at least 1")
         if self.refresh_grace < 0:
             raise ValueError("refresh_grace must not be negative")
+        for origin in self.allowed_origin_list:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(f"allowed_origins: {origin!r} is not an origin such as https://app.example.com")
+
+    @property
+    def allowed_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
 
     @property
     def is_sqlite(self) -> bool:

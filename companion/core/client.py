@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Callable
+from typing import Final, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from companion.core import decisions
+from companion.core.decisions import Decision, SignedDecision
 from companion.core.errors import (
     CompanionError,
+    DelegationNotFoundError,
     InvalidDeviceNameError,
     ServerTimeoutError,
     ServerUnreachableError,
@@ -39,6 +43,8 @@ from companion.core.schemas import (
     ClaimRequest,
     Connection,
     ConnectionList,
+    Delegation,
+    DelegationList,
     DeviceInfo,
     EnrolRequest,
     ErrorBody,
@@ -47,10 +53,17 @@ from companion.core.schemas import (
     PairingDecline,
 )
 from companion.core.signing import ENROLMENT_DEVICE_ID, Clock, RandomBytes, RequestSigner
+from companion.core.sse import parse_events
 
 T = TypeVar("T")
 
 MAX_NAME_LENGTH = 64
+
+DelegationFilter = Literal["pending", "history", "all"]
+DELEGATION_FILTERS: Final[tuple[DelegationFilter, ...]] = ("pending", "history", "all")
+DELEGATION_EVENT: Final = "delegation"
+# The server sends a keep-alive comment every 15 s: three missed ones mean the stream is dead.
+STREAM_READ_TIMEOUT: Final = 45.0
 
 
 class DeviceApiClient:
@@ -96,8 +109,7 @@ class DeviceApiClient:
         expected = fingerprint(public_key_bytes(key))
         if info.fingerprint != expected:
             raise UnexpectedResponseError(
-                f"The server reported fingerprint {info.fingerprint} for a key whose fingerprint is "
-                f"{expected}."
+                f"The server reported fingerprint {info.fingerprint} for a key whose fingerprint is {expected}."
             )
         self._identity = self._keystore.save(key, _enrolment(info, self.server_url))
         return info
@@ -109,9 +121,7 @@ class DeviceApiClient:
         """Claim a pairing from the text of its QR, after checking it names the enrolled issuer."""
         payload = qr_payload.strip()
         parse_pairing_uri(payload, self.identity().enrolment.issuer)
-        return await self._signed(
-            "POST", "/device/pairings/claim", PairingContext, ClaimRequest(qr_payload=payload)
-        )
+        return await self._signed("POST", "/device/pairings/claim", PairingContext, ClaimRequest(qr_payload=payload))
 
     async def approve_pairing(self, pairing_id: str) -> PairingApproval:
         return await self._signed("POST", f"/device/pairings/{_segment(pairing_id)}/approve", PairingApproval)
@@ -126,14 +136,96 @@ class DeviceApiClient:
     async def revoke_connection(self, connection_id: str) -> Connection:
         return await self._signed("DELETE", f"/device/connections/{_segment(connection_id)}", Connection)
 
+    # --- delegations (docs/delegations.md) ----------------------------------------------------------------
+
+    async def delegations(self, which: DelegationFilter = "pending") -> list[Delegation]:
+        """`pending` (the default), `history` (decided, revoked or expired) or `all`; newest first."""
+        if which not in DELEGATION_FILTERS:
+            raise ValueError(f"which must be one of {', '.join(DELEGATION_FILTERS)}, not {which!r}")
+        listing = await self._signed("GET", f"/device/delegations?status={which}", DelegationList)
+        return listing.delegations
+
+    async def delegation(self, delegation_id: str) -> Delegation:
+        """One delegation as the server has it now; DelegationNotFoundError when it has none by that id.
+
+        The API has no single-delegation read, so this looks in the pending list first (the usual case, and
+        short), then in `all`, which the server caps at its newest delegations.
+        """
+        for which in ("pending", "all"):
+            for delegation in await self.delegations(which):
+                if delegation.delegation_id == delegation_id:
+                    return delegation
+        raise DelegationNotFoundError(
+            f"This user has no delegation {delegation_id} (among the newest the server lists).", status=404
+        )
+
+    async def stream_delegations(
+        self,
+        *,
+        on_open: Callable[[], None] | None = None,
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> AsyncGenerator[Delegation, None]:
+        """Every `delegation` event of `GET /device/delegations/stream`, decoded; the server first replays
+        every pending delegation, then sends one whenever a delegation is created or changes.
+
+        `on_open` runs once the server accepted the stream (before any event: there may be none for a
+        while). The iterator ends when the server closes the stream; a dropped connection raises a
+        TransportError. Reconnecting is the caller's business. Close it with `contextlib.aclosing` when
+        leaving early, so the connection is released at once.
+        """
+        identity = self.identity()
+        timeout = self._http.timeout
+        request = self._request(
+            self._signer(identity.key, identity.device_id),
+            "GET",
+            "/device/delegations/stream",
+            accept="text/event-stream",
+            timeout=httpx.Timeout(connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool),
+        )
+        response = await self._send(request, stream=True)
+        try:
+            if not response.is_success:
+                await self._read(response)
+                raise _error_for(response)
+            content_type = response.headers.get("content-type", "")
+            if content_type.partition(";")[0].strip().lower() != "text/event-stream":
+                raise UnexpectedResponseError(
+                    f"The server answered the delegation stream with {content_type or 'no content type'}, "
+                    "not text/event-stream."
+                )
+            if on_open is not None:
+                on_open()
+            try:
+                async for event in parse_events(response.aiter_lines()):
+                    if event.event == DELEGATION_EVENT:
+                        yield _decode_event(event.data)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, "The delegation stream from") from exc
+        finally:
+            await response.aclose()
+
+    def sign_decision(self, delegation: Delegation, decision: Decision) -> SignedDecision:
+        """Sign a decision on `delegation` (the server's copy) with this device's key; no I/O."""
+        return decisions.sign_decision(self.identity().key, delegation, decision, random_bytes=self._random_bytes)
+
+    async def send_decision(self, signed: SignedDecision) -> Delegation:
+        path = f"/device/delegations/{_segment(signed.delegation_id)}/decision"
+        return await self._signed("POST", path, Delegation, signed.request())
+
+    async def decide(self, delegation: Delegation, decision: Decision) -> Delegation:
+        """Approve or deny `delegation`, signing the statement built from it; the object after the decision."""
+        return await self.send_decision(self.sign_decision(delegation, decision))
+
+    async def revoke_delegation(self, delegation_id: str) -> Delegation:
+        """Revoke an approved delegation (its token stops introspecting as active). Idempotent."""
+        return await self._signed("POST", f"/device/delegations/{_segment(delegation_id)}/revoke", Delegation)
+
     # --- plumbing ----------------------------------------------------------------------------------------
 
     def _signer(self, key: Ed25519PrivateKey, device_id: str) -> RequestSigner:
         return RequestSigner(key, device_id, clock=self._clock, random_bytes=self._random_bytes)
 
-    async def _signed(
-        self, method: str, path: str, expect: type[T], payload: msgspec.Struct | None = None
-    ) -> T:
+    async def _signed(self, method: str, path: str, expect: type[T], payload: msgspec.Struct | None = None) -> T:
         identity = self.identity()
         return await self._call(self._signer(identity.key, identity.device_id), method, path, expect, payload)
 
@@ -145,29 +237,55 @@ class DeviceApiClient:
         expect: type[T],
         payload: msgspec.Struct | None = None,
     ) -> T:
-        headers = {"Accept": "application/json"}
+        request = self._request(signer, method, path, payload)
+        response = await self._send(request)
+        return _decode(response, expect)
+
+    def _request(
+        self,
+        signer: RequestSigner,
+        method: str,
+        path: str,
+        payload: msgspec.Struct | None = None,
+        *,
+        accept: str = "application/json",
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Request:
+        headers = {"Accept": accept}
         if payload is not None:
             headers["Content-Type"] = "application/json"
         body = msgspec.json.encode(payload) if payload is not None else None
-        request = self._http.build_request(method, path, content=body, headers=headers)
+        request = self._http.build_request(
+            method,
+            path,
+            content=body,
+            headers=headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+        )
         # Sign what goes on the wire: the path as httpx encoded it (base_url prefix included) and the
         # exact body bytes.
         target = request.url.raw_path.decode("ascii")
         request.headers.update(signer.headers(method, target, request.content))
-        response = await self._send(request)
-        return _decode(response, expect)
+        return request
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         try:
-            return await self._http.send(request)
-        except httpx.TimeoutException as exc:
-            raise ServerTimeoutError(f"The server at {self.server_url} did not answer in time.") from exc
-        except httpx.ConnectError as exc:
-            raise ServerUnreachableError(f"Could not connect to the server at {self.server_url}.") from exc
+            return await self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
-            raise TransportError(
-                f"The connection to {self.server_url} failed ({exc.__class__.__name__}: {exc})."
-            ) from exc
+            raise self._transport_error(exc) from exc
+
+    async def _read(self, response: httpx.Response) -> None:
+        try:
+            await response.aread()
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError, what: str = "The server at") -> TransportError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ServerTimeoutError(f"{what} {self.server_url} did not answer in time.")
+        if isinstance(exc, httpx.ConnectError):
+            return ServerUnreachableError(f"Could not connect to the server at {self.server_url}.")
+        return TransportError(f"The connection to {self.server_url} failed ({exc.__class__.__name__}: {exc}).")
 
 
 def _decode(response: httpx.Response, expect: type[T]) -> T:
@@ -182,13 +300,22 @@ def _decode(response: httpx.Response, expect: type[T]) -> T:
     raise _error_for(response)
 
 
+def _decode_event(data: str) -> Delegation:
+    try:
+        return msgspec.json.decode(data, type=Delegation)
+    except msgspec.DecodeError as exc:
+        raise UnexpectedResponseError(
+            f"A delegation event from the server is not what docs/delegations.md promises: {exc}."
+        ) from exc
+
+
 def _error_for(response: httpx.Response) -> CompanionError:
     try:
         body = msgspec.json.decode(response.content, type=ErrorBody)
     except msgspec.DecodeError:
         body = None
     if body is not None and response.status_code >= 400:
-        return api_error(response.status_code, body.error, body.error_description)
+        return api_error(response.status_code, body.error, body.error_description, delegation_status=body.status)
     if response.is_redirect:
         return UnexpectedResponseError(
             f"The server redirected to {response.headers.get('location', '?')}; check the server URL."
@@ -205,9 +332,7 @@ def _segment(value: str) -> str:
 def _checked_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise InvalidDeviceNameError(
-            f"A device name must be 1 to {MAX_NAME_LENGTH} characters, got {len(name)}."
-        )
+        raise InvalidDeviceNameError(f"A device name must be 1 to {MAX_NAME_LENGTH} characters, got {len(name)}.")
     return name
 
 

@@ -134,6 +134,29 @@ class ConnectionNotFoundError(ApiError):
     hint = "List them with `vouchsim companion connections`."
 
 
+class DelegationNotFoundError(ApiError):
+    code = "delegation_not_found"
+    default_message = "The server knows no such delegation for this user."
+    hint = "List them with `vouchsim companion pending` or `vouchsim companion history`."
+
+
+class DelegationClosedError(ApiError):
+    code = "delegation_closed"
+    default_message = "This delegation is no longer pending."
+
+    def __init__(
+        self, description: str = "", *, status: int = 409, code: str = "", delegation_status: str | None = None
+    ) -> None:
+        super().__init__(description, status=status, code=code)
+        self.delegation_status = delegation_status  # what it is now (approved, denied, expired, ...), if known
+
+
+class InvalidDecisionError(ApiError):
+    code = "invalid_decision"
+    default_message = "The server refused the signed decision."
+    hint = "The companion and the server disagree on the decision statement; report it as a bug."
+
+
 API_ERRORS: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (
@@ -146,14 +169,33 @@ API_ERRORS: dict[str, type[ApiError]] = {
         PairingAlreadyClaimedError,
         PairingClosedError,
         ConnectionNotFoundError,
+        DelegationNotFoundError,
+        DelegationClosedError,
+        InvalidDecisionError,
     )
 }
 
 
-def api_error(status: int, code: str, description: str) -> ApiError:
-    """The typed exception for a wire error; unknown codes keep their code on a plain `ApiError`."""
+def api_error(status: int, code: str, description: str, *, delegation_status: object = None) -> ApiError:
+    """The typed exception for a wire error; unknown codes keep their code on a plain `ApiError`.
+
+    `delegation_status` is the `status` field a `delegation_closed` body carries.
+    """
+    if code == DelegationClosedError.code:
+        reported = delegation_status if isinstance(delegation_status, str) else None
+        return DelegationClosedError(description, status=status, code=code, delegation_status=reported)
     cls = API_ERRORS.get(code, ApiError)
     return cls(description, status=status, code=code)
+
+
+# --- rules files -------------------------------------------------------------------------------------
+
+
+class RulesError(CompanionError):
+    """A rules file that cannot be read or does not follow docs/companion-rules.md."""
+
+    default_message = "The rules file is not valid."
+    hint = "See docs/companion-rules.md for the format."
 
 
 # --- QR codes ------------------------------------------------------------------------------------------

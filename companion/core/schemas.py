@@ -23,6 +23,9 @@ class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     error_description: str = ""
+    # `delegation_closed` only: the delegation's status now. Loosely typed: a field the device merely
+    # reports must not turn a readable error into an "unexpected response".
+    status: object = None
 
 
 class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,3 +77,62 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
 
 class ConnectionList(msgspec.Struct, frozen=True, kw_only=True):
     connections: list[Connection]
+
+
+# --- delegations (docs/delegations.md) ---------------------------------------------------------------
+
+
+def parse_instant(text: str) -> datetime:
+    """An RFC 3339 instant as the server spells it (`2026-11-25T15:05:00Z`); ValueError without a zone."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
+class Delegation(msgspec.Struct, frozen=True, kw_only=True):
+    """A delegation as the server sent it (docs/delegations.md, "The delegation object").
+
+    `expires_at` stays the text the server sent: it is one of the values the signed decision statement
+    copies verbatim, and a datetime parsed and printed again may not spell it the same way (`Z` or
+    `+00:00`, fractions of a second). `expires` gives it as a datetime; decoding checks it is one.
+    """
+
+    delegation_id: str
+    status: str
+    client_id: str
+    client_name: str
+    connection_id: str
+    audience_id: str
+    audience_name: str
+    scopes: list[str]
+    purpose: str
+    binding_message: str
+    created_at: datetime
+    expires_at: str
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    token_expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        parse_instant(self.expires_at)  # a ValueError here is a msgspec.ValidationError when decoding
+
+    @property
+    def expires(self) -> datetime:
+        return parse_instant(self.expires_at)
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == "pending"
+
+
+class DelegationList(msgspec.Struct, frozen=True, kw_only=True):
+    delegations: list[Delegation]
+
+
+class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /device/delegations/{id}/decision`: the decision and the signature over its statement."""
+
+    decision: str
+    nonce: str
+    signature: str

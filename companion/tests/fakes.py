@@ -1,11 +1,13 @@
 """Test doubles: a fake device API that verifies signatures on its own, and QR image makers.
 
-The fake deliberately re-implements the canonical string of docs/device-api.md instead of importing
-`companion.core.signing`, so a mistake there cannot be mirrored here and go unnoticed.
+The fake deliberately re-implements the canonical string of docs/device-api.md and the decision statement
+of docs/delegations.md instead of importing `companion.core.signing` or `companion.core.decisions`, so a
+mistake there cannot be mirrored here and go unnoticed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -13,23 +15,27 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
+import msgspec
 import qrcode
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from PIL import Image
 
 from companion.core.keystore import Enrolment, public_key_bytes
+from companion.core.schemas import Delegation
 
 ISSUER = "http://127.0.0.1:8741"
 NOW = 1_795_000_000  # 2026-11-18, an arbitrary fixed instant
 ISO = "2026-11-25T15:00:00Z"
+DELEGATION_TTL = 300
+TOKEN_TTL = 600
 
 
 def b64url_decode(text: str) -> bytes:
@@ -54,6 +60,63 @@ def verify_request(request: httpx.Request, public_key: Ed25519PublicKey) -> bool
     except (InvalidSignature, KeyError, ValueError):
         return False
     return True
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expected_statement(record: dict[str, Any], decision: str, nonce: str) -> bytes:
+    """docs/delegations.md's signed statement, spelled out key by key from the server's own record."""
+
+    def value(v: object) -> str:
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+    return (
+        "vouchsim-delegation-decision-v1\n"
+        "{"
+        f'"audience_id":{value(record["audience_id"])},'
+        f'"binding_message":{value(record["binding_message"])},'
+        f'"decision":{value(decision)},'
+        f'"delegation_id":{value(record["delegation_id"])},'
+        f'"expires_at":{value(record["expires_at"])},'
+        f'"nonce":{value(nonce)},'
+        f'"purpose":{value(record["purpose"])},'
+        f'"scopes":{value(record["scopes"])}'
+        "}"
+    ).encode()
+
+
+def closed(status: str, description: str) -> httpx.Response:
+    """`409 delegation_closed`, whose body also says the delegation's status now."""
+    return error(409, "delegation_closed", description, {"status": status})
+
+
+def sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def sample_delegation(**fields: Any) -> Delegation:
+    """A pending delegation object as the device API sends it, with `fields` changed."""
+    data: dict[str, Any] = {
+        "delegation_id": "dlg_1",
+        "status": "pending",
+        "client_id": "vsc_1",
+        "client_name": "Acme Agent Client",
+        "connection_id": "conn_1",
+        "audience_id": "aud_test_payments",
+        "audience_name": "Test payments",
+        "scopes": ["payments.identity", "payments.prepare"],
+        "purpose": "Identify the user before preparing a payment approval.",
+        "binding_message": "amber-falcon-42",
+        "created_at": "2026-11-25T15:00:00Z",
+        "expires_at": "2026-11-25T15:05:00Z",
+        "decided_at": None,
+        "decided_by": None,
+        "token_expires_at": None,
+    }
+    data.update(fields)
+    return msgspec.convert(data, Delegation)
 
 
 def fingerprint_of(raw: bytes) -> str:
@@ -96,8 +159,9 @@ def enrolment_for(key: Ed25519PrivateKey, issuer: str = ISSUER) -> Enrolment:
     )
 
 
-def error(status: int, code: str, description: str = "") -> httpx.Response:
-    return httpx.Response(status, json={"error": code, "error_description": description or code})
+def error(status: int, code: str, description: str = "", extra: dict[str, Any] | None = None) -> httpx.Response:
+    body = {"error": code, "error_description": description or code, **(extra or {})}
+    return httpx.Response(status, json=body)
 
 
 @dataclass
@@ -130,13 +194,39 @@ class Pairing:
 
 Route = Callable[[httpx.Request, Device], httpx.Response]
 
+# What the next connection to the delegation stream does (FakeDeviceServer.stream_connects):
+#   "follow"  replay the pending delegations, then every change until close_streams() (the default)
+#   "end"     replay the pending delegations, then close the stream cleanly
+#   "drop"    accept the stream, send a keep-alive, then break the connection (httpx.ReadError)
+#   an httpx.Response is answered as it is; an exception is raised (httpx.ConnectError: server down)
+StreamPlan = str | httpx.Response | Exception
+PRIVATE = ("user_id", "evidence")
+
+
+class EventStream(httpx.AsyncByteStream):
+    """A response body that, like a socket, is gone for the server as soon as the client closes it."""
+
+    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+        self._events = events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._events:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+
+@dataclass
+class Subscriber:
+    user_id: str
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+
 
 class FakeDeviceServer:
     """Enough of the device API for the companion: enrolment, pairings, connections, signature checks."""
 
-    def __init__(
-        self, *, issuer: str = ISSUER, clock: Callable[[], float] = time.time, skew: int = 120
-    ) -> None:
+    def __init__(self, *, issuer: str = ISSUER, clock: Callable[[], float] = time.time, skew: int = 120) -> None:
         self.issuer = issuer
         self.clock = clock
         self.skew = skew
@@ -147,6 +237,14 @@ class FakeDeviceServer:
         self.images: dict[str, bytes] = {}
         self.next_error: httpx.Response | None = None
         self.client_name = "Acme Agent Client"  # what pairing contexts show; tests may make it hostile
+        self.delegations: list[dict[str, Any]] = []  # newest first, with PRIVATE keys
+        self.decision_nonces: set[str] = set()
+        self.stream_connects: list[StreamPlan] = []
+        self.streams_opened = 0
+        self.subscribers: list[Subscriber] = []
+        # Runs on the server's record just before a decision is checked: a test's way to let another
+        # device decide first, or to change the record under the device's feet.
+        self.before_decision: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -177,6 +275,41 @@ class FakeDeviceServer:
         self.connections.insert(0, connection)
         return connection
 
+    def add_delegation(self, user_id: str = "usr_1", **fields: Any) -> dict[str, Any]:
+        """A delegation an agent asked for, pending and expiring in DELEGATION_TTL; returns the record."""
+        now = self.clock()
+        record: dict[str, Any] = {
+            "delegation_id": f"dlg_{len(self.delegations) + 1}",
+            "status": "pending",
+            "client_id": "vsc_1",
+            "client_name": "Acme Agent Client",
+            "connection_id": "conn_1",
+            "audience_id": "aud_test_payments",
+            "audience_name": "Test payments",
+            "scopes": ["payments.identity", "payments.prepare"],
+            "purpose": "Identify the user before preparing a payment approval.",
+            "binding_message": "amber-falcon-42",
+            "created_at": iso(now),
+            "expires_at": iso(now + DELEGATION_TTL),
+            "decided_at": None,
+            "decided_by": None,
+            "token_expires_at": None,
+            "user_id": user_id,
+            "evidence": None,
+        }
+        record.update(fields)
+        self.delegations.insert(0, record)
+        self._publish(record)
+        return record
+
+    def delegation(self, delegation_id: str) -> dict[str, Any]:
+        return next(d for d in self.delegations if d["delegation_id"] == delegation_id)
+
+    def close_streams(self) -> None:
+        """End every open delegation stream cleanly (after what is queued)."""
+        for subscriber in self.subscribers:
+            subscriber.queue.put_nowait(None)
+
     # --- the API -----------------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -202,14 +335,20 @@ class FakeDeviceServer:
         if (method, path) == ("POST", "/device/pairings/claim"):
             return self._claim(request, device)
         if match := re.fullmatch(r"/device/pairings/([^/]+)/(approve|decline)", path):
-            return (
-                self._decide(device, unquote(match[1]), match[2]) if method == "POST" else httpx.Response(405)
-            )
+            return self._decide(device, unquote(match[1]), match[2]) if method == "POST" else httpx.Response(405)
         if (method, path) == ("GET", "/device/connections"):
             mine = [self._public(c) for c in self.connections if c["device_id"] == device.device_id]
             return httpx.Response(200, json={"connections": mine})
         if (match := re.fullmatch(r"/device/connections/([^/]+)", path)) and method == "DELETE":
             return self._revoke(device, unquote(match[1]))
+        if (method, path) == ("GET", "/device/delegations"):
+            return self._list_delegations(request, device)
+        if (method, path) == ("GET", "/device/delegations/stream"):
+            return self._stream(request, device)
+        if (match := re.fullmatch(r"/device/delegations/([^/]+)/(decision|revoke)", path)) and method == "POST":
+            if match[2] == "decision":
+                return self._decide_delegation(request, device, unquote(match[1]))
+            return self._revoke_delegation(request, device, unquote(match[1]))
         return error(404, "not_found", "No such endpoint.")
 
     def _enrol(self, request: httpx.Request) -> httpx.Response:
@@ -278,6 +417,122 @@ class FakeDeviceServer:
                 connection["revoked_at"] = connection["revoked_at"] or ISO
                 return httpx.Response(200, json=self._public(connection))
         return error(404, "connection_not_found", "No such connection.")
+
+    # --- delegations -------------------------------------------------------------------------------------
+
+    def _mine(self, device: Device) -> list[dict[str, Any]]:
+        return [self._expire(d) for d in self.delegations if d["user_id"] == device.user_id]
+
+    def _expire(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A pending delegation read after its expires_at is expired, as the real server does."""
+        expires = datetime.fromisoformat(record["expires_at"]).timestamp()
+        if record["status"] == "pending" and expires < self.clock():
+            record["status"] = "expired"
+        return record
+
+    def _find(self, device: Device, delegation_id: str) -> dict[str, Any] | None:
+        return next((d for d in self._mine(device) if d["delegation_id"] == delegation_id), None)
+
+    def _list_delegations(self, request: httpx.Request, device: Device) -> httpx.Response:
+        which = request.url.params.get("status", "pending")
+        keep: dict[str, Callable[[str], bool]] = {
+            "pending": lambda status: status == "pending",
+            "history": lambda status: status != "pending",
+            "all": lambda status: True,
+        }
+        if which not in keep or request.content:
+            return error(400, "invalid_request", "status is pending, history or all.")
+        listing = [self.public(d) for d in self._mine(device) if keep[which](d["status"])]
+        return httpx.Response(200, json={"delegations": listing})
+
+    def _stream(self, request: httpx.Request, device: Device) -> httpx.Response:
+        self.streams_opened += 1
+        plan = self.stream_connects.pop(0) if self.stream_connects else "follow"
+        if isinstance(plan, Exception):
+            raise plan
+        if isinstance(plan, httpx.Response):
+            return plan
+        pending = [self.public(d) for d in reversed(self._mine(device)) if d["status"] == "pending"]
+        subscriber = None
+        if plan == "follow":  # subscribe now, so nothing published from here on is missed
+            subscriber = Subscriber(device.user_id)
+            self.subscribers.append(subscriber)
+        headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store"}
+        return httpx.Response(200, headers=headers, stream=EventStream(self._events(plan, pending, subscriber)))
+
+    async def _events(
+        self, plan: str, pending: list[dict[str, Any]], subscriber: Subscriber | None
+    ) -> AsyncGenerator[bytes, None]:
+        try:
+            yield b": keep-alive\n\n"
+            if plan == "drop":
+                raise httpx.ReadError("Connection reset by peer")
+            for delegation in pending:
+                yield sse("delegation", delegation)
+            while subscriber is not None and (delegation := await subscriber.queue.get()) is not None:
+                yield sse("delegation", delegation)
+        finally:
+            if subscriber in self.subscribers:
+                self.subscribers.remove(subscriber)
+
+    def _publish(self, record: dict[str, Any]) -> None:
+        for subscriber in self.subscribers:
+            if subscriber.user_id == record["user_id"]:
+                subscriber.queue.put_nowait(self.public(record))
+
+    def _decide_delegation(self, request: httpx.Request, device: Device, delegation_id: str) -> httpx.Response:
+        try:
+            body = json.loads(request.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or set(body) != {"decision", "nonce", "signature"}:
+            return error(400, "invalid_request", "The body is decision, nonce and signature.")
+        record = self._find(device, delegation_id)
+        if record is None:
+            return error(404, "delegation_not_found", "No such delegation.")
+        if self.before_decision is not None:
+            self.before_decision(record)
+        if record["status"] != "pending":
+            return closed(record["status"], f"This delegation is no longer pending: it is {record['status']}.")
+        decision, nonce, signature = body["decision"], body["nonce"], body["signature"]
+        if decision not in ("approve", "deny"):
+            return error(400, "invalid_decision", "The decision is approve or deny.")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{22,}", nonce) or nonce in self.decision_nonces:
+            return error(400, "invalid_decision", "The nonce is malformed or was used before.")
+        statement = expected_statement(record, decision, nonce)
+        try:
+            device.public_key.verify(b64url_decode(signature), statement)
+        except (InvalidSignature, ValueError):
+            return error(400, "invalid_decision", "The signature does not verify.")
+        self.decision_nonces.add(nonce)
+        now = self.clock()
+        record.update(
+            status="approved" if decision == "approve" else "denied",
+            decided_at=iso(now),
+            decided_by=device.device_id,
+            token_expires_at=iso(now + TOKEN_TTL) if decision == "approve" else None,
+            evidence={"statement": statement, "nonce": nonce, "signature": signature},
+        )
+        self._publish(record)
+        return httpx.Response(200, json=self.public(record))
+
+    def _revoke_delegation(self, request: httpx.Request, device: Device, delegation_id: str) -> httpx.Response:
+        record = self._find(device, delegation_id)
+        if record is None:
+            return error(404, "delegation_not_found", "No such delegation.")
+        if record["status"] == "pending":  # as the real server answers
+            return error(400, "invalid_request", "This delegation is still pending: deny it instead.")
+        if record["status"] == "approved":
+            record["status"] = "revoked"
+            self._publish(record)
+        elif record["status"] != "revoked":
+            return closed(record["status"], f"This delegation is {record['status']}: there is nothing to revoke.")
+        return httpx.Response(200, json=self.public(record))
+
+    @staticmethod
+    def public(record: dict[str, Any]) -> dict[str, Any]:
+        """The delegation object as the device API shows it."""
+        return {k: v for k, v in record.items() if k not in PRIVATE}
 
     def _context(self, pairing: Pairing) -> dict[str, Any]:
         return {

@@ -8,7 +8,6 @@ revoked device, a timestamp outside `settings.device_clock_skew`, or a nonce tha
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import re
 import secrets
@@ -20,7 +19,8 @@ from cryptography.exceptions import InvalidSignature as _BadSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from server.core.clock import Clock
-from server.core.crypto import b64url, b64url_decode
+from server.core.crypto import b64url_decode
+from server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
 from server.device.errors import InvalidSignature
 from server.settings import Settings
 from server.storage.repositories.devices import DeviceRepository
@@ -29,7 +29,6 @@ SIGNATURE_VERSION = "vouchsim-device-v1"
 ENROLMENT_DEVICE_ID = "new"  # the Vouch-Device-Id of POST /device/enrol, before an id exists
 HEADERS = ("vouch-device-id", "vouch-timestamp", "vouch-nonce", "vouch-signature")
 
-_B64URL_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes
 _B64URL_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{86}$")  # 64 bytes
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{22,128}$")  # 16+ bytes; the column holds 128 characters
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
@@ -81,21 +80,6 @@ def parse_signed_request(headers: Mapping[str, str], method: str, target: str, b
         nonce=nonce,
         signature=b64url_decode(signature),
     )
-
-
-def load_public_key(text: str) -> Ed25519PublicKey | None:
-    """A device key from its wire form (base64url without padding of the raw 32 bytes); None if it is not one.
-
-    Only the canonical spelling is accepted, so one key cannot be enrolled twice under two spellings.
-    """
-    if not _B64URL_KEY.match(text):
-        return None
-    try:
-        raw = b64url_decode(text)
-        key = Ed25519PublicKey.from_public_bytes(raw)
-    except (ValueError, binascii.Error):
-        return None
-    return key if b64url(raw) == text else None
 
 
 def fingerprint(public_key: str) -> str:

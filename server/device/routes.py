@@ -1,4 +1,4 @@
-"""HTTP for the trusted-device API (docs/device-api.md): `device_router`, mounted at `/device`.
+"""HTTP for the trusted-device API (docs/device-api.md, docs/delegations.md): `device_router`, at `/device`.
 
 The only module here that knows HTTP. Domain errors become `{"error", "error_description"}` in one place
 (`answer`): handlers *return* the error response rather than raise it, so the request's transaction still
@@ -7,7 +7,8 @@ commits what the failure recorded (the nonce, an expiry). A failed signature che
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -16,12 +17,16 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from server.core.errors import VouchsimError
 from server.core.issuer import derive_issuer
 from server.core.runtime import Runtime
+from server.delegation.errors import DelegationClosed
+from server.delegation.schemas import DelegationList
+from server.delegation.service import DelegationService
 from server.device.auth import (
     AuthenticatedDevice,
     DeviceAuthenticator,
@@ -30,7 +35,7 @@ from server.device.auth import (
     parse_signed_request,
 )
 from server.device.errors import InvalidRequest
-from server.device.schemas import ClaimRequest, EmptyRequest, EnrolRequest, ErrorBody
+from server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
 from server.device.service import DeviceService
 from server.pairing.service import PairingService
 from server.storage.repositories.connections import ConnectionRepository
@@ -40,6 +45,7 @@ from server.storage.session import DbSession
 
 T = TypeVar("T", bound=msgspec.Struct)
 _NO_STORE = {"Cache-Control": "no-store"}
+KEEPALIVE_SECONDS = 15.0  # a `: keep-alive` comment on a quiet delegation stream
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class DeviceCall:
     issuer: str
     devices: DeviceService
     pairings: PairingService
+    # Inside the request's transaction, so a decision commits with the signature check that admitted it.
+    delegations: DelegationService
 
     @property
     def device(self) -> AuthenticatedDevice:
@@ -70,7 +78,9 @@ class DeviceCall:
 
 def error_response(error: VouchsimError) -> Response[ErrorBody]:
     # Returned from a handler, the router's `cache_control` adds `no-store`; see `_on_domain_error`.
-    return Response(ErrorBody(error=error.code, error_description=error.description), status_code=error.status)
+    status = error.delegation_status if isinstance(error, DelegationClosed) else msgspec.UNSET
+    body = ErrorBody(error=error.code, error_description=error.description, status=status)
+    return Response(body, status_code=error.status)
 
 
 async def answer(work: Callable[[], Awaitable[msgspec.Struct]], status_code: int = HTTP_200_OK) -> Response[Any]:
@@ -132,7 +142,10 @@ async def _signed(request: Request[Any, Any, Any]) -> SignedRequest:
 
 
 async def provide_device_call(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    delegations: NamedDependency[DelegationService],
 ) -> DeviceCall:
     """Authenticate the signing device (401 otherwise) and hand the handler its services."""
     devices = DeviceRepository(db)
@@ -152,6 +165,7 @@ async def provide_device_call(
         issuer=issuer_of(request, runtime),
         devices=DeviceService(devices, ConnectionRepository(db), runtime.clock),
         pairings=PairingService(PairingRepository(db), runtime.clock, runtime.settings, runtime.hmac_key),
+        delegations=delegations.within(db),
     )
 
 
@@ -223,6 +237,75 @@ async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: Fr
     return await answer(lambda: call.devices.revoke_connection(call.device.user_id, connection_id))
 
 
+# -- delegations (docs/delegations.md) -----------------------------------------------------------------------
+
+
+@get("/delegations")
+async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[str] = "pending") -> Response[Any]:
+    """`pending` (default), `history` or `all`, newest first."""
+
+    async def work() -> msgspec.Struct:
+        views = await call.delegations.list_for_user(call.device.user_id, status)
+        return DelegationList(delegations=views)
+
+    return await answer(work)
+
+
+@get("/delegations/stream")
+async def stream_delegations(
+    call: NamedDependency[DeviceCall], delegations: NamedDependency[DelegationService]
+) -> Response[Any]:
+    """Server-sent events: every pending delegation, then each one created or changed; keep-alives between.
+
+    The request's own session is closed before the stream starts (Litestar ends dependencies when the handler
+    returns); the stream reads with short units of work of the app-wide service, only when woken.
+    """
+    try:
+        device = call.device
+    except VouchsimError as error:
+        return error_response(error)
+    return ServerSentEvent(delegation_events(delegations, device.user_id), headers=_NO_STORE)
+
+
+async def delegation_events(
+    delegations: DelegationService, user_id: str, keepalive: float = KEEPALIVE_SECONDS
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The stream's messages: `event: delegation` with the object as data, or a `: keep-alive` comment."""
+    async with aclosing(delegations.changes(user_id, keepalive=keepalive)) as feed:
+        async for view in feed:
+            if view is None:
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
+            else:
+                yield ServerSentEventMessage(data=msgspec.json.encode(view).decode(), event="delegation")
+
+
+@post("/delegations/{delegation_id:str}/decision", status_code=HTTP_200_OK)
+async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
+    async def work() -> msgspec.Struct:
+        device = call.device  # the signature first, then the body
+        payload = decode_body(call.body, DecisionRequest)
+        return await call.delegations.decide(
+            device_id=device.device_id,
+            user_id=device.user_id,
+            delegation_id=delegation_id,
+            decision=payload.decision,
+            nonce=payload.nonce,
+            signature=payload.signature,
+        )
+
+    return await answer(work)
+
+
+@post("/delegations/{delegation_id:str}/revoke", status_code=HTTP_200_OK)
+async def revoke_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
+    async def work() -> msgspec.Struct:
+        device = call.device  # the signature first, then the body
+        _no_body(call.body)
+        return await call.delegations.revoke_by_device(user_id=device.user_id, delegation_id=delegation_id)
+
+    return await answer(work)
+
+
 device_router = Router(
     path="/device",
     route_handlers=[
@@ -233,6 +316,10 @@ device_router = Router(
         decline_pairing,
         list_connections,
         revoke_connection,
+        list_delegations,
+        stream_delegations,
+        decide_delegation,
+        revoke_delegation,
     ],
     dependencies={"call": Provide(provide_device_call)},
     exception_handlers={VouchsimError: _on_domain_error, ValidationException: _on_validation_error},

@@ -1,7 +1,8 @@
 """Wire types of the trusted-device API (docs/device-api.md), field names exactly as on the wire.
 
 Request bodies are closed (`forbid_unknown_fields`): the device API rejects what it does not know.
-The pairing responses are the pairing service's own values (`server.pairing.service`), which spell the wire.
+The pairing and delegation responses are their services' own values (`server.pairing.service`,
+`server.delegation.schemas`), which spell the wire.
 """
 
 from __future__ import annotations
@@ -28,9 +29,19 @@ class EmptyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """The body of approve and decline: none, or `{}`."""
 
 
+class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /device/delegations/{id}/decision`; the service checks the values (400 `invalid_decision`)."""
+
+    decision: Annotated[str, msgspec.Meta(max_length=32)]
+    nonce: Annotated[str, msgspec.Meta(max_length=256)]
+    signature: Annotated[str, msgspec.Meta(max_length=256)]
+
+
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     error_description: str
+    # `delegation_closed` only: the delegation's status now (docs/delegations.md).
+    status: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,77 +1,154 @@
-"""`/mcp`: the OAuth-protected resource. For now it answers the RFC 9728 challenge and a minimal JSON-RPC
-`initialize`/`ping`; the Streamable HTTP transport and the tools replace this (see the MCP issue)."""
+"""`/mcp` over HTTP: the only module of `server.mcp` that knows Litestar.
+
+Every request is checked in the same order: its `Origin` (403 for a foreign web origin, against DNS
+rebinding), its bearer token (401 with the RFC 9728 challenge), then its body (413 over 1 MiB). Errors are
+translated here, once: a JSON-RPC error object with the HTTP status of `server.mcp.errors`; `WWW-Authenticate`
+for a refused token (401) or a missing scope (403, `insufficient_scope`). Nothing on `/mcp` answers 500: a
+failure of ours inside a call is a JSON-RPC -32603 (transport.py), one before it a 503.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litestar import Request, Response, route
-from litestar.di import NamedDependency
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.response import Stream
 
-from server.core.issuer import resource_url
-from server.core.runtime import Runtime
+from server.mcp import jsonrpc
+from server.mcp.errors import (
+    TRANSPORT_ERROR,
+    UNAUTHORIZED,
+    BodyTooLarge,
+    InvalidRequest,
+    McpError,
+    ScopeRequired,
+    ServiceUnavailable,
+)
+from server.mcp.transport import Incoming, McpServer, Outcome, Reply, accepts_event_stream
 from server.oauth import scopes
-from server.oauth.bearer import BearerError, authenticate, challenge
+from server.oauth.bearer import BearerError, InsufficientScope, challenge
 from server.oauth.routes import issuer_of
-from server.storage.repositories.tokens import TokenRepository
-from server.storage.session import DbSession
 
-PROTOCOL_VERSION = "2025-06-18"
+log = logging.getLogger("vouchsim.mcp")
+
+MAX_BODY = 1024 * 1024
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _challenge_response(issuer: str, error: BearerError) -> Response[Any]:
-    header = challenge(f"{issuer}/.well-known/oauth-protected-resource/mcp", scopes.DEFAULT_SCOPE, error)
-    body = {"error": error.code or "unauthorized", "error_description": error.description}
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
-        content=body,
-        status_code=error.status,
-        headers={"WWW-Authenticate": header},
-        media_type="application/json",
+        content=body, status_code=status, headers={**_NO_STORE, **(headers or {})}, media_type="application/json"
     )
 
 
-def _rpc(id_: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id_}
-    if error is not None:
-        message["error"] = error
-    else:
-        message["result"] = result
-    return message
+def _resource_metadata(issuer: str) -> str:
+    return f"{issuer}/.well-known/oauth-protected-resource/mcp"
 
 
-@route("/mcp", http_method=["GET", "POST", "DELETE"], status_code=200, tags=["mcp"], include_in_schema=False)
-async def mcp_endpoint(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+def _error(error: McpError, issuer: str) -> Response[Any]:
+    body = jsonrpc.encode(jsonrpc.error_message(error.request_id, error.rpc_code, error.description, error.data))
+    headers = {}
+    if isinstance(error, ScopeRequired):
+        headers["WWW-Authenticate"] = challenge(
+            _resource_metadata(issuer), error.scope, InsufficientScope(error.description)
+        )
+    return _json(error.status, body, headers)
+
+
+def _unauthorized(error: BearerError, issuer: str) -> Response[Any]:
+    header = challenge(_resource_metadata(issuer), scopes.DEFAULT_SCOPE, error)
+    body = jsonrpc.encode(
+        jsonrpc.error_message(None, UNAUTHORIZED, error.description, {"error": error.code or "unauthorized"})
+    )
+    return _json(error.status, body, {"WWW-Authenticate": header})
+
+
+def _response(outcome: Outcome) -> Response[Any]:
+    if isinstance(outcome, Reply):
+        if outcome.body is None:
+            return Response(content=b"", status_code=outcome.status, headers=outcome.headers)
+        return _json(outcome.status, outcome.body, outcome.headers)
+    return Stream(
+        outcome.events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _incoming(request: Request[Any, Any, Any], issuer: str) -> Incoming:
+    headers = request.headers
+    return Incoming(
+        issuer=issuer,
+        session_id=headers.get("mcp-session-id"),
+        protocol_version=headers.get("mcp-protocol-version"),
+        accepts_sse=accepts_event_stream(headers.get("accept")),
+    )
+
+
+async def _body(request: Request[Any, Any, Any]) -> bytes:
+    try:
+        return await request.body()
+    except HTTPException as error:
+        if error.status_code == 413:
+            raise BodyTooLarge(f"The request body is larger than {MAX_BODY} bytes.") from None
+        raise InvalidRequest("Invalid Request: the body could not be read.") from None
+
+
+async def _serve(
+    request: Request[Any, Any, Any], state: State, work: Callable[[McpServer, str], Awaitable[Response[Any]]]
 ) -> Response[Any]:
-    issuer = issuer_of(request, runtime)
+    mcp: McpServer = state.mcp
+    issuer = issuer_of(request, mcp.runtime)
     try:
-        await authenticate(
-            TokenRepository(db), runtime.clock, request.headers.get("authorization"), resource_url(issuer)
-        )
+        mcp.check_origin(request.headers.get("origin"), issuer)
+        return await work(mcp, issuer)
     except BearerError as error:
-        return _challenge_response(issuer, error)
-    if request.method != "POST":
-        return Response(content=None, status_code=405, headers={"Allow": "POST"})
-    try:
-        message = json.loads(await request.body())
-    except ValueError:
-        return Response(content=_rpc(None, error={"code": -32700, "message": "Parse error"}), status_code=400)
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or not isinstance(message.get("method"), str):
-        return Response(content=_rpc(None, error={"code": -32600, "message": "Invalid Request"}), status_code=400)
-    if "id" not in message:
-        return Response(content=None, status_code=202)
-    if message["method"] == "initialize":
-        return Response(
-            content=_rpc(
-                message["id"],
-                result={
-                    "protocolVersion": PROTOCOL_VERSION,
-                    "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "vouchsim", "version": "0.1.0"},
-                },
-            )
-        )
-    if message["method"] == "ping":
-        return Response(content=_rpc(message["id"], result={}))
-    return Response(content=_rpc(message["id"], error={"code": -32601, "message": "Method not found"}))
+        return _unauthorized(error, issuer)
+    except McpError as error:
+        return _error(error, issuer)
+    except Exception:
+        log.exception("unexpected failure on %s /mcp", request.method)
+        return _error(ServiceUnavailable("The server cannot answer right now; try again shortly."), issuer)
+
+
+@post("/mcp", status_code=200, request_max_body_size=MAX_BODY, tags=["mcp"], include_in_schema=False)
+async def mcp_post(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """One JSON-RPC message: a request (answered as JSON or SSE), a notification or a response (202)."""
+
+    async def work(mcp: McpServer, issuer: str) -> Response[Any]:
+        grant = await mcp.authenticate(request.headers.get("authorization"), issuer)
+        body = await _body(request)
+        return _response(await mcp.post(grant, _incoming(request, issuer), body))
+
+    return await _serve(request, state, work)
+
+
+@delete("/mcp", status_code=200, tags=["mcp"], include_in_schema=False)
+async def mcp_delete(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """End the session named by `Mcp-Session-Id`."""
+
+    async def work(mcp: McpServer, issuer: str) -> Response[Any]:
+        grant = await mcp.authenticate(request.headers.get("authorization"), issuer)
+        return _response(await mcp.delete(grant, _incoming(request, issuer)))
+
+    return await _serve(request, state, work)
+
+
+@get("/mcp", tags=["mcp"], include_in_schema=False)
+async def mcp_get(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """No server-to-client stream is offered: progress travels on the POST that asked for it."""
+
+    async def work(mcp: McpServer, issuer: str) -> Response[Any]:
+        await mcp.authenticate(request.headers.get("authorization"), issuer)
+        message = "Method Not Allowed: this server offers no GET stream; POST messages instead."
+        body = jsonrpc.encode(jsonrpc.error_message(None, TRANSPORT_ERROR, message))
+        return _json(405, body, {"Allow": "POST, DELETE"})
+
+    return await _serve(request, state, work)
+
+
+mcp_routes = [mcp_post, mcp_delete, mcp_get]

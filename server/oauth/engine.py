@@ -37,6 +37,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from server.core.crypto import random_token
 from server.core.issuer import resource_url
+from server.delegation.service import DelegationService
 from server.oauth import scopes
 from server.oauth.store import OAuthStore
 from server.oauth.views import ClientView, CodeView, TokenView, UserView
@@ -182,11 +183,15 @@ class ResourceIndicator:
 
 # -- the server --------------------------------------------------------------------------------------------
 class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, store: OAuthStore, issuer: str, settings: Settings) -> None:
+    def __init__(
+        self, store: OAuthStore, issuer: str, settings: Settings, delegations: DelegationService | None = None
+    ) -> None:
         super().__init__(scopes_supported=list(scopes.SUPPORTED_SCOPES))
         self.store = store
         self.issuer = issuer
         self.settings = settings
+        # Given at the introspection endpoint only: delegation tokens (JWTs) are introspected there too.
+        self.delegations = delegations
         self.register_token_generator("default", self._generate_token)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), ResourceIndicator(issuer)])
         self.register_grant(RefreshTokenGrant, [ResourceIndicator(issuer)])
@@ -362,16 +367,45 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
         _bridge(self.server.store.revoke, token)
 
 
+@dataclass(frozen=True)
+class DelegationTokenView:
+    """A delegation token (docs/delegations.md) that `DelegationService.introspect` found active: signed by us,
+    unexpired, its delegation still approved. Any authenticated client may introspect one: it is the audience."""
+
+    claims: dict[str, Any]
+
+    def check_client(self, client: ClientView) -> bool:
+        return True
+
+    def is_expired(self) -> bool:
+        return False  # checked by the service, on the server's clock
+
+    def is_revoked(self) -> bool:
+        return False  # likewise
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2  # our opaque tokens (`vsat_…`, `vsrt_…`) have no dots
+
+
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
-    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | DelegationTokenView | None:
+        delegations: DelegationService | None = self.server.delegations
+        if delegations is not None and _looks_like_jwt(token_string):
+            claims = _bridge(lambda: delegations.introspect(token_string, issuer=self.server.issuer))
+            return DelegationTokenView(claims) if claims is not None else None
         return _bridge(self.server.store.find_token, token_string, token_type_hint)  # type: ignore[no-any-return]
 
-    def check_permission(self, token: TokenView, client: ClientView, request: FormRequest) -> bool:
+    def check_permission(
+        self, token: TokenView | DelegationTokenView, client: ClientView, request: FormRequest
+    ) -> bool:
         return token.check_client(client)
 
-    def introspect_token(self, token: TokenView) -> dict[str, Any]:
+    def introspect_token(self, token: TokenView | DelegationTokenView) -> dict[str, Any]:
+        if isinstance(token, DelegationTokenView):
+            return dict(token.claims)
         expires = token.refresh_expires_at if token.presented == "refresh_token" else token.access_expires_at
         return {
             "active": True,

@@ -25,6 +25,7 @@ from litestar.static_files import create_static_files_router
 from server.core.errors import VouchsimError
 from server.core.issuer import derive_issuer, is_secure, resource_url
 from server.core.runtime import Runtime
+from server.delegation.service import DelegationService
 from server.oauth import redirects, scopes
 from server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
 from server.oauth.engine import (
@@ -63,9 +64,14 @@ def issuer_of(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
     )
 
 
-def _server(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime], issuer: str) -> VouchAuthorizationServer:
+def _server(
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    issuer: str,
+    delegations: DelegationService | None = None,
+) -> VouchAuthorizationServer:
     store = OAuthStore(ClientRepository(db), TokenRepository(db), runtime.clock, runtime.settings)
-    return VouchAuthorizationServer(store, issuer, runtime.settings)
+    return VouchAuthorizationServer(store, issuer, runtime.settings, delegations)
 
 
 def _flow(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> AuthorizationFlow:
@@ -566,13 +572,14 @@ async def _token_endpoint(
     name: str,
     *,
     allow_json: bool = False,
+    delegations: DelegationService | None = None,
 ) -> Response[Any]:
     params = await _form_params(request, allow_json=allow_json)
     if params is None:
         kinds = "form-encoded or JSON" if allow_json else "application/x-www-form-urlencoded"
         return _oauth_error_json("invalid_request", f"The body must be {kinds}.")
     issuer = issuer_of(request, runtime)
-    server = _server(db, runtime, issuer)
+    server = _server(db, runtime, issuer, delegations)
     oauth_request = FormRequest("POST", f"{issuer}/oauth/{name}", params, dict(request.headers))
     endpoint = "revocation" if name == "revoke" else "introspection"
     try:
@@ -604,16 +611,23 @@ async def revoke(
 
 @post("/oauth/introspect", tags=["oauth"], status_code=200)
 async def introspect(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    delegations: NamedDependency[DelegationService],
 ) -> Response[Any]:
-    """RFC 7662 token introspection (client authentication required)."""
-    return await _token_endpoint(request, db, runtime, "introspect")
+    """RFC 7662 token introspection (client authentication required); delegation tokens too."""
+    return await _token_endpoint(request, db, runtime, "introspect", delegations=delegations.within(db))
 
 
 @get("/.well-known/jwks.json", tags=["discovery"])
-async def jwks() -> Response[Any]:
-    """The keys that sign delegation tokens (RFC 7517)."""
-    return Response(content={"keys": []}, media_type="application/json")
+async def jwks(delegations: NamedDependency[DelegationService]) -> Response[Any]:
+    """The keys that sign delegation tokens (RFC 7517), retired ones included until their tokens have expired."""
+    return Response(
+        content=await delegations.jwks(),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=60"},
+    )
 
 
 static_files = create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)

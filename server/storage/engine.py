@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from server.storage.events import EventBus
+
 
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
@@ -34,5 +36,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessionmaker(engine: AsyncEngine, events: EventBus | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions for `engine`; with `events`, what repositories revoke is announced on that bus at commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=events.session_info() if events else None)

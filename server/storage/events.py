@@ -6,6 +6,10 @@ included), so a decision taken through one instance wakes a call held by another
 every instance's cache at once.
 
 Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kind>:<id>`.
+
+Repositories that revoke something (tokens, connections, MCP sessions) announce it themselves through
+`announce`, using the bus their session was made with (`create_sessionmaker(engine, events)`), so no caller
+can revoke without the caches hearing of it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = logging.getLogger("vouchsim.events")
 CHANNEL = "vouchsim_events"
 _PENDING = "vouchsim_pending_topics"
 _HOOKED = "vouchsim_events_hooked"
+# The key under which a sessionmaker hands its bus to every session it makes (`EventBus.session_info`).
+_BUS = "vouchsim_event_bus"
 
 
 class EventBus:
@@ -115,12 +121,18 @@ class EventBus:
             listener("*")
 
     # -- publishing --------------------------------------------------------------------------------------------
-    async def publish(self, session: AsyncSession, *topics: str) -> None:
-        """Announce `topics` when `session`'s transaction commits (never before, and not at all on rollback)."""
+    async def publish(self, session: AsyncSession, *topics: str, at_once_here: bool = False) -> None:
+        """Announce `topics` when `session`'s transaction commits (never before, and not at all on rollback).
+
+        `at_once_here`: on PostgreSQL, also dispatch on this instance right at commit rather than when the NOTIFY
+        comes back (listeners then hear it twice). Revocations use it: the instance that revoked a token must not
+        accept it again, not even in the moment the notification takes.
+        """
         if self._dsn is not None:
             for topic in topics:
                 await session.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
-            return
+            if not at_once_here:
+                return
         if not session.info.get(_HOOKED):
             # Hooked once per session (a session lives for one request); removing a hook while SQLAlchemy is
             # running it is not allowed, so they stay and simply find nothing pending next time.
@@ -140,3 +152,16 @@ class EventBus:
 
     def _after_rollback(self, sync_session: Any, _previous_transaction: Any) -> None:
         sync_session.info.pop(_PENDING, None)
+
+    # -- binding to sessions -----------------------------------------------------------------------------------
+    def session_info(self) -> dict[str, Any]:
+        """`info` for a sessionmaker whose sessions announce through this bus (see `announce`)."""
+        return {_BUS: self}
+
+
+async def announce(session: AsyncSession, *topics: str) -> None:
+    """Publish `topics` at commit through the bus `session` was made with; without one (a bare test session)
+    there is nobody to tell."""
+    bus = session.info.get(_BUS)
+    if isinstance(bus, EventBus) and topics:
+        await bus.publish(session, *topics, at_once_here=True)

@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from companion.cli import connection_table, format_pairing_code, main
+from companion.cli import connection_table, format_pairing_code
 from companion.core.keystore import Keystore
 from companion.core.schemas import Connection
+from companion.tests.cli_support import Result, RunCli, assert_one_line_error, run
 from companion.tests.fakes import ISSUER, FakeDeviceServer, fingerprint_of, png_bytes, qr_image
 
 CODE = re.compile(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}")
-
-
-class TtyInput(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def last_line(self) -> str:
-        return self.out.rstrip("\n").splitlines()[-1]
-
-
-RunCli = Callable[..., Result]
-
-
-def run(
-    argv: list[str],
-    transport: httpx.AsyncBaseTransport | None,
-    *,
-    answer: str | None = None,
-    environ: dict[str, str] | None = None,
-) -> Result:
-    """Run the CLI; `answer` makes stdin a TTY that types it, None a non-interactive pipe."""
-    stdin = io.StringIO() if answer is None else TtyInput(answer)
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, http_transport=transport, environ=environ or {}, stdin=stdin, stdout=out, stderr=err)
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -78,19 +43,10 @@ def write_qr(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def assert_one_line_error(result: Result, code: int, pattern: str) -> None:
-    assert result.code == code
-    assert result.err.count("\n") == 1, result.err
-    assert "Traceback" not in result.err
-    assert re.search(pattern, result.err), result.err
-
-
 # --- enrol ---------------------------------------------------------------------------------------------
 
 
-def test_enrol_prints_device_id_and_fingerprint(
-    cli: RunCli, server: FakeDeviceServer, state_dir: Path
-) -> None:
+def test_enrol_prints_device_id_and_fingerprint(cli: RunCli, server: FakeDeviceServer, state_dir: Path) -> None:
     result = cli("enrol", "--server", ISSUER, "--name", "Pixel of QA")
     assert result.code == 0, result.err
     device = server.devices["dev_1"]
@@ -105,9 +61,7 @@ def test_enrol_defaults_the_name_to_the_host(cli: RunCli, server: FakeDeviceServ
     assert server.devices["dev_1"].name.startswith("Vouchsim companion on ")
 
 
-def test_enrolling_again_with_the_same_server_shows_the_identity(
-    cli: RunCli, enrolled: FakeDeviceServer
-) -> None:
+def test_enrolling_again_with_the_same_server_shows_the_identity(cli: RunCli, enrolled: FakeDeviceServer) -> None:
     sent = len(enrolled.requests)
     result = cli("enrol", "--server", ISSUER + "/")
     assert result.code == 0
@@ -129,9 +83,7 @@ def test_force_enrols_a_new_key(cli: RunCli, enrolled: FakeDeviceServer, state_d
     assert Keystore(state_dir).load_identity().device_id == "dev_2"
 
 
-def test_enrol_reads_the_server_and_state_from_the_environment(
-    server: FakeDeviceServer, tmp_path: Path
-) -> None:
+def test_enrol_reads_the_server_and_state_from_the_environment(server: FakeDeviceServer, tmp_path: Path) -> None:
     environ = {
         "VOUCHSIM_SERVER_URL": "http://env-server:9000",
         "VOUCHSIM_COMPANION_STATE": str(tmp_path / "env"),
@@ -213,9 +165,7 @@ def test_scan_before_enrolment(cli: RunCli, server: FakeDeviceServer, tmp_path: 
     assert server.requests == []
 
 
-def test_scan_of_something_that_is_not_an_image(
-    cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path
-) -> None:
+def test_scan_of_something_that_is_not_an_image(cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     assert_one_line_error(cli("scan", str(path)), 1, "not an image")
@@ -233,21 +183,15 @@ def test_scan_of_a_missing_file(cli: RunCli, enrolled: FakeDeviceServer, tmp_pat
 
 def test_scan_of_a_foreign_qr(cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path) -> None:
     sent = len(enrolled.requests)
-    assert_one_line_error(
-        cli("scan", write_qr(tmp_path, "https://example.com")), 1, "not a Vouchsim pairing QR"
-    )
+    assert_one_line_error(cli("scan", write_qr(tmp_path, "https://example.com")), 1, "not a Vouchsim pairing QR")
     assert len(enrolled.requests) == sent
 
 
-def test_scan_of_another_servers_qr_claims_nothing(
-    cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path
-) -> None:
+def test_scan_of_another_servers_qr_claims_nothing(cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path) -> None:
     other = FakeDeviceServer(issuer="https://other.example").open_pairing()
     sent = len(enrolled.requests)
     result = cli("scan", write_qr(tmp_path, other), "--approve")
-    assert_one_line_error(
-        result, 1, r"belongs to https://other\.example.*enrolled with http://127\.0\.0\.1:8741"
-    )
+    assert_one_line_error(result, 1, r"belongs to https://other\.example.*enrolled with http://127\.0\.0\.1:8741")
     assert len(enrolled.requests) == sent
 
 
@@ -262,9 +206,7 @@ def test_scan_of_another_servers_qr_claims_nothing(
 def test_scan_reports_server_refusals(
     cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path, status: int, code: str, pattern: str
 ) -> None:
-    enrolled.next_error = httpx.Response(
-        status, json={"error": code, "error_description": f"Refused: {code}."}
-    )
+    enrolled.next_error = httpx.Response(status, json={"error": code, "error_description": f"Refused: {code}."})
     assert_one_line_error(cli("scan", write_qr(tmp_path, enrolled.open_pairing())), 1, pattern)
 
 
@@ -334,9 +276,7 @@ def test_whoami_before_enrolment(cli: RunCli) -> None:
     assert_one_line_error(cli("whoami"), 1, "not enrolled")
 
 
-def test_commands_use_the_enrolled_server_unless_told_otherwise(
-    server: FakeDeviceServer, state_dir: Path
-) -> None:
+def test_commands_use_the_enrolled_server_unless_told_otherwise(server: FakeDeviceServer, state_dir: Path) -> None:
     state = ["--state", str(state_dir)]
     assert run(["enrol", "--server", "http://phone-home:1", *state], server.transport).code == 0
     run(["connections", *state], server.transport)
@@ -357,9 +297,7 @@ def test_server_down_is_one_line(cli: RunCli, enrolled: FakeDeviceServer, state_
     assert_one_line_error(result, 1, r"Could not connect to the server at http://127\.0\.0\.1:8741.*running")
 
 
-def test_an_unexpected_bug_is_still_one_line(
-    cli: RunCli, enrolled: FakeDeviceServer, state_dir: Path
-) -> None:
+def test_an_unexpected_bug_is_still_one_line(cli: RunCli, enrolled: FakeDeviceServer, state_dir: Path) -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         raise RuntimeError("boom")
 

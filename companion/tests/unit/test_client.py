@@ -150,9 +150,7 @@ def test_client_needs_a_base_url(state_dir: Path) -> None:
 # --- signed calls --------------------------------------------------------------------------------------
 
 
-async def test_every_call_is_signed_over_what_was_sent(
-    enrolled: DeviceApiClient, server: FakeDeviceServer
-) -> None:
+async def test_every_call_is_signed_over_what_was_sent(enrolled: DeviceApiClient, server: FakeDeviceServer) -> None:
     uri = server.open_pairing()
     await enrolled.me()
     context = await enrolled.claim(uri)
@@ -189,9 +187,7 @@ async def test_claim_sends_the_payload_and_returns_the_context(
     assert context.expires_at.isoformat() == "2026-11-25T15:05:00+00:00"
 
 
-async def test_claim_refuses_another_issuer_before_calling(
-    enrolled: DeviceApiClient, server: FakeDeviceServer
-) -> None:
+async def test_claim_refuses_another_issuer_before_calling(enrolled: DeviceApiClient, server: FakeDeviceServer) -> None:
     sent = len(server.requests)
     with pytest.raises(errors.IssuerMismatchError, match=r"https://evil\.example"):
         await enrolled.claim(pairing_uri("https://evil.example"))
@@ -224,9 +220,7 @@ async def test_connections_and_revoke(enrolled: DeviceApiClient, server: FakeDev
     assert revoked.revoked_at is not None
 
 
-async def test_ids_are_escaped_into_one_path_segment(
-    enrolled: DeviceApiClient, server: FakeDeviceServer
-) -> None:
+async def test_ids_are_escaped_into_one_path_segment(enrolled: DeviceApiClient, server: FakeDeviceServer) -> None:
     with pytest.raises(errors.ConnectionNotFoundError):
         await enrolled.revoke_connection("../pairings/x")
     assert server.requests[-1].url.raw_path == b"/device/connections/..%2Fpairings%2Fx"
@@ -271,6 +265,9 @@ ERROR_CASES = [
     (409, "pairing_already_claimed", errors.PairingAlreadyClaimedError),
     (409, "pairing_closed", errors.PairingClosedError),
     (404, "connection_not_found", errors.ConnectionNotFoundError),
+    (404, "delegation_not_found", errors.DelegationNotFoundError),
+    (409, "delegation_closed", errors.DelegationClosedError),
+    (400, "invalid_decision", errors.InvalidDecisionError),
 ]
 
 
@@ -306,9 +303,7 @@ async def test_unknown_error_code_keeps_its_code(state_dir: Path) -> None:
 
 
 async def test_error_without_description_uses_the_default_message(state_dir: Path) -> None:
-    client, http = await client_with(
-        lambda r: httpx.Response(410, json={"error": "pairing_expired"}), state_dir
-    )
+    client, http = await client_with(lambda r: httpx.Response(410, json={"error": "pairing_expired"}), state_dir)
     async with http:
         with pytest.raises(errors.PairingExpiredError, match="This pairing has expired"):
             await client.approve_pairing("pair_1")
@@ -342,9 +337,7 @@ async def test_unexpected_responses_are_typed(state_dir: Path, response: httpx.R
         (httpx.ReadError("reset"), errors.TransportError),
     ],
 )
-async def test_transport_failures_are_typed(
-    state_dir: Path, exc: httpx.HTTPError, cls: type[Exception]
-) -> None:
+async def test_transport_failures_are_typed(state_dir: Path, exc: httpx.HTTPError, cls: type[Exception]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
 

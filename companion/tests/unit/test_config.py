@@ -24,9 +24,7 @@ def test_defaults_without_options_or_variables() -> None:
 
 
 def test_variables_are_read() -> None:
-    config = load_config(
-        {"VOUCHSIM_COMPANION_STATE": "/tmp/phone", "VOUCHSIM_SERVER_URL": "https://vouch.example/"}
-    )
+    config = load_config({"VOUCHSIM_COMPANION_STATE": "/tmp/phone", "VOUCHSIM_SERVER_URL": "https://vouch.example/"})
     assert config.state_dir == Path("/tmp/phone")
     assert config.server_url == "https://vouch.example"
 

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.crypto import new_id
+from server.storage.events import announce
 from server.storage.models import OAuthClient, OAuthToken, RuntimeConnection
 
 
@@ -81,6 +82,8 @@ class ConnectionRepository:
             .values(revoked_at=now, successor_sealed=None)
             .execution_options(synchronize_session=False)
         )
+        # Caches of validated tokens and MCP sessions of this connection drop them at commit.
+        await announce(self.session, f"revoked:connection:{connection_id}")
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def touch(self, connection_id: str, now: datetime) -> None:

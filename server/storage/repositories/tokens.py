@@ -7,7 +7,10 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.storage.events import announce
 from server.storage.models import AuthorizationCode, OAuthToken, RuntimeConnection
+
+_ANNOUNCE_EACH = 16
 
 
 class TokenRepository:
@@ -101,6 +104,14 @@ class TokenRepository:
             update(OAuthToken)
             .where(condition, OAuthToken.revoked_at.is_(None))  # type: ignore[arg-type]
             .values(revoked_at=now, successor_sealed=None)
+            .returning(OAuthToken.id, OAuthToken.connection_id)
             .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        revoked = [(token_id, connection_id) for token_id, connection_id in result]
+        # Caches of validated tokens drop them at commit. A long rotation family is announced by its connection
+        # instead, one notification rather than one per token (dropping a little more costs a re-read, no more).
+        if len(revoked) <= _ANNOUNCE_EACH:
+            await announce(self.session, *(f"revoked:token:{token_id}" for token_id, _ in revoked))
+        else:
+            await announce(self.session, *sorted({f"revoked:connection:{conn}" for _, conn in revoked}))
+        return len(revoked)

@@ -23,7 +23,13 @@ def _tokens(flow: Flow, info: dict[str, Any], pkce: tuple[str, str], **extra: st
 def _mcp(client: TestClient[Any], access_token: str | None, **headers: str) -> Any:
     if access_token:
         headers["Authorization"] = f"Bearer {access_token}"
-    return client.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=headers)
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}},
+    }
+    return client.post("/mcp", json=initialize, headers=headers)
 
 
 def test_code_exchange_returns_a_bearer_pair(
@@ -265,7 +271,7 @@ def test_mcp_with_a_bad_token_says_invalid_token(client: TestClient[Any]) -> Non
 
 
 def test_mcp_cors_exposes_the_challenge(client: TestClient[Any]) -> None:
-    response = _mcp(client, None, Origin="https://inspector.example")
+    response = _mcp(client, None, Origin="http://localhost:6274")
     assert "www-authenticate" in response.headers.get("access-control-expose-headers", "").lower()
 
 

@@ -1,0 +1,40 @@
+"""Ed25519 public keys as the device API spells them (docs/device-api.md, "Device keys and request signing").
+
+Shared by request signing (`server.device.auth`) and signed delegation decisions (`server.delegation`), which
+sits below the device API and so cannot import it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from server.core.crypto import b64url, b64url_decode
+
+_B64URL_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes
+
+
+def load_public_key(text: str) -> Ed25519PublicKey | None:
+    """A device key from its wire form (base64url without padding of the raw 32 bytes); None if it is not one.
+
+    Only the canonical spelling is accepted, so one key cannot be enrolled twice under two spellings.
+    """
+    if not _B64URL_KEY.match(text):
+        return None
+    try:
+        raw = b64url_decode(text)
+        key = Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, binascii.Error):
+        return None
+    return key if b64url(raw) == text else None
+
+
+def signature_matches(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True

@@ -1,0 +1,513 @@
+"""The delegation flow, HTTP-free (docs/delegations.md; the state machine is `server.delegation.states`).
+
+An agent asks (`request`), waits (`wait`), reads (`get`), takes its token (`token`) or withdraws (`withdraw`);
+the user's trusted device lists and follows its delegations (`list_for_user`, `changes`), decides with a signed
+statement (`decide`) and revokes (`revoke_by_device`); an audience checks a token online (`introspect`).
+
+Database access goes through `Transactions` (`server.storage.session`), one unit of work per step, never a
+session held across a wait: the app-wide service opens a short transaction per unit, so a call waiting 45 s
+for a decision holds no connection while it waits; `within(session)` gives the same service running inside
+a request's own transaction (the device API, where the request's signature check and the decision commit
+together). Every state change is a compare-and-swap and announces `delegation:<id>` and `user:<id>` on the
+event bus when it commits; waiters subscribe *before* they read, so no change slips between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.core.clock import Clock
+from server.core.crypto import new_id
+from server.delegation import decisions
+from server.delegation.audiences import Audience, AudienceRegistry
+from server.delegation.binding import binding_message
+from server.delegation.errors import (
+    DelegationClosed,
+    DelegationNotFound,
+    InvalidDecision,
+    InvalidDelegationRequest,
+    ScopeNotAllowed,
+    UnknownAudience,
+)
+from server.delegation.schemas import DelegationView, IssuedToken
+from server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
+from server.delegation.tokens import SigningKeyStore, delegation_claims, mint, pairwise_subject, verified_claims
+from server.settings import Settings
+from server.storage.events import EventBus
+from server.storage.models import Delegation
+from server.storage.repositories.delegations import DelegationRepository, DelegationRow
+from server.storage.repositories.signing_keys import SigningKeyRepository
+from server.storage.session import DbSession, Transactions, shared_transaction
+
+__all__ = ["DelegationService", "DelegationView", "IssuedToken"]
+
+PURPOSE_MAX_LENGTH = 500
+LIST_LIMIT = 100  # newest first; the device API documents the cap
+WHICH = ("pending", "history", "all")
+_PENDING = DelegationStatus.PENDING
+_MAX_CAS_ROUNDS = 3  # pending → approved → revoked: a caller can lose at most twice
+
+
+@dataclass(frozen=True)
+class _Unit:
+    session: DbSession
+    delegations: DelegationRepository
+    keys: SigningKeyRepository
+
+
+class DelegationService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        audiences: AudienceRegistry,
+        keys: SigningKeyStore,
+        events: EventBus,
+        clock: Clock,
+        settings: Settings,
+        hmac_key: bytes,
+        *,
+        repository: Callable[[DbSession], DelegationRepository] = DelegationRepository,
+    ) -> None:
+        """`transactions`: `own_transactions(sessions)` for the app-wide service. `repository` lets a test line
+        racing requests up before their compare-and-swap."""
+        self.transactions = transactions
+        self.audiences = audiences
+        self.keys = keys
+        self.events = events
+        self.clock = clock
+        self.settings = settings
+        self.hmac_key = hmac_key
+        self.repository = repository
+
+    def within(self, session: DbSession) -> DelegationService:
+        """This service inside one request's transaction (its owner commits). Not for `wait` or `changes`,
+        which must see other transactions' commits between their reads."""
+        return DelegationService(
+            shared_transaction(session),
+            self.audiences,
+            self.keys,
+            self.events,
+            self.clock,
+            self.settings,
+            self.hmac_key,
+            repository=self.repository,
+        )
+
+    # -- signing keys --------------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Make the first signing key at startup, so the first request does not race another for it."""
+        async with self._unit() as unit:
+            await self.keys.signing_key(unit.keys)
+
+    async def jwks(self) -> dict[str, Any]:
+        async with self._unit() as unit:
+            return await self.keys.jwks(unit.keys)
+
+    async def rotate_keys(self) -> str:
+        """A new signing key; tokens signed by the old one keep verifying until they expire. Returns its kid."""
+        async with self._unit() as unit:
+            return await self.keys.rotate(unit.keys)
+
+    # -- the agent (MCP tools) -----------------------------------------------------------------------------
+
+    async def request(
+        self, *, user_id: str, client_id: str, connection_id: str, audience_id: str, purpose: str, scopes: list[str]
+    ) -> DelegationView:
+        """A new pending delegation, shown on the user's devices at once."""
+        audience = self._audience(audience_id)
+        granted = _checked_scopes(audience, scopes)
+        text = _checked_purpose(purpose)
+        now = self.clock.now()
+        async with self._unit() as unit:
+            client_name = await unit.delegations.client_name(client_id)
+            if client_name is None:
+                raise InvalidDelegationRequest("This client is not registered.")
+            row = Delegation(
+                id=new_id("dlg"),
+                user_id=user_id,
+                client_id=client_id,
+                connection_id=connection_id,
+                audience_id=audience.audience_id,
+                scopes=list(granted),
+                purpose=text,
+                binding_message=binding_message(),
+                status=_PENDING,
+                created_at=now,
+                expires_at=_whole(now) + timedelta(seconds=self.settings.delegation_ttl),
+            )
+            await unit.delegations.add(row)
+            await self._announce(unit, row)
+            return self._view(DelegationRow(row, client_name))
+
+    async def get(self, delegation_id: str, *, connection_id: str) -> DelegationView:
+        """One of this runtime connection's delegations, expired first if it is due."""
+        async with self._unit() as unit:
+            return self._view(await self._of_connection(unit, delegation_id, connection_id))
+
+    async def wait(
+        self,
+        delegation_id: str,
+        *,
+        connection_id: str,
+        timeout: float,  # noqa: ASYNC109 - not a cancellation: after it the still-pending view is the answer
+    ) -> DelegationView:
+        """The delegation once it is no longer pending, or as it is after `timeout` seconds.
+
+        Woken by the event bus, not by polling: it subscribes first, then reads, so a decision committed in
+        between is not missed. Every read is its own short unit of work; nothing is held while waiting. A
+        pending delegation reaching its `expires_at` wakes it too (and is then read as expired).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        async with self.events.subscribe(f"delegation:{delegation_id}") as queue:
+            view = await self.get(delegation_id, connection_id=connection_id)
+            while view.status == _PENDING:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                await _woken(queue, max(0.0, min(left, self._seconds_until(view.expires_at))))
+                view = await self.get(delegation_id, connection_id=connection_id)
+        return view
+
+    async def withdraw(self, delegation_id: str, *, connection_id: str) -> DelegationView:
+        """The agent's `delegation_revoke`: a pending delegation is cancelled, an approved one revoked.
+
+        Idempotent; a delegation already denied, expired, cancelled or revoked is returned as it is. An
+        approval landing first is revoked in turn: the agent's wish to end it wins either way.
+        """
+        async with self._unit() as unit:
+            found = await self._of_connection(unit, delegation_id, connection_id)
+            for _ in range(_MAX_CAS_ROUNDS):
+                status = DelegationStatus(found.delegation.status)
+                event = {_PENDING: DelegationEvent.CANCEL, DelegationStatus.APPROVED: DelegationEvent.REVOKE}.get(
+                    status
+                )
+                if event is None:
+                    break
+                if await self._move(unit, found.delegation, event):
+                    break
+                found = await self._reload(unit, delegation_id)
+            return self._view(await self._reload(unit, delegation_id))
+
+    async def token(self, view: DelegationView, *, issuer: str) -> IssuedToken | None:
+        """The delegation token while the delegation is approved and its token unexpired; None otherwise."""
+        if view.status != DelegationStatus.APPROVED:
+            return None
+        now = self.clock.now()
+        async with self._unit() as unit:
+            found = await unit.delegations.get(view.delegation_id)
+            if found is None or found.delegation.connection_id != view.connection_id:
+                return None
+            row = found.delegation
+            if not _token_live(row, now):
+                return None
+            assert row.token_expires_at is not None
+            key = await self.keys.signing_key(unit.keys)
+            return IssuedToken(
+                token=mint(key, self._claims(row, found.client_name, issuer)), expires_at=row.token_expires_at
+            )
+
+    # -- the trusted device --------------------------------------------------------------------------------
+
+    async def list_for_user(self, user_id: str, which: str) -> list[DelegationView]:
+        """`pending`, `history` (everything else) or `all`: the newest `LIST_LIMIT`, newest first."""
+        if which not in WHICH:
+            raise InvalidDelegationRequest('status must be "pending", "history" or "all".')
+        async with self._unit() as unit:
+            rows = await self._list(unit, user_id, which)
+            due = [row.delegation for row in rows if self._due(row.delegation)]
+            if not due:  # reads of live delegations never write (nor take SQLite's write lock)
+                return [self._view(row) for row in rows]
+            for delegation in due:
+                await self._move(unit, delegation, DelegationEvent.TIME)
+            return [self._view(row) for row in await self._list(unit, user_id, which)]
+
+    async def decide(
+        self, *, device_id: str, user_id: str, delegation_id: str, decision: str, nonce: str, signature: str
+    ) -> DelegationView:
+        """Approve or deny with a statement signed by the device's key; stored as evidence.
+
+        InvalidDecision for an unknown decision, a bad signature or a nonce this device used before;
+        DelegationClosed when the delegation is no longer pending (a racing decision, revocation or expiry won).
+        """
+        event = decisions.decision_event(decision)
+        decisions.check_shape(nonce, signature)
+        async with self._unit() as unit:
+            found = await self._of_user(unit, delegation_id, user_id)
+            row = found.delegation
+            _require_pending(row)
+            text = decisions.statement(row, decision, nonce)
+            decisions.verify(await unit.delegations.device_public_key(device_id, user_id), text, signature)
+            # Checked, not enforced by an index: two decisions racing with one nonce are still two genuine
+            # statements, each bound to its own delegation id, so neither is a replay of the other.
+            if await unit.delegations.nonce_used(device_id, nonce):
+                raise InvalidDecision("This nonce was already used for a decision: sign with a new one.")
+            moment = self.clock.now()
+            now = _whole(moment)
+            changes: dict[str, Any] = {
+                "decided_at": now,
+                "device_id": device_id,
+                "decision_statement": text,
+                "decision_nonce": nonce,
+                "decision_signature": signature,
+            }
+            if event is DelegationEvent.APPROVE:
+                changes["token_jti"] = new_id("jti")
+                changes["token_expires_at"] = now + timedelta(seconds=self.settings.delegation_token_ttl)
+            if not await self._move(unit, row, event, changes, live_at=moment):
+                # A racing decision, withdrawal or expiry won: say which.
+                raise DelegationClosed((await self._reload(unit, delegation_id)).delegation.status)
+            return self._view(await self._reload(unit, delegation_id))
+
+    async def revoke_by_device(self, *, user_id: str, delegation_id: str) -> DelegationView:
+        """Revoke an approved delegation of this user; its token introspects as inactive at once. Idempotent."""
+        async with self._unit() as unit:
+            found = await self._of_user(unit, delegation_id, user_id)
+            for _ in range(_MAX_CAS_ROUNDS):
+                status = DelegationStatus(found.delegation.status)
+                if status is DelegationStatus.REVOKED:
+                    break
+                if status is _PENDING:
+                    raise InvalidDelegationRequest("This delegation is still pending: deny it instead.")
+                if status in FINAL:
+                    raise DelegationClosed(status, f"This delegation is {status}: there is nothing to revoke.")
+                if await self._move(unit, found.delegation, DelegationEvent.REVOKE):
+                    break
+                found = await self._reload(unit, delegation_id)
+            return self._view(await self._reload(unit, delegation_id))
+
+    async def changes(self, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
+        """The device's live feed: every pending delegation first (oldest first), then each delegation of this
+        user as it is created or changes; `None` every `keepalive` seconds of quiet.
+
+        Woken by `user:<id>` events; then it reads the user's newest delegations in a short unit of work and
+        yields those that differ from what it last saw. A pending delegation reaching its expiry wakes it too.
+        """
+        loop = asyncio.get_running_loop()
+        async with self.events.subscribe(f"user:{user_id}") as queue:
+            views = await self.list_for_user(user_id, "all")
+            known = {view.delegation_id: view for view in views}
+            for view in reversed(views):
+                if view.status == _PENDING:
+                    yield view
+            next_ping = loop.time() + keepalive
+            while True:
+                woke = await _woken(queue, max(0.0, min(next_ping - loop.time(), self._until_first_expiry(known))))
+                if woke or self._until_first_expiry(known) <= 0:
+                    views = await self.list_for_user(user_id, "all")
+                    for view in _changed(known, views):
+                        yield view
+                    known = {view.delegation_id: view for view in views}
+                if loop.time() >= next_ping:
+                    yield None
+                    next_ping = loop.time() + keepalive
+
+    # -- audiences verifying online (RFC 7662) -------------------------------------------------------------
+
+    async def introspect(self, token: str, *, issuer: str) -> dict[str, Any] | None:
+        """The token's claims while it is ours, for this issuer, unexpired, and its delegation still approved;
+        None otherwise (a revoked delegation's token included)."""
+        async with self._unit() as unit:
+            claims = verified_claims(token, await self.keys.key_set(unit.keys))
+            if claims is None or claims.get("iss") != issuer or not isinstance(claims.get("delegation_id"), str):
+                return None
+            found = await unit.delegations.get(claims["delegation_id"])
+        now = self.clock.now()
+        if found is None or not _token_live(found.delegation, now) or found.delegation.token_jti != claims.get("jti"):
+            return None
+        if not isinstance(claims.get("exp"), int) or claims["exp"] <= now.timestamp():
+            return None
+        act = claims.get("act")
+        return {"active": True, **claims, "client_id": act.get("sub") if isinstance(act, dict) else None}
+
+    # -- loading, expiry, changes --------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[_Unit]:
+        async with self.transactions() as session:
+            yield _Unit(session, self.repository(session), SigningKeyRepository(session))
+
+    async def _of_connection(self, unit: _Unit, delegation_id: str, connection_id: str) -> DelegationRow:
+        found = await unit.delegations.get(delegation_id)
+        if found is None or found.delegation.connection_id != connection_id:
+            raise DelegationNotFound()
+        return await self._expire_if_due(unit, found)
+
+    async def _of_user(self, unit: _Unit, delegation_id: str, user_id: str) -> DelegationRow:
+        found = await unit.delegations.get(delegation_id)
+        if found is None or found.delegation.user_id != user_id:
+            raise DelegationNotFound()
+        return await self._expire_if_due(unit, found)
+
+    async def _reload(self, unit: _Unit, delegation_id: str) -> DelegationRow:
+        found = await unit.delegations.get(delegation_id)
+        assert found is not None  # delegations are never deleted
+        return await self._expire_if_due(unit, found)
+
+    async def _expire_if_due(self, unit: _Unit, found: DelegationRow) -> DelegationRow:
+        """Every read first moves a pending delegation past its `expires_at` to `expired`."""
+        if not self._due(found.delegation):
+            return found
+        await self._move(unit, found.delegation, DelegationEvent.TIME)
+        reloaded = await unit.delegations.get(found.delegation.id)
+        assert reloaded is not None
+        return reloaded
+
+    async def _move(
+        self,
+        unit: _Unit,
+        row: Delegation,
+        event: DelegationEvent,
+        changes: dict[str, Any] | None = None,
+        *,
+        live_at: datetime | None = None,
+    ) -> bool:
+        """Compare-and-swap `row` along `event` from the status it was read in; announce it if this call won."""
+        status = DelegationStatus(row.status)
+        target = next_status(status, event)
+        if target is None:
+            return False
+        now = self.clock.now()
+        values: dict[str, Any] = {"status": target, **(changes or {})}
+        if event in (DelegationEvent.CANCEL, DelegationEvent.REVOKE):
+            values["revoked_at"] = _whole(now)
+        if event is DelegationEvent.CANCEL:
+            live_at = now  # a due delegation expires; it is not cancelled
+        won = await unit.delegations.update_if(
+            row.id,
+            status_in=[status],
+            changes=values,
+            due_by=now if event is DelegationEvent.TIME else None,
+            live_at=live_at,
+        )
+        if won:
+            await self._announce(unit, row)
+        return won
+
+    async def _announce(self, unit: _Unit, row: Delegation) -> None:
+        await self.events.publish(unit.session, f"delegation:{row.id}", f"user:{row.user_id}")
+
+    async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
+        if which == "pending":
+            return await unit.delegations.list_for_user(user_id, status_in=[_PENDING], limit=LIST_LIMIT)
+        if which == "history":
+            return await unit.delegations.list_for_user(user_id, status_not_in=[_PENDING], limit=LIST_LIMIT)
+        return await unit.delegations.list_for_user(user_id, limit=LIST_LIMIT)
+
+    def _due(self, row: Delegation) -> bool:
+        return row.status == _PENDING and self.clock.now() >= row.expires_at
+
+    def _seconds_until(self, moment: datetime) -> float:
+        return (moment - self.clock.now()).total_seconds()
+
+    def _until_first_expiry(self, known: dict[str, DelegationView]) -> float:
+        pending = [view.expires_at for view in known.values() if view.status == _PENDING]
+        return self._seconds_until(min(pending)) if pending else float("inf")
+
+    def _audience(self, audience_id: str) -> Audience:
+        audience = self.audiences.get(audience_id)
+        if audience is None:
+            raise UnknownAudience(f"No audience is called {audience_id!r}.")
+        return audience
+
+    def _claims(self, row: Delegation, client_name: str, issuer: str) -> dict[str, Any]:
+        assert row.token_jti is not None and row.decided_at is not None and row.token_expires_at is not None
+        return delegation_claims(
+            issuer=issuer,
+            subject=pairwise_subject(self.hmac_key, row.user_id, row.audience_id),
+            audience_id=row.audience_id,
+            scopes=list(row.scopes),
+            client_id=row.client_id,
+            client_name=client_name,
+            delegation_id=row.id,
+            jti=row.token_jti,
+            issued_at=row.decided_at,
+            expires_at=row.token_expires_at,
+        )
+
+    def _view(self, found: DelegationRow) -> DelegationView:
+        row = found.delegation
+        return DelegationView(
+            delegation_id=row.id,
+            status=row.status,
+            client_id=row.client_id,
+            client_name=found.client_name,
+            connection_id=row.connection_id,
+            audience_id=row.audience_id,
+            audience_name=self.audiences.name_of(row.audience_id),
+            scopes=tuple(row.scopes),
+            purpose=row.purpose,
+            binding_message=row.binding_message,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            decided_at=row.decided_at,
+            decided_by=row.device_id,
+            token_expires_at=row.token_expires_at,
+        )
+
+
+# -- validation and small helpers ------------------------------------------------------------------------------
+
+
+def _checked_scopes(audience: Audience, scopes: list[str]) -> tuple[str, ...]:
+    """The requested scopes, each offered by the audience, duplicates dropped, order kept."""
+    if not scopes:
+        raise InvalidDelegationRequest(f"Ask for at least one scope of {audience.audience_id}.")
+    for scope in scopes:
+        if scope not in audience.scopes:
+            offered = ", ".join(audience.scopes)
+            raise ScopeNotAllowed(f"{audience.audience_id} does not offer the scope {scope!r} (it offers: {offered}).")
+    return tuple(dict.fromkeys(scopes))
+
+
+def _checked_purpose(purpose: str) -> str:
+    """Shown to the person deciding: trimmed, 1 to 500 characters, no control characters but line breaks."""
+    text = purpose.strip()
+    if not 1 <= len(text) <= PURPOSE_MAX_LENGTH:
+        raise InvalidDelegationRequest(f"purpose must be 1 to {PURPOSE_MAX_LENGTH} characters.")
+    if any(unicodedata.category(char) == "Cc" and char != "\n" for char in text):
+        raise InvalidDelegationRequest("purpose must not contain control characters.")
+    return text
+
+
+def _require_pending(row: Delegation) -> None:
+    if row.status != _PENDING:
+        raise DelegationClosed(row.status)
+
+
+def _token_live(row: Delegation, now: datetime) -> bool:
+    return (
+        row.status == DelegationStatus.APPROVED
+        and row.token_jti is not None
+        and row.decided_at is not None
+        and row.token_expires_at is not None
+        and now < row.token_expires_at
+    )
+
+
+def _whole(moment: datetime) -> datetime:
+    """Whole seconds: these times appear in JWT claims and in the signed statement, which have no fractions."""
+    return moment.replace(microsecond=0)
+
+
+def _changed(known: dict[str, DelegationView], views: Iterable[DelegationView]) -> list[DelegationView]:
+    """What differs from the last look, oldest first."""
+    return [view for view in reversed(list(views)) if known.get(view.delegation_id) != view]
+
+
+async def _woken(queue: asyncio.Queue[str], within: float) -> bool:
+    """Whether a topic arrived within `within` seconds; everything queued is consumed (one read covers all)."""
+    try:
+        await asyncio.wait_for(queue.get(), within) if within > 0 else queue.get_nowait()
+    except (TimeoutError, asyncio.QueueEmpty):
+        return False
+    while not queue.empty():
+        queue.get_nowait()
+    return True

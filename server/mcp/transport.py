@@ -1,0 +1,424 @@
+"""The Streamable HTTP transport (basic/transports), HTTP-free: `routes.py` reads the request, calls `McpServer`,
+and turns what comes back (`Reply`, `StreamedReply`) or what it raises (`McpError`, `BearerError`) into a response.
+
+Per POST: the bearer token (from the cache when it was validated moments ago), then one JSON-RPC message.
+`initialize` opens a session; anything else needs one (`Mcp-Session-Id`) and a protocol version we speak.
+Notifications and client responses are acknowledged with 202. Requests are answered as JSON, or as an SSE
+stream when the client accepts one and the call streams: a `tools/call` that waits for the trusted device and
+carries a `progressToken` sends `notifications/progress` while it waits, then its result.
+
+`/mcp` owns its transactions instead of taking the request's: the hot path must not touch the database when the
+cache answers, and a waiting call must not hold a connection (the delegation service opens its own, too).
+
+A waiting call can be cancelled with `notifications/cancelled` (basic/utilities/cancellation) from any request
+of its session: those served by this process directly; on PostgreSQL the cancellation is also announced on the
+event bus, so the instance that holds the call hears it (best effort).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from server.core.crypto import hash_secret
+from server.core.issuer import resource_url
+from server.core.runtime import Runtime
+from server.delegation.service import DelegationService
+from server.mcp import jsonrpc, protocol
+from server.mcp.cache import McpCache
+from server.mcp.errors import (
+    ForbiddenOrigin,
+    InternalError,
+    InvalidParams,
+    McpError,
+    MethodNotFound,
+    RequestCancelled,
+    ScopeRequired,
+    SessionNotFound,
+    SessionRequired,
+)
+from server.mcp.sessions import McpSessions, SessionView, check_binding, needs_touch, session_key
+from server.mcp.tools import Tool, ToolContext, ToolResult, tool_named, visible_tools
+from server.oauth import scopes
+from server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
+from server.storage.events import EventBus
+from server.storage.repositories.mcp_sessions import McpSessionRepository
+from server.storage.repositories.tokens import TokenRepository
+from server.storage.session import DbSession, SessionFactory, own_transactions
+
+log = logging.getLogger("vouchsim.mcp")
+
+PROGRESS_INTERVAL = 15.0  # seconds between `notifications/progress` of a waiting call
+_CANCEL_TOPIC = "mcp:cancel:"
+_MAX_CANCEL_ID = 200  # longer request ids are not announced across instances (NOTIFY payloads are small)
+
+
+# -- what routes.py hands in and gets back ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Incoming:
+    """The transport-relevant parts of one HTTP request to `/mcp`."""
+
+    issuer: str
+    session_id: str | None = None
+    protocol_version: str | None = None
+    accepts_sse: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A JSON body (or none: 202, 204) with its status and extra headers."""
+
+    status: int
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamedReply:
+    """`text/event-stream`: each item is one complete SSE event."""
+
+    events: AsyncIterator[bytes]
+
+
+Outcome = Reply | StreamedReply
+
+
+def sse_event(message: jsonrpc.Outgoing) -> bytes:
+    return b"event: message\ndata: " + jsonrpc.encode(message) + b"\n\n"
+
+
+def accepts_event_stream(accept: str | None) -> bool:
+    return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in (accept or "").split(","))
+
+
+# -- Origin (basic/transports, "Security Warning": DNS rebinding) ---------------------------------------------
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _origin_key(value: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(value.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
+
+
+def origin_allowed(origin: str | None, issuer: str, allowed: tuple[str, ...]) -> bool:
+    """No `Origin` (not a browser), our own, a loopback one, or one the operator allowed."""
+    if origin is None:
+        return True
+    key = _origin_key(origin)
+    if key is None:  # "null" (sandboxed frames, file:), or garbage
+        return False
+    _scheme, host, _port = key
+    if host in _LOOPBACK_HOSTS or host.endswith(".localhost"):
+        return True
+    return key == _origin_key(issuer) or any(key == _origin_key(other) for other in allowed)
+
+
+# -- progress over SSE ----------------------------------------------------------------------------------------
+class _SseProgress:
+    """`notifications/progress` for one call, queued for its SSE stream; strictly increasing, as the spec asks."""
+
+    def __init__(self, token: jsonrpc.RequestId, queue: asyncio.Queue[bytes], interval: float) -> None:
+        self.token = token
+        self.queue = queue
+        self.interval = interval
+        self._last: float | None = None
+
+    async def report(self, progress: float, total: float | None, message: str) -> None:
+        if self._last is not None and progress <= self._last:
+            return
+        self._last = progress
+        params: dict[str, Any] = {"progressToken": self.token, "progress": progress, "message": message}
+        if total is not None:
+            params["total"] = total
+        await self.queue.put(sse_event(jsonrpc.NotificationMessage(method="notifications/progress", params=params)))
+
+
+# -- the server ------------------------------------------------------------------------------------------------
+class McpServer:
+    """One per process (made in the app's lifespan): the cache, the calls in flight, and what tools need."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        sessions: SessionFactory,
+        events: EventBus,
+        delegations: DelegationService,
+        *,
+        cache: McpCache | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
+    ) -> None:
+        self.runtime = runtime
+        self.events = events
+        self.delegations = delegations
+        self.cache = cache or McpCache(runtime.clock)
+        self.progress_interval = progress_interval
+        self.transaction = own_transactions(sessions)
+        # (stored session id, encoded request id) → the task running that call
+        self._in_flight: dict[tuple[str, bytes], asyncio.Task[ToolResult]] = {}
+
+    # -- event bus ----------------------------------------------------------------------------------------------
+    def on_event(self, topic: str) -> None:
+        """The event bus listener: revocations empty the cache; another instance may cancel a call held here."""
+        self.cache.invalidate(topic)
+        if topic.startswith(_CANCEL_TOPIC):
+            session_id, _, encoded = topic.removeprefix(_CANCEL_TOPIC).partition(":")
+            self._cancel_local(session_id, encoded.encode())
+
+    # -- per request --------------------------------------------------------------------------------------------
+    def check_origin(self, origin: str | None, issuer: str) -> None:
+        if not origin_allowed(origin, issuer, self.runtime.settings.allowed_origin_list):
+            raise ForbiddenOrigin(
+                f"Requests from the web origin {origin[:100]!r} are not allowed here." if origin else ""
+            )
+
+    async def authenticate(self, authorization: str | None, issuer: str) -> AccessGrant:
+        """The grant behind the bearer token; raises `BearerError` (→ 401 with the RFC 9728 challenge)."""
+        token = bearer_token(authorization)
+        if token is None:
+            raise MissingToken("An access token is required.")
+        resource = resource_url(issuer)
+        key = hash_secret(token)
+        grant = self.cache.grant(key)
+        if grant is not None:
+            if grant.resource.rstrip("/") != resource:
+                raise WrongAudience(f"The access token was issued for {grant.resource}, not {resource}.")
+            return grant
+        generation = self.cache.generation
+        async with self.transaction() as db:
+            grant = await authenticate(TokenRepository(db), self.runtime.clock, authorization, resource)
+        self.cache.put_grant(key, grant, generation)
+        return grant
+
+    async def post(self, grant: AccessGrant, incoming: Incoming, body: bytes) -> Outcome:
+        message = jsonrpc.parse(body)
+        if isinstance(message, jsonrpc.Request) and message.method == "initialize":
+            return await self._initialize(grant, message)
+        session = await self._session(grant, incoming)
+        if isinstance(message, jsonrpc.Notification):
+            await self._notification(session, message)
+            return Reply(202)
+        if isinstance(message, jsonrpc.ClientResponse):
+            return Reply(202)  # we never ask the client anything, so there is nothing to match it with
+        return await self._request(grant, session, incoming, message)
+
+    async def delete(self, grant: AccessGrant, incoming: Incoming) -> Reply:
+        """End the session (and any call of it still waiting here)."""
+        session = await self._session(grant, incoming, touch=False)
+        async with self.transaction() as db:
+            await self._sessions(db).end(session.id)
+        self.cache.forget_session(session.id)
+        for key, task in list(self._in_flight.items()):
+            if key[0] == session.id:
+                task.cancel()
+        return Reply(204)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def _sessions(self, db: DbSession) -> McpSessions:
+        return McpSessions(McpSessionRepository(db), self.runtime.clock, self.runtime.settings)
+
+    async def _initialize(self, grant: AccessGrant, request: jsonrpc.Request) -> Reply:
+        try:
+            params = protocol.initialize_params(request.params)
+        except McpError as error:
+            error.request_id = request.id
+            raise
+        version = protocol.negotiate(params.protocol_version)
+        generation = self.cache.generation
+        async with self.transaction() as db:
+            session_id, session = await self._sessions(db).open(grant, version, protocol.client_info(params))
+        self.cache.put_session(session, generation)
+        result = jsonrpc.ResultMessage(id=request.id, result=protocol.initialize_result(version))
+        return Reply(200, jsonrpc.encode(result), {"Mcp-Session-Id": session_id})
+
+    async def _session(self, grant: AccessGrant, incoming: Incoming, *, touch: bool = True) -> SessionView:
+        """The live session named by `Mcp-Session-Id`, bound to this token's user, client and connection."""
+        if incoming.session_id is None:
+            raise SessionRequired("Bad Request: an Mcp-Session-Id header is required (initialize first).")
+        protocol.header_version(incoming.protocol_version)
+        key = session_key(incoming.session_id)
+        if key is None:
+            raise SessionNotFound()
+        session = self.cache.session(key)
+        if session is None:
+            generation = self.cache.generation
+            try:
+                async with self.transaction() as db:
+                    session = await self._sessions(db).find(key)
+            except Exception:
+                log.exception("cannot read MCP session")
+                raise SessionNotFound("The session cannot be served right now.", reason="unavailable") from None
+            if session is None:
+                raise SessionNotFound()
+            self.cache.put_session(session, generation)
+        check_binding(session, grant)
+        if touch:
+            session = await self._touch(session)
+        return session
+
+    async def _touch(self, session: SessionView) -> SessionView:
+        """Slide the session's idle expiry, at most once a minute (a write on every request would cost too much)."""
+        if not needs_touch(session, self.runtime.clock.now(), self.runtime.settings.mcp_session_ttl):
+            return session
+        generation = self.cache.generation
+        async with self.transaction() as db:
+            touched = await self._sessions(db).touch(session)
+        if touched is None:
+            self.cache.forget_session(session.id)
+            raise SessionNotFound()
+        self.cache.put_session(touched, generation)
+        return touched
+
+    # -- notifications ------------------------------------------------------------------------------------------
+    async def _notification(self, session: SessionView, message: jsonrpc.Notification) -> None:
+        if message.method != "notifications/cancelled":
+            return  # notifications/initialized, and any we do not know: nothing to do (and nothing to answer)
+        request_id = (message.params or {}).get("requestId")
+        if not jsonrpc.is_request_id(request_id):
+            return
+        encoded = msgspec.json.encode(request_id)
+        if self._cancel_local(session.id, encoded) or not self.events.crosses_instances:
+            return
+        if len(encoded) <= _MAX_CANCEL_ID:
+            async with self.transaction() as db:
+                await self.events.publish(db, f"{_CANCEL_TOPIC}{session.id}:{encoded.decode()}")
+
+    def _cancel_local(self, session_id: str, encoded_id: bytes) -> bool:
+        task = self._in_flight.get((session_id, encoded_id))
+        if task is None:
+            return False
+        log.info("MCP request %s cancelled by its client", encoded_id.decode(errors="replace")[:100])
+        task.cancel()
+        return True
+
+    # -- requests -----------------------------------------------------------------------------------------------
+    async def _request(
+        self, grant: AccessGrant, session: SessionView, incoming: Incoming, request: jsonrpc.Request
+    ) -> Outcome:
+        try:
+            if request.method == "ping":
+                return self._result(request, {})
+            if request.method == "tools/list":
+                tools = [tool.describe(session.protocol_version) for tool in visible_tools(grant.scopes)]
+                return self._result(request, {"tools": tools})
+            if request.method == "tools/call":
+                return await self._call(grant, session, incoming, request)
+            raise MethodNotFound(f"Method not found: {request.method[:100]}")
+        except ScopeRequired:
+            raise  # an HTTP-level answer (403 with a challenge), not a JSON-RPC one
+        except McpError as error:
+            error.request_id = request.id
+            raise
+        except Exception:
+            log.exception("MCP request %s failed", request.method[:100])
+            raise InternalError("Internal error: something went wrong on our side.", request_id=request.id) from None
+
+    def _result(self, request: jsonrpc.Request, result: dict[str, Any]) -> Reply:
+        return Reply(200, jsonrpc.encode(jsonrpc.ResultMessage(id=request.id, result=result)))
+
+    async def _call(
+        self, grant: AccessGrant, session: SessionView, incoming: Incoming, request: jsonrpc.Request
+    ) -> Outcome:
+        params = request.params or {}
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise InvalidParams('Invalid params: tools/call needs the tool\'s "name".')
+        tool = tool_named(name)
+        if tool is None:
+            raise InvalidParams(f"Unknown tool: {name[:100]}")
+        if tool.scope not in grant.scopes:
+            raise ScopeRequired(
+                f"The tool {tool.name} needs the scope {tool.scope!r}.",
+                scope=scopes.join([*grant.scopes, tool.scope]),
+                request_id=request.id,
+            )
+        arguments = tool.parse_arguments(params.get("arguments"))
+        meta = params.get("_meta")
+        progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
+        context = ToolContext(
+            grant=grant,
+            issuer=incoming.issuer,
+            hmac_key=self.runtime.hmac_key,
+            protocol_version=session.protocol_version,
+            transaction=self.transaction,
+            delegations=self.delegations,
+        )
+        key = (session.id, msgspec.json.encode(request.id))
+        if incoming.accepts_sse and jsonrpc.is_request_id(progress_token) and tool.may_wait(arguments):
+            return StreamedReply(self._stream(key, tool, arguments, context, request, progress_token))
+        try:
+            result = await self._run(key, lambda: tool.run(context, arguments))
+        except RequestCancelled as error:
+            error.request_id = request.id
+            raise
+        return self._result(request, result.render(session.protocol_version))
+
+    async def _run(self, key: tuple[str, bytes], call: Callable[[], Awaitable[ToolResult]]) -> ToolResult:
+        """Run a tool call as its own task, so `notifications/cancelled` can end it without ending the request."""
+
+        async def work() -> ToolResult:
+            return await call()
+
+        task = asyncio.ensure_future(work())
+        self._in_flight[key] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this request itself is being cancelled (client gone, shutdown): the task went with it
+            raise RequestCancelled("The request was cancelled.") from None
+        finally:
+            if self._in_flight.get(key) is task:
+                del self._in_flight[key]
+
+    async def _stream(
+        self,
+        key: tuple[str, bytes],
+        tool: Tool,
+        arguments: Any,
+        context: ToolContext,
+        request: jsonrpc.Request,
+        progress_token: jsonrpc.RequestId,
+    ) -> AsyncIterator[bytes]:
+        """The SSE body of a waiting call: progress notifications, then the result (none if it was cancelled)."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        context = replace(context, progress=_SseProgress(progress_token, queue, self.progress_interval))
+        call = asyncio.ensure_future(self._run(key, lambda: tool.run(context, arguments)))
+        try:
+            while not call.done() or not queue.empty():
+                if not queue.empty():
+                    yield queue.get_nowait()
+                    continue
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, call}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            try:
+                result = call.result()
+            except RequestCancelled:
+                return  # the client cancelled it: no response is sent for a cancelled request
+            except Exception:
+                log.exception("MCP tool %s failed while streaming", tool.name)
+                yield sse_event(
+                    jsonrpc.error_message(request.id, InternalError.rpc_code, "Internal error: something went wrong.")
+                )
+                return
+            yield sse_event(jsonrpc.ResultMessage(id=request.id, result=result.render(context.protocol_version)))
+        finally:
+            if not call.done():
+                call.cancel()

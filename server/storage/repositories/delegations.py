@@ -1,0 +1,110 @@
+"""Delegations (see `server.delegation.states`): every state change is a compare-and-swap UPDATE.
+
+`UPDATE … WHERE id = ? AND status IN (…)` (and, for a decision, `AND expires_at > now`) with a rowcount
+check, so an approval racing a revocation or an expiry has exactly one winner. Statuses arrive as plain
+strings: the state machine itself lives above storage, in `server.delegation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.storage.models import Delegation, Device, OAuthClient
+
+
+class DelegationRow(NamedTuple):
+    """A delegation with its client's display name (the client id when it registered none)."""
+
+    delegation: Delegation
+    client_name: str
+
+
+_CLIENT_NAME = func.coalesce(OAuthClient.client_name, OAuthClient.client_id)
+
+
+class DelegationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: Delegation) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def get(self, delegation_id: str) -> DelegationRow | None:
+        found = (
+            await self.session.execute(
+                select(Delegation, _CLIENT_NAME)
+                .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+                .where(Delegation.id == delegation_id)
+                # Always the database's current row, never a stale copy from this session's identity map.
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        return DelegationRow(found[0], found[1]) if found else None
+
+    async def list_for_user(
+        self, user_id: str, *, status_in: Collection[str] | None = None, status_not_in: Collection[str] = (), limit: int
+    ) -> list[DelegationRow]:
+        """The user's delegations, newest first, at most `limit`."""
+        conditions = [Delegation.user_id == user_id]
+        if status_in is not None:
+            conditions.append(Delegation.status.in_(list(status_in)))
+        if status_not_in:
+            conditions.append(Delegation.status.not_in(list(status_not_in)))
+        rows = await self.session.execute(
+            select(Delegation, _CLIENT_NAME)
+            .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+            .where(*conditions)
+            .order_by(Delegation.created_at.desc(), Delegation.id.desc())
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
+        return [DelegationRow(delegation, name) for delegation, name in rows]
+
+    async def client_name(self, client_id: str) -> str | None:
+        return await self.session.scalar(select(_CLIENT_NAME).where(OAuthClient.client_id == client_id))
+
+    async def device_public_key(self, device_id: str, user_id: str) -> str | None:
+        """The enrolled key of a device of this user that is still trusted."""
+        return await self.session.scalar(
+            select(Device.public_key).where(
+                Device.id == device_id, Device.user_id == user_id, Device.revoked_at.is_(None)
+            )
+        )
+
+    async def nonce_used(self, device_id: str, nonce: str) -> bool:
+        """Whether this device already signed a decision with `nonce`, on any delegation."""
+        found = await self.session.scalar(
+            select(Delegation.id).where(Delegation.device_id == device_id, Delegation.decision_nonce == nonce).limit(1)
+        )
+        return found is not None
+
+    async def update_if(
+        self,
+        delegation_id: str,
+        *,
+        status_in: Collection[str],
+        changes: Mapping[str, Any],
+        due_by: datetime | None = None,
+        live_at: datetime | None = None,
+    ) -> bool:
+        """Compare-and-swap: apply `changes` only while the row is in one of `status_in`.
+
+        Optional guards: `expires_at` not after `due_by` (an expiry), or after `live_at` (a decision, which
+        must not land once the delegation is due even if nobody has marked it expired yet). True when this
+        call changed the row.
+        """
+        conditions = [Delegation.id == delegation_id, Delegation.status.in_(list(status_in))]
+        if due_by is not None:
+            conditions.append(Delegation.expires_at <= due_by)
+        if live_at is not None:
+            conditions.append(Delegation.expires_at > live_at)
+        result = await self.session.execute(
+            update(Delegation).where(*conditions).values(**changes).execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,212 @@
+"""Waiting for a decision is woken by push (the event bus), never by polling: a decision made through another
+session wakes the waiter within milliseconds; with nothing happening it returns the pending view at its
+timeout. The device's feed (`changes`) is pushed the same way. Timeouts here are fractions of a second."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from server.core.clock import FrozenClock
+from server.delegation.errors import DelegationNotFound
+from server.delegation.schemas import DelegationView
+from server.delegation.service import DelegationService
+from server.settings import Settings
+from server.storage.events import EventBus
+from server.tests.delegation_support import World, ask, decide
+
+pytestmark = pytest.mark.anyio
+
+WAKE_WITHIN = 0.5  # seconds: a generous bound for "milliseconds" on a loaded CI machine
+
+
+class ReadSignal(DelegationService):
+    """Sets `read` once `wait` has subscribed and made its first read: from then on only a push can wake it."""
+
+    read: asyncio.Event
+
+    async def get(self, delegation_id: str, *, connection_id: str) -> DelegationView:
+        view = await super().get(delegation_id, connection_id=connection_id)
+        self.read.set()
+        return view
+
+
+def waiter(service: DelegationService) -> ReadSignal:
+    watched = ReadSignal(
+        service.transactions, service.audiences, service.keys, service.events, service.clock, service.settings,
+        service.hmac_key,
+    )  # fmt: skip
+    watched.read = asyncio.Event()
+    return watched
+
+
+class TickingClock(FrozenClock):
+    """Time that passes as it really does, from a chosen start."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self._origin = asyncio.get_running_loop().time()
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=asyncio.get_running_loop().time() - self._origin)
+
+
+async def timed(work: Any) -> tuple[Any, float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await work
+    return result, loop.time() - started
+
+
+async def test_a_decision_in_another_session_wakes_the_waiter_at_once(service: DelegationService, world: World) -> None:
+    view = await ask(service, world.runtime)
+    watched = waiter(service)
+    waiting = asyncio.create_task(
+        watched.wait(view.delegation_id, connection_id=world.runtime.connection_id, timeout=10)
+    )
+    await asyncio.wait_for(watched.read.wait(), 5)
+    loop = asyncio.get_running_loop()
+    await decide(service, world.phone, view)  # its own session and transaction, committed here
+    decided = loop.time()
+    result = await asyncio.wait_for(waiting, 5)
+    assert result.status == "approved"
+    assert loop.time() - decided < WAKE_WITHIN
+
+
+async def test_a_withdrawal_wakes_the_waiter_too(service: DelegationService, world: World) -> None:
+    view = await ask(service, world.runtime)
+    watched = waiter(service)
+    conn = world.runtime.connection_id
+    waiting = asyncio.create_task(watched.wait(view.delegation_id, connection_id=conn, timeout=10))
+    await asyncio.wait_for(watched.read.wait(), 5)
+    await service.withdraw(view.delegation_id, connection_id=conn)
+    result, elapsed = await timed(asyncio.wait_for(waiting, 5))
+    assert result.status == "cancelled" and elapsed < WAKE_WITHIN
+
+
+async def test_a_quiet_wait_returns_the_pending_view_at_its_timeout(service: DelegationService, world: World) -> None:
+    view = await ask(service, world.runtime)
+    result, elapsed = await timed(
+        service.wait(view.delegation_id, connection_id=world.runtime.connection_id, timeout=0.2)
+    )
+    assert result == view
+    assert 0.15 <= elapsed < 0.2 + WAKE_WITHIN
+
+
+async def test_an_unrelated_change_does_not_end_the_wait(service: DelegationService, world: World) -> None:
+    view = await ask(service, world.runtime)
+    other = await ask(service, world.runtime)
+    watched = waiter(service)
+    waiting = asyncio.create_task(
+        watched.wait(view.delegation_id, connection_id=world.runtime.connection_id, timeout=0.3)
+    )
+    await asyncio.wait_for(watched.read.wait(), 5)
+    await decide(service, world.phone, other)
+    assert (await asyncio.wait_for(waiting, 5)).status == "pending"
+
+
+async def test_a_decided_delegation_returns_without_waiting(service: DelegationService, world: World) -> None:
+    view = await decide(service, world.phone, await ask(service, world.runtime))
+    result, elapsed = await timed(
+        service.wait(view.delegation_id, connection_id=world.runtime.connection_id, timeout=10)
+    )
+    assert result.status == "approved" and elapsed < WAKE_WITHIN
+
+
+async def test_the_expiry_ends_the_wait(make_service: Any, world: World) -> None:
+    clock = TickingClock(datetime(2026, 11, 25, 12, 0, 0, 900_000, tzinfo=UTC))  # expires 0.1 s from now
+    service = make_service(on_clock=clock, with_settings=Settings(delegation_ttl=1))
+    view = await ask(service, world.runtime)
+    assert view.expires_at == datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC)
+    result, elapsed = await timed(
+        service.wait(view.delegation_id, connection_id=world.runtime.connection_id, timeout=10)
+    )
+    assert result.status == "expired" and elapsed < 0.1 + WAKE_WITHIN
+
+
+async def test_waiting_on_another_runtimes_delegation_is_refused(service: DelegationService, world: World) -> None:
+    view = await ask(service, world.runtime)
+    with pytest.raises(DelegationNotFound):
+        await service.wait(view.delegation_id, connection_id=world.strangers_runtime.connection_id, timeout=0.1)
+
+
+async def test_a_decision_through_another_instance_wakes_the_waiter(
+    make_service: Any, world: World, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("crossing instances needs PostgreSQL LISTEN/NOTIFY")
+    elsewhere = EventBus()
+    await elsewhere.start(database_url)
+    try:
+        here, there = make_service(), make_service(events=elsewhere)
+        view = await ask(here, world.runtime)
+        watched = waiter(here)
+        waiting = asyncio.create_task(
+            watched.wait(view.delegation_id, connection_id=world.runtime.connection_id, timeout=10)
+        )
+        await asyncio.wait_for(watched.read.wait(), 5)
+        await decide(there, world.phone, view)
+        result, elapsed = await timed(asyncio.wait_for(waiting, 5))
+        assert result.status == "approved" and elapsed < WAKE_WITHIN
+    finally:
+        await elsewhere.stop()
+
+
+# -- the device's feed ---------------------------------------------------------------------------------------
+
+
+async def next_of(feed: AsyncGenerator[DelegationView | None, None], within: float = 5) -> DelegationView | None:
+    return await asyncio.wait_for(anext(feed), within)
+
+
+async def test_the_feed_replays_pending_then_follows_changes(
+    service: DelegationService, world: World, clock: FrozenClock
+) -> None:
+    first = await ask(service, world.runtime)
+    clock.advance(1)
+    second = await ask(service, world.runtime)
+    decided = await decide(service, world.phone, await ask(service, world.runtime), "deny")
+    feed = service.changes(world.phone.user_id, keepalive=30)
+    try:
+        assert await next_of(feed) == first  # oldest first
+        assert await next_of(feed) == second
+        created = await ask(service, world.runtime)  # made through another session
+        assert await next_of(feed) == created
+        approved = await decide(service, world.phone, first)
+        assert await next_of(feed) == approved
+        await ask(service, world.strangers_runtime)  # another user's: not on this feed
+        await service.withdraw(second.delegation_id, connection_id=world.runtime.connection_id)
+        cancelled = await next_of(feed)
+        assert cancelled is not None and (cancelled.delegation_id, cancelled.status) == (
+            second.delegation_id,
+            "cancelled",
+        )
+        assert decided.status == "denied"  # decided before the feed opened: never replayed
+    finally:
+        await feed.aclose()
+
+
+async def test_the_feed_keeps_the_connection_alive_when_quiet(service: DelegationService, world: World) -> None:
+    feed = service.changes(world.phone.user_id, keepalive=0.05)
+    try:
+        assert await next_of(feed, 1) is None
+        assert await next_of(feed, 1) is None
+    finally:
+        await feed.aclose()
+
+
+async def test_the_feed_reports_an_expiry_when_it_falls_due(make_service: Any, world: World) -> None:
+    clock = TickingClock(datetime(2026, 11, 25, 12, 0, 0, 900_000, tzinfo=UTC))
+    service = make_service(on_clock=clock, with_settings=Settings(delegation_ttl=1))
+    view = await ask(service, world.runtime)
+    feed = service.changes(world.phone.user_id, keepalive=30)
+    try:
+        assert await next_of(feed) == view
+        expired = await next_of(feed, 0.1 + WAKE_WITHIN)
+        assert expired is not None and (expired.delegation_id, expired.status) == (view.delegation_id, "expired")
+    finally:
+        await feed.aclose()

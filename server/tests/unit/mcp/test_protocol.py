@@ -1,0 +1,55 @@
+"""Protocol version negotiation (initialize) and the MCP-Protocol-Version header."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.mcp import protocol
+from server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18", "2025-03-26"])
+def test_a_version_we_speak_is_answered_with_itself(version: str) -> None:
+    assert protocol.negotiate(version) == version
+
+
+@pytest.mark.parametrize("version", ["2024-11-05", "2026-07-28", "", "latest"])
+def test_any_other_is_offered_our_latest(version: str) -> None:
+    assert protocol.negotiate(version) == protocol.LATEST == "2025-11-25"
+
+
+def test_the_header_defaults_to_2025_03_26_and_refuses_what_we_do_not_speak() -> None:
+    assert protocol.header_version(None) == "2025-03-26"
+    assert protocol.header_version("") == "2025-03-26"
+    assert protocol.header_version(" 2025-06-18 ") == "2025-06-18"
+    with pytest.raises(UnsupportedProtocolVersion) as caught:
+        protocol.header_version("2026-07-28")
+    assert caught.value.status == 400
+    assert caught.value.data == {"supported": list(protocol.SUPPORTED), "requested": "2026-07-28"}
+
+
+def test_the_initialize_result_declares_tools_without_list_changes() -> None:
+    result = protocol.initialize_result("2025-11-25")
+    assert result["protocolVersion"] == "2025-11-25"
+    assert result["capabilities"] == {"tools": {"listChanged": False}}
+    assert result["serverInfo"] == {"name": "vouchsim", "version": protocol.SERVER_VERSION, "title": "Vouchsim"}
+    assert "delegation_request" in result["instructions"]
+    # `title` arrived with 2025-06-18.
+    assert "title" not in protocol.initialize_result("2025-03-26")["serverInfo"]
+
+
+def test_structured_output_is_for_2025_06_18_on() -> None:
+    assert protocol.has_structured_output("2025-11-25")
+    assert protocol.has_structured_output("2025-06-18")
+    assert not protocol.has_structured_output("2025-03-26")
+
+
+def test_initialize_params_need_a_protocol_version() -> None:
+    params = protocol.initialize_params(
+        {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "c", "version": "1", "x": 2}}
+    )
+    assert params.protocol_version == "2025-06-18"
+    assert protocol.client_info(params) == {"name": "c", "version": "1"}
+    for bad in (None, {}, {"protocolVersion": 5}, {"protocolVersion": "2025-06-18", "clientInfo": "me"}):
+        with pytest.raises(InvalidParams):
+            protocol.initialize_params(bad)
