@@ -133,6 +133,10 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command_fn is None:  # bare `vouchsim companion`: the TUI; Textual is imported only then
+        from companion.app import run
+
+        return run(config)
     cli = Cli(
         config,
         Keystore(config.state_dir),
@@ -162,7 +166,9 @@ def _run(command: Command, cli: Cli, args: argparse.Namespace, err: TextIO) -> i
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="The headless Vouchsim companion (your trusted device).")
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    # No command: the TUI (see main()).
+    commands = parser.add_subparsers(title="commands", required=False, metavar="COMMAND")
+    parser.set_defaults(command_fn=None, state=None, quiet_interrupt=False)
 
     enrol = _command(commands, "enrol", _enrol, "enrol this device with a server")
     enrol.add_argument("--name", help=f"device name shown to the user (1-{MAX_NAME_LENGTH} characters)")

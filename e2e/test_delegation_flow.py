@@ -162,8 +162,16 @@ async def test_scope_outside_the_audience_is_a_tool_error(
         assert unknown.is_error
 
 
-async def test_an_unanswered_delegation_expires(servers: Any, tmp_path: Any) -> None:
-    server = servers.start({"VOUCHSIM_DELEGATION_TTL": "1"})
+@pytest.fixture(scope="module")
+def short_lived_delegations(servers: Any) -> LiveServer:
+    """A server whose delegations expire a second after they are asked for (started outside the event loop:
+    on PostgreSQL it creates its database synchronously)."""
+    server: LiveServer = servers.start({"VOUCHSIM_DELEGATION_TTL": "1"})
+    return server
+
+
+async def test_an_unanswered_delegation_expires(short_lived_delegations: LiveServer, tmp_path: Any) -> None:
+    server = short_lived_delegations
     async with (
         httpx.AsyncClient(base_url=server.base_url, timeout=30) as device_http,
         Browser(server.base_url, tmp_path) as browser,

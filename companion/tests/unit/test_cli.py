@@ -308,7 +308,6 @@ def test_an_unexpected_bug_is_still_one_line(cli: RunCli, enrolled: FakeDeviceSe
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [
-        ([], "required"),
         (["fly"], "invalid choice"),
         (["scan"], "IMAGE_PATH_OR_URL"),
         (["unpair"], "CONNECTION_ID"),

@@ -1,0 +1,560 @@
+"""The companion TUI: `vouchsim companion` with no command. A thin layer over `companion.core`.
+
+The app is the one place that talks to the server. Screens and widgets show what it hands down
+(attributes) and report what the person did (messages, `companion.messages`); the app answers each
+message with a background worker, and every failure of every worker ends in `_report`, which turns it
+into a toast and, where a screen has a place for it, an inline message. The live delegation stream is
+one long-running worker that reconnects with backoff whenever the server goes away, and says so in the
+status bar.
+
+Everything the outside world provides is passed in: the config, how to make an HTTP client for a server
+URL, the clock, the randomness, the sleep between retries and folder polls, and the PIN store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import replace
+from functools import partial
+from typing import Final
+
+import httpx
+import msgspec
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.theme import Theme
+from textual.worker import Worker
+
+from companion.camera import read_qr_text
+from companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
+from companion.core.config import CompanionConfig
+from companion.core.errors import (
+    ApiError,
+    CompanionError,
+    ConnectionNotFoundError,
+    DelegationClosedError,
+    DelegationNotFoundError,
+    DeviceExistsError,
+    InvalidSignatureError,
+    KeystoreError,
+    NotEnrolledError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from companion.core.keystore import Enrolment, Keystore, fingerprint, public_key_bytes
+from companion.core.pin import PinStore
+from companion.core.schemas import Connection, Delegation
+from companion.core.signing import Clock, RandomBytes
+from companion.messages import (
+    DecisionChosen,
+    DelegationLapsed,
+    EnrolmentFinished,
+    EnrolmentSubmitted,
+    PinChosen,
+    RevokeChosen,
+    ScanSubmitted,
+    UnpairChosen,
+    ViewShown,
+)
+from companion.screens.confirm import ConfirmScreen
+from companion.screens.delegation import DelegationConfirmScreen
+from companion.screens.enrol import EnrolScreen
+from companion.screens.help import HelpScreen
+from companion.screens.home import HomeScreen
+from companion.screens.pairing import PairingAnswer, PairingCodeScreen, PairingConfirmScreen
+from companion.screens.scan import ScanKind, ScanStatus
+from companion.widgets.format import clean
+from companion.widgets.status_bar import Link, LinkState
+
+HttpFactory = Callable[[str], httpx.AsyncClient]
+Sleep = Callable[[float], Awaitable[None]]
+Job = Callable[[], Awaitable[None]]
+
+USER_AGENT: Final = "vouchsim-companion-tui"
+POLL_INTERVAL: Final = 0.5
+
+DARK = Theme(
+    name="vouchsim-dark",
+    primary="#5B8DEF",
+    secondary="#8E7CC3",
+    accent="#F2A541",
+    warning="#F2A541",
+    error="#E5484D",
+    success="#30A46C",
+    background="#111418",
+    surface="#1A1E24",
+    panel="#232932",
+    dark=True,
+)
+LIGHT = Theme(
+    name="vouchsim-light",
+    primary="#2F5FD0",
+    secondary="#6B57A8",
+    accent="#B8621B",
+    warning="#B8621B",
+    error="#C8262C",
+    success="#1F7A4D",
+    background="#F6F7F9",
+    surface="#FFFFFF",
+    panel="#E4E8EE",
+    dark=False,
+)
+
+# Core hints speak of CLI flags; in the app, say what to do here instead.
+TUI_HINTS: dict[type[CompanionError], str] = {
+    DeviceExistsError: "This key is already enrolled there; to start over, remove the state directory.",
+    NotEnrolledError: "Restart the app to enrol.",
+    InvalidSignatureError: "Check this computer's clock; if the device was removed on the server, enrol again.",
+    ConnectionNotFoundError: "The list is refreshed.",
+    DelegationNotFoundError: "The list is refreshed.",
+    DelegationClosedError: "Someone or something decided it first; the list is refreshed.",
+}
+TITLES: dict[str, str] = {
+    "enrol": "Enrolment failed",
+    "scan": "Scan failed",
+    "decide": "Decision not sent",
+    "revoke": "Revocation failed",
+    "unpair": "Unpair failed",
+    "connections": "Could not load the connections",
+    "refresh": "Could not load the delegations",
+    "stream": "Live updates stopped",
+}
+BACKGROUND = frozenset({"connections", "refresh"})  # loads nobody asked for by hand
+# How far a delegation's status has moved; a stale answer must not move one back.
+_PROGRESS = {"pending": 0, "approved": 1}
+
+
+def http_factory_for(config: CompanionConfig) -> HttpFactory:
+    """Real HTTP clients: one per server URL, with the config's timeout."""
+
+    def make(server_url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=server_url, timeout=config.timeout, headers={"User-Agent": USER_AGENT})
+
+    return make
+
+
+def default_device_name() -> str:
+    return f"Vouchsim companion on {socket.gethostname()}"[:MAX_NAME_LENGTH]
+
+
+class Backoff:
+    """Reconnection delays: 0.5 s doubling up to 10 s, back to the start once a stream opens."""
+
+    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
+        self._first, self._cap = first, cap
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self._first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self._cap)
+        return delay
+
+
+def supersedes(incoming: Delegation, known: Delegation | None) -> bool:
+    """Whether `incoming` is news about `known`. A stream event and a list answer can cross on the wire,
+    and a status never goes back towards pending (pending, then approved, then revoked or closed), so an
+    older picture of a delegation must not undo a newer one."""
+    return known is None or _PROGRESS.get(incoming.status, 2) >= _PROGRESS.get(known.status, 2)
+
+
+def explain(error: CompanionError) -> str:
+    """The error as the app shows it: the sentence, then what to do."""
+    hint = TUI_HINTS.get(type(error), error.hint)
+    return f"{error} {hint}".strip()
+
+
+class CompanionApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Vouchsim companion"
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False),
+        Binding("t", "toggle_theme", "Theme"),
+        Binding("r", "reconnect", "Reconnect"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    link: reactive[Link] = reactive(Link, init=False)
+
+    def __init__(
+        self,
+        config: CompanionConfig,
+        *,
+        http_factory: HttpFactory | None = None,
+        pins: PinStore | None = None,
+        clock: Clock = time.time,
+        random_bytes: RandomBytes = secrets.token_bytes,
+        sleep: Sleep = asyncio.sleep,
+        poll_interval: float = POLL_INTERVAL,
+        device_name: str | None = None,
+        dark: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.keystore = Keystore(config.state_dir)
+        self.pins = pins or PinStore(config.state_dir)
+        self._http_factory = http_factory or http_factory_for(config)
+        self._clock = clock
+        self._random_bytes = random_bytes
+        self._sleep = sleep
+        self._poll_interval = poll_interval
+        self._device_name = device_name or default_device_name()
+        self._dark = dark
+        self._http: httpx.AsyncClient | None = None
+        self._api: DeviceApiClient | None = None
+        self.home: HomeScreen | None = None
+        self._delegations: dict[str, Delegation] = {}
+        self._connections: tuple[Connection, ...] = ()
+        self._scanning = False
+        self._lost = False  # the live connection was up, then broke: say so when it is back
+
+    # --- start and stop ------------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.register_theme(DARK)
+        self.register_theme(LIGHT)
+        self.theme = DARK.name if self._dark else LIGHT.name
+        try:
+            enrolment = self.keystore.read_enrolment()
+            identity = self.keystore.load_identity() if enrolment is not None else None
+            key = self.keystore.read_key()
+        except KeystoreError as exc:
+            self.push_screen(self._enrol_screen(None))
+            self.notify(explain(exc), title="The device's files are damaged", severity="error", timeout=15)
+            return
+        if identity is None:
+            self.push_screen(self._enrol_screen(fingerprint(public_key_bytes(key)) if key else None))
+        elif not self.pins.is_set():
+            self._connect(self.config.server_for(identity.enrolment.server_url))
+            self.push_screen(self._enrol_screen(None, existing=identity.enrolment))
+        else:
+            self._open_home(identity.enrolment)
+
+    async def on_unmount(self) -> None:
+        self.workers.cancel_all()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _enrol_screen(self, key_fingerprint: str | None, existing: Enrolment | None = None) -> EnrolScreen:
+        return EnrolScreen(
+            server_url=self.config.server_for(None),
+            device_name=self._device_name,
+            key_fingerprint=key_fingerprint,
+            existing=existing,
+        )
+
+    def _connect(self, server_url: str) -> DeviceApiClient:
+        """Talk to `server_url` from now on (a fresh HTTP client; the previous one is closed)."""
+        old = self._http
+        self._http = self._http_factory(server_url)
+        self._api = DeviceApiClient(self._http, self.keystore, clock=self._clock, random_bytes=self._random_bytes)
+        if old is not None:
+            self._run(old.aclose, name="close")
+        return self._api
+
+    @property
+    def api(self) -> DeviceApiClient:
+        if self._api is None:
+            raise NotEnrolledError()
+        return self._api
+
+    def _open_home(self, enrolment: Enrolment) -> None:
+        server = self.config.server_for(enrolment.server_url)
+        if self._api is None or self._api.server_url != server.rstrip("/"):
+            self._connect(server)
+        self.home = HomeScreen(clock=self._clock, sleep=self._sleep, poll_interval=self._poll_interval)
+        self.link = Link("connecting", server=server, device=enrolment.name, fingerprint=enrolment.fingerprint)
+        if isinstance(self.screen, EnrolScreen):
+            self.switch_screen(self.home)
+        else:
+            self.push_screen(self.home)
+        self._follow_delegations()  # loads the lists once the live connection is up
+
+    # --- attributes down -----------------------------------------------------------------------------------
+
+    def watch_link(self, old: Link, new: Link) -> None:
+        if self.home is not None:
+            self.home.link = new
+        if old.state == "online" and new.state == "offline":
+            self._lost = True
+            self.notify(clean(new.detail), title="Lost the server", severity="warning")
+        elif self._lost and new.state == "online":
+            self._lost = False
+            self.notify(f"Connected to {clean(new.server)} again.", title="Back online")
+
+    def _set_link(self, state: LinkState, detail: str = "") -> None:
+        self.link = replace(self.link, state=state, detail=detail)
+
+    def _publish_delegations(self) -> None:
+        if self.home is None:
+            return
+        newest_first = sorted(self._delegations.values(), key=lambda d: d.created_at, reverse=True)
+        self.home.pending = tuple(d for d in newest_first if d.is_pending)
+        self.home.history = tuple(
+            sorted(
+                (d for d in newest_first if not d.is_pending),
+                key=lambda d: d.decided_at or d.expires,
+                reverse=True,
+            )
+        )
+
+    def _merge(self, delegation: Delegation) -> None:
+        if supersedes(delegation, self._delegations.get(delegation.delegation_id)):
+            self._delegations[delegation.delegation_id] = delegation
+
+    def _scan_status(self, kind: ScanKind, text: str, hint: str = "") -> None:
+        if self.home is not None:
+            self.home.scan_status = ScanStatus(kind, text, hint)
+
+    # --- workers, and the one place their failures end up ----------------------------------------------
+
+    def _run(self, job: Job, *, name: str, exclusive: bool = False) -> Worker[None]:
+        # A function, not a coroutine: an exclusive worker may be cancelled before it starts, and a
+        # coroutine made for it would then never be awaited.
+        return self.run_worker(partial(self._guarded, job, name), name=name, group=name, exclusive=exclusive)
+
+    async def _guarded(self, job: Job, name: str) -> None:
+        try:
+            await job()
+        except CompanionError as exc:
+            self._report(exc, name)
+        except Exception as exc:  # a bug: still no traceback on screen, but say it is one
+            self._report(CompanionError(f"Internal error ({exc.__class__.__name__}: {exc})."), name)
+
+    def _report(self, error: CompanionError, operation: str) -> None:
+        text = explain(error)
+        if not (isinstance(error, TransportError) and operation in BACKGROUND):
+            # A list that could not load for want of a server: the status bar says so already, and the
+            # list is loaded again when the live connection is back.
+            self.notify(clean(text), title=TITLES.get(operation, "Error"), severity="error", timeout=10)
+        screen = self.screen
+        if operation == "enrol" and isinstance(screen, EnrolScreen):
+            screen.error = text
+        if operation == "scan":
+            self._scan_status("error", str(error), TUI_HINTS.get(type(error), error.hint))
+        if isinstance(error, DelegationClosedError | DelegationNotFoundError):
+            self._refresh_delegations()
+        if isinstance(error, ConnectionNotFoundError):
+            self._load_connections()
+
+    # --- the live delegation stream -------------------------------------------------------------------
+
+    def _follow_delegations(self) -> None:
+        self._run(self._follow, name="stream", exclusive=True)
+
+    async def _follow(self) -> None:
+        backoff = Backoff()
+
+        def opened() -> None:
+            backoff.reset()
+            self._set_link("online")
+            self._refresh_delegations()
+            self._load_connections()
+
+        while True:
+            self._set_link("connecting", "")
+            try:
+                async with aclosing(self.api.stream_delegations(on_open=opened)) as stream:
+                    async for delegation in stream:
+                        self._merge(delegation)
+                        self._publish_delegations()
+                problem = "The server closed the live connection."
+            except (TransportError, UnexpectedResponseError) as exc:
+                problem = str(exc)
+            except ApiError as exc:
+                if exc.status < 500:  # a refusal (bad signature, device removed) does not heal by waiting
+                    self._set_link("refused", f"{explain(exc)} Press r to retry.")
+                    self._report(exc, "stream")
+                    return
+                problem = f"The server answered {exc.status} {exc.error_code}."
+            except CompanionError as exc:
+                self._set_link("refused", explain(exc))
+                self._report(exc, "stream")
+                return
+            delay = backoff.next()
+            self._set_link("offline", f"{problem} Retrying in {delay:g} s; r retries now.")
+            await self._sleep(delay)
+
+    def _refresh_delegations(self) -> None:
+        self._run(self._load_delegations, name="refresh", exclusive=True)
+
+    async def _load_delegations(self) -> None:
+        for delegation in await self.api.delegations("all"):
+            self._merge(delegation)
+        self._publish_delegations()
+
+    def _load_connections(self) -> None:
+        self._run(self._fetch_connections, name="connections", exclusive=True)
+
+    async def _fetch_connections(self) -> None:
+        self._connections = tuple(await self.api.connections())
+        if self.home is not None:
+            self.home.connections = self._connections
+
+    # --- what the person did --------------------------------------------------------------------------
+
+    @on(EnrolmentSubmitted)
+    def _enrolment_submitted(self, event: EnrolmentSubmitted) -> None:
+        if isinstance(self.screen, EnrolScreen):
+            self._run(partial(self._enrol, self.screen, event), name="enrol", exclusive=True)
+
+    async def _enrol(self, screen: EnrolScreen, event: EnrolmentSubmitted) -> None:
+        screen.busy = True
+        try:
+            api = self._connect(event.server_url)
+            await api.enrol(event.name)
+            self.pins.set(event.pin)
+            screen.enrolled = api.identity().enrolment
+        finally:
+            screen.busy = False
+
+    @on(PinChosen)
+    def _pin_chosen(self, event: PinChosen) -> None:
+        screen = self.screen
+        if not isinstance(screen, EnrolScreen) or screen.existing is None:
+            return
+        try:
+            self.pins.set(event.pin)
+        except CompanionError as exc:
+            screen.error = explain(exc)
+            return
+        self._open_home(screen.existing)
+
+    @on(EnrolmentFinished)
+    def _enrolment_finished(self) -> None:
+        self._open_home(self.api.identity().enrolment)
+
+    @on(ScanSubmitted)
+    def _scan_submitted(self, event: ScanSubmitted) -> None:
+        if self._scanning:
+            self._scan_status("error", f"Ignored {event.source.label}: answer the pairing on screen first.")
+            return
+        self._scanning = True
+        self._run(partial(self._scan, event), name="scan")
+
+    async def _scan(self, event: ScanSubmitted) -> None:
+        try:
+            await self._pair(event)
+        finally:
+            self._scanning = False
+
+    async def _pair(self, event: ScanSubmitted) -> None:
+        api = self.api
+        http = self._http
+        assert http is not None  # set together with the API client
+        label = clean(event.source.label)
+        self._scan_status("working", f"Reading the QR code in {label}…")
+        payload = await read_qr_text(event.source, http)
+        self._scan_status("working", "Asking the server who wants to pair…")
+        context = await api.claim(payload)  # checks the QR names our server before any request
+        client = clean(context.client_name)
+        self._scan_status("working", f"{client} wants to pair: waiting for your answer…")
+        screen = PairingConfirmScreen(context, pins=self.pins, clock=self._clock)
+        answer = await self.push_screen_wait(screen)
+        if answer is PairingAnswer.APPROVED:
+            approval = await api.approve_pairing(context.pairing_id)
+            self._scan_status("done", f"Approved {client}: type the code on the authorization page.")
+            await self.push_screen_wait(PairingCodeScreen(approval, client_name=context.client_name, clock=self._clock))
+            self._load_connections()
+        elif answer is PairingAnswer.EXPIRED:
+            self._scan_status("error", f"The pairing request from {client} expired before it was approved.")
+        else:
+            await api.decline_pairing(context.pairing_id)
+            why = "Too many wrong PINs: declined" if answer is PairingAnswer.PIN_LOCKED else "Declined"
+            self._scan_status("done", f"{why} {client}; the application is told access was denied.")
+
+    @on(DecisionChosen)
+    def _decision_chosen(self, event: DecisionChosen) -> None:
+        self._run(partial(self._decide, event), name="decide", exclusive=True)
+
+    async def _decide(self, event: DecisionChosen) -> None:
+        api = self.api
+        current = self._delegations.get(event.delegation.delegation_id, event.delegation)
+        signed = api.sign_decision(current, event.decision)  # no I/O: the modal shows these very bytes
+        screen = DelegationConfirmScreen(current, signed, device=api.identity().enrolment, clock=self._clock)
+        if not await self.push_screen_wait(screen):
+            return
+        result = await api.send_decision(signed)
+        self._merge(result)
+        self._publish_delegations()
+        verb = "Approved" if event.decision == "approve" else "Denied"
+        self.notify(f"{verb} {clean(result.client_name)} at {clean(result.audience_name)}.", title=verb)
+
+    @on(DelegationLapsed)
+    def _delegation_lapsed(self, event: DelegationLapsed) -> None:
+        known = self._delegations.get(event.delegation.delegation_id)
+        if known is not None and known.is_pending:
+            self._delegations[known.delegation_id] = msgspec.structs.replace(known, status="expired")
+            self._publish_delegations()
+
+    @on(RevokeChosen)
+    def _revoke_chosen(self, event: RevokeChosen) -> None:
+        self._run(partial(self._revoke, event.delegation), name="revoke", exclusive=True)
+
+    async def _revoke(self, delegation: Delegation) -> None:
+        question = ConfirmScreen(
+            "Revoke this delegation?",
+            f"{clean(delegation.client_name)} loses the right to act for you at {clean(delegation.audience_name)}: "
+            "its token stops working at once.",
+            confirm="Revoke",
+        )
+        if not await self.push_screen_wait(question):
+            return
+        result = await self.api.revoke_delegation(delegation.delegation_id)
+        self._merge(result)
+        self._publish_delegations()
+        self.notify(f"Revoked {clean(result.client_name)} at {clean(result.audience_name)}.", title="Revoked")
+
+    @on(UnpairChosen)
+    def _unpair_chosen(self, event: UnpairChosen) -> None:
+        self._run(partial(self._unpair, event.connection), name="unpair", exclusive=True)
+
+    async def _unpair(self, connection: Connection) -> None:
+        question = ConfirmScreen(
+            f"Unpair {clean(connection.client_name)}?",
+            "The application and every token it holds stop working at once; it has to pair again.",
+            confirm="Unpair",
+        )
+        if not await self.push_screen_wait(question):
+            return
+        result = await self.api.revoke_connection(connection.connection_id)
+        self._connections = tuple(result if c.connection_id == result.connection_id else c for c in self._connections)
+        if self.home is not None:
+            self.home.connections = self._connections
+        self.notify(f"Unpaired {clean(result.client_name)}.", title="Unpaired")
+
+    @on(ViewShown)
+    def _view_shown(self, event: ViewShown) -> None:
+        if event.view == "connections":
+            self._load_connections()
+        elif event.view == "history":
+            self._refresh_delegations()
+
+    # --- actions ----------------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = LIGHT.name if self.theme == DARK.name else DARK.name
+
+    def action_reconnect(self) -> None:
+        if self.home is not None:
+            self._follow_delegations()
+            self._load_connections()
+
+
+def run(config: CompanionConfig) -> int:
+    """Run the TUI until the person quits; the exit status for the CLI."""
+    CompanionApp(config).run()
+    return 0

@@ -1,0 +1,149 @@
+"""Pairing: who is asking, confirmed with the local PIN (decline is the default), then the code, large.
+
+A QR can be shown to someone who did not start the pairing ("scan this to win"), which is how QR-linking
+attacks take over accounts; WhatsApp and Signal answer with a local confirmation, and so does this app:
+the request is shown in full, the focus starts on Decline, and approving needs the PIN set at enrolment.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from companion.core.errors import CompanionError
+from companion.core.pin import PinStore
+from companion.core.schemas import PairingApproval, PairingContext
+from companion.core.signing import Clock
+from companion.widgets.countdown import Countdown
+from companion.widgets.field_row import FieldRow
+from companion.widgets.format import clean, clean_list, instant
+from companion.widgets.pairing_code import PairingCode
+
+MAX_PIN_ATTEMPTS: Final = 3
+
+
+class PairingAnswer(enum.Enum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    PIN_LOCKED = "pin_locked"  # too many wrong PINs: treated as a decline
+    EXPIRED = "expired"  # the request ran out while it was on screen
+
+
+class PairingConfirmScreen(ModalScreen[PairingAnswer]):
+    BINDINGS = [Binding("escape", "decline", "Decline")]
+    AUTO_FOCUS = "#decline"
+
+    def __init__(self, context: PairingContext, *, pins: PinStore, clock: Clock) -> None:
+        super().__init__()
+        self.context = context
+        self._pins = pins
+        self._clock = clock
+        self.attempts = 0
+
+    def compose(self) -> ComposeResult:
+        c = self.context
+        with Vertical(id="pairing-dialog", classes="dialog"):
+            yield Static(
+                Content.assemble((clean(c.client_name), "bold"), " wants to connect to your account"),
+                classes="dialog-title",
+            )
+            yield FieldRow("Client", f"{clean(c.client_name)}  ({clean(c.client_id)})")
+            yield FieldRow("Returns to", clean(c.redirect_host))
+            yield FieldRow("Scopes", clean_list(c.scopes))
+            yield FieldRow("Requested", instant(c.requested_at))
+            with Horizontal(classes="field-row"):
+                yield Label("Expires", classes="field-label")
+                yield Countdown(c.expires_at, clock=self._clock, prefix="in ", id="pairing-expiry")
+            yield Static(
+                "Approve only if you started this yourself, on a screen you trust. "
+                "If someone sent you this QR, decline.",
+                classes="dialog-warning",
+                markup=False,
+            )
+            with Horizontal(classes="field-row"):
+                yield Label("Your PIN", classes="field-label")
+                yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12, placeholder="to approve")
+            yield Static(id="pin-error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Decline", id="decline", variant="error")
+                yield Button("Approve", id="approve", variant="success")
+
+    def action_decline(self) -> None:
+        self.dismiss(PairingAnswer.DECLINED)
+
+    @on(Button.Pressed, "#decline")
+    def _decline_pressed(self) -> None:
+        self.dismiss(PairingAnswer.DECLINED)
+
+    @on(Button.Pressed, "#approve")
+    @on(Input.Submitted, "#pin")
+    def _approve(self) -> None:
+        field = self.query_one("#pin", Input)
+        error = self.query_one("#pin-error", Static)
+        if not field.value:
+            error.update("Type your PIN to approve.")
+            field.focus()
+            return
+        try:
+            right = self._pins.verify(field.value)
+        except CompanionError as exc:
+            error.update(f"{exc} {exc.hint}".strip())
+            return
+        if right:
+            self.dismiss(PairingAnswer.APPROVED)
+            return
+        self.attempts += 1
+        left = MAX_PIN_ATTEMPTS - self.attempts
+        if left <= 0:
+            self.dismiss(PairingAnswer.PIN_LOCKED)
+            return
+        field.value = ""
+        field.focus()
+        error.update(f"Wrong PIN. {left} {'try' if left == 1 else 'tries'} left before the pairing is declined.")
+
+    @on(Countdown.Elapsed, "#pairing-expiry")
+    def _expired(self) -> None:
+        self.dismiss(PairingAnswer.EXPIRED)
+
+
+class PairingCodeScreen(ModalScreen[None]):
+    """The code to type on the authorization page, large, with the time it stays valid."""
+
+    BINDINGS = [Binding("escape", "close", "Done"), Binding("enter", "close", "Done", show=False)]
+    AUTO_FOCUS = "#done"
+
+    def __init__(self, approval: PairingApproval, *, client_name: str, clock: Clock) -> None:
+        super().__init__()
+        self.approval = approval
+        self._client_name = client_name
+        self._clock = clock
+
+    def compose(self) -> ComposeResult:
+        code = PairingCode(self.approval.pairing_code, id="pairing-code")
+        with Vertical(id="code-dialog", classes="dialog"):
+            yield Static(Content.assemble("Approved ", (clean(self._client_name), "bold")), classes="dialog-title")
+            yield Static("Type this code on the authorization page:", markup=False)
+            yield code
+            with Horizontal(id="code-footer"):
+                yield Static(code.code, id="code-text", markup=False)
+                yield Countdown(
+                    self.approval.code_expires_at,
+                    clock=self._clock,
+                    prefix="valid for ",
+                    over="expired: scan the QR again for a new code",
+                    id="code-expiry",
+                )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Done", id="done", variant="primary")
+
+    @on(Button.Pressed, "#done")
+    def action_close(self) -> None:
+        self.dismiss(None)

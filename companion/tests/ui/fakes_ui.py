@@ -1,0 +1,152 @@
+"""What the TUI tests (Pilot and snapshots) and the README screenshots share: a fake server whose pairing
+codes expire on its own clock, a clock and a sleep the test moves by hand, a fixed device key (so
+fingerprints and screenshots are the same on every run), and an app built on all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from textual.content import Content
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Static
+
+from companion.app import CompanionApp
+from companion.core.config import CompanionConfig
+from companion.core.keystore import Enrolment, Keystore, public_key_bytes
+from companion.core.pin import PinStore
+from companion.tests.fakes import Device, FakeDeviceServer, enrolment_for, iso
+
+T0 = datetime(2026, 11, 25, 15, 1, tzinfo=UTC).timestamp()  # a minute after the fake's pairing requests
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+PIN = "2468"
+CODE_TTL = 180
+SIZE = (100, 32)
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ManualSleep:
+    """The app's sleep (between reconnections, between folder polls): returns only when the test wakes it."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._event: asyncio.Event | None = None
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        if self._event is None:
+            self._event = asyncio.Event()
+        await self._event.wait()
+
+    def wake(self) -> None:
+        """Let every sleeper go on (each sleeps again on its next call)."""
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    @property
+    def sleeping(self) -> bool:
+        return self._event is not None
+
+
+def fixed_bytes(n: int) -> bytes:
+    """For a nonce shown on screen (a signed statement in a snapshot): the same on every run."""
+    return bytes(range(n))
+
+
+class UiFakeServer(FakeDeviceServer):
+    """The shared fake, with pairing codes that expire CODE_TTL seconds after approval on its clock (the
+    shared fake answers a fixed instant), so the code screen's countdown is meaningful."""
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle(request)
+        if request.url.path.endswith("/approve") and response.status_code == 200:
+            body: dict[str, Any] = json.loads(response.content)
+            body["code_expires_at"] = iso(self.clock() + CODE_TTL)
+            return httpx.Response(200, json=body)
+        return response
+
+
+def enrol_device(server: FakeDeviceServer, state_dir: Path, *, name: str = "Pixel of QA") -> Enrolment:
+    """Store the fixed key as enrolled with `server`, and make the server know it, without any request."""
+    enrolment = enrolment_for(KEY, server.issuer)
+    Keystore(state_dir).save(KEY, enrolment)
+    raw = public_key_bytes(KEY)
+    server.devices[enrolment.device_id] = Device(enrolment.device_id, enrolment.user_id, name, KEY.public_key(), raw)
+    return enrolment
+
+
+def cheap_pins(state_dir: Path) -> PinStore:
+    """A PIN store with a tiny scrypt cost: the tests check the logic, not the work factor."""
+    return PinStore(state_dir, cost=2**4)
+
+
+def make_app(
+    server: FakeDeviceServer,
+    state_dir: Path,
+    *,
+    clock: FakeClock,
+    sleep: ManualSleep,
+    enrolled: bool = True,
+    pin: str | None = PIN,
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    server_url: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **options: Any,
+) -> CompanionApp:
+    pins = cheap_pins(state_dir)
+    if enrolled:
+        enrol_device(server, state_dir)
+        if pin is not None:
+            pins.set(pin)
+
+    def http_factory(url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=url, transport=transport or server.transport)
+
+    return CompanionApp(
+        CompanionConfig(state_dir=state_dir, server_url=server_url),
+        http_factory=http_factory,
+        pins=pins,
+        clock=clock,
+        random_bytes=random_bytes,
+        sleep=sleep,
+        device_name="Pixel of QA",
+        **options,
+    )
+
+
+async def settle(pilot: Pilot[Any], done: Callable[[], bool], *, rounds: int = 200) -> None:
+    """Let the app run (workers, threads, messages) until `done()`; fail after `rounds` pauses."""
+    for _ in range(rounds):
+        if done():
+            return
+        await pilot.pause()
+    raise AssertionError("the app did not reach the expected state")
+
+
+def text(widget: Widget) -> str:
+    """What a Static (or Label) shows, as plain text."""
+    assert isinstance(widget, Static)
+    visual = widget.visual
+    return visual.plain if isinstance(visual, Content) else str(visual)

@@ -1,0 +1,279 @@
+"""Screens in a known state, for the snapshot tests and for docs/screenshots/make_screenshots.py.
+
+Each scene is an app over the fake server (fixed key, frozen clock, fixed nonces where one is shown)
+and a `prepare` coroutine that brings it to the state to capture. Nothing here depends on the machine:
+no host name, no time zone, no random bytes on screen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from companion.app import CompanionApp
+from companion.core.decisions import sign_decision
+from companion.core.schemas import Delegation, PairingApproval, PairingContext
+from companion.messages import View
+from companion.screens.delegation import DelegationConfirmScreen
+from companion.screens.home import HomeScreen
+from companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from companion.screens.scan import ScanStatus
+from companion.tests.ui.fakes_ui import (
+    CODE_TTL,
+    KEY,
+    SIZE,
+    T0,
+    FakeClock,
+    ManualSleep,
+    UiFakeServer,
+    enrol_device,
+    fixed_bytes,
+    make_app,
+    settle,
+)
+
+Prepare = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+@dataclass
+class Scene:
+    app: CompanionApp
+    prepare: Prepare
+    server: UiFakeServer
+
+
+def _world(state_dir: Path, **options: Any) -> tuple[UiFakeServer, FakeClock, ManualSleep, dict[str, Any]]:
+    clock = FakeClock()
+    return UiFakeServer(clock=clock), clock, ManualSleep(), options
+
+
+def _app(server: UiFakeServer, state_dir: Path, clock: FakeClock, sleep: ManualSleep, **options: Any) -> CompanionApp:
+    return make_app(server, state_dir, clock=clock, sleep=sleep, **options)
+
+
+async def _still_inputs(pilot: Pilot[Any]) -> None:
+    """No blinking cursor in a capture: it would be there or not depending on timing."""
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause()
+
+
+async def _home(pilot: Pilot[Any], view: View = "inbox") -> HomeScreen:
+    app = pilot.app
+    await settle(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.link.state == "online")
+    screen = app.screen
+    assert isinstance(screen, HomeScreen)
+    screen.action_show(view)
+    await pilot.pause()
+    return screen
+
+
+def delegation_of(record: dict[str, Any]) -> Delegation:
+    return msgspec.json.decode(json.dumps(UiFakeServer.public(record)), type=Delegation)
+
+
+def _add_requests(server: UiFakeServer) -> None:
+    server.add_delegation()
+    server.add_delegation(
+        client_name="Zed Research Agent",
+        connection_id="conn_2",
+        audience_id="aud_test_mail",
+        audience_name="Test mail",
+        scopes=["mail.read"],
+        purpose="Summarise this morning's unread mail for the daily briefing.",
+        binding_message="quiet-otter-7",
+    )
+
+
+def enrol(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _app(server, state_dir, clock, sleep, enrolled=False)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server)
+
+
+def inbox(state_dir: Path, *, dark: bool = True) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    _add_requests(server)
+    app = _app(server, state_dir, clock, sleep, dark=dark)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        screen = await _home(pilot)
+        await settle(pilot, lambda: len(screen.pending) == 2)
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+def decision(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    _add_requests(server)
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        screen = await _home(pilot)
+        await settle(pilot, lambda: len(screen.pending) == 2)
+        delegation = delegation_of(server.delegation("dlg_1"))
+        signed = sign_decision(KEY, delegation, "approve", random_bytes=fixed_bytes)
+        enrolment = app.keystore.load_identity().enrolment
+        await app.push_screen(DelegationConfirmScreen(delegation, signed, device=enrolment, clock=clock))
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+CONTEXT = PairingContext(
+    pairing_id="pair_1",
+    status="claimed",
+    client_id="vsc_1",
+    client_name="Acme Agent Client",
+    redirect_host="127.0.0.1",
+    scopes=["identity", "delegation"],
+    requested_at=datetime(2026, 11, 25, 15, 0, tzinfo=UTC),
+    expires_at=datetime(2026, 11, 25, 15, 5, tzinfo=UTC),
+    issuer="http://127.0.0.1:8741",
+)
+
+
+def pairing(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await _home(pilot, "scan")
+        await app.push_screen(PairingConfirmScreen(CONTEXT, pins=app.pins, clock=clock))
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server)
+
+
+def pairing_code(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _app(server, state_dir, clock, sleep)
+    approval = PairingApproval(
+        pairing_id="pair_1",
+        status="approved",
+        pairing_code="bcdf ghjk",  # shown as BCDF-GHJK, whatever spacing the server used
+        code_expires_at=datetime.fromtimestamp(T0 + CODE_TTL, UTC),
+    )
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await _home(pilot, "scan")
+        await app.push_screen(PairingCodeScreen(approval, client_name="Acme Agent Client", clock=clock))
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+def scan_failed(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        screen = await _home(pilot, "scan")
+        screen.scan_status = ScanStatus(
+            "error",
+            "This pairing QR belongs to https://elsewhere.example, but this companion is enrolled with "
+            "http://127.0.0.1:8741.",
+        )
+        screen.query_one("#scan-input", Input).value = "~/Pictures/other-server-qr.png"
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server)
+
+
+def connections(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    enrol_device(server, state_dir)
+    server.add_connection("dev_1", "Acme Agent Client")["revoked_at"] = "2026-11-25T15:00:50Z"
+    used = server.add_connection("dev_1", "Zed Research Agent")
+    used["last_used_at"] = "2026-11-25T15:00:40Z"
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        screen = await _home(pilot, "connections")
+        await settle(pilot, lambda: len(screen.connections) == 2)
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+def history(state_dir: Path) -> Scene:
+    clock = FakeClock(T0 - 600)
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    server.add_delegation()["status"] = "expired"
+    approved = server.add_delegation(client_name="Zed Research Agent", binding_message="quiet-otter-7")
+    approved.update(status="approved", decided_at="2026-11-25T14:52:10Z", decided_by="dev_1")
+    denied = server.add_delegation(scopes=["payments.send"], binding_message="loud-heron-3")
+    denied.update(status="denied", decided_at="2026-11-25T14:53:00Z", decided_by="dev_1")
+    clock.now = T0
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        screen = await _home(pilot, "history")
+        await settle(pilot, lambda: len(screen.history) == 3)
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+def offline(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    server.stream_connects = [httpx.ConnectError("Connection refused")]
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await settle(pilot, lambda: app.link.state == "offline")
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+def help_screen(state_dir: Path) -> Scene:
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await _home(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+SCENES: dict[str, Callable[[Path], Scene]] = {
+    "enrol": enrol,
+    "inbox": inbox,
+    "inbox-light": lambda state_dir: inbox(state_dir, dark=False),
+    "decision": decision,
+    "pairing": pairing,
+    "pairing-code": pairing_code,
+    "scan-failed": scan_failed,
+    "connections": connections,
+    "history": history,
+    "offline": offline,
+    "help": help_screen,
+}
+__all__ = ["SCENES", "SIZE", "Scene"]
