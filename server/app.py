@@ -133,10 +133,11 @@ def create_app(
                 key = settings.secret_key or await get_or_create_key(
                     session, "hmac", lambda: random_token(32), clock.now()
                 )
-            app.state.runtime = Runtime(settings, clock, key.encode())
-            keys = SigningKeyStore(key.encode(), clock, settings)
+            hmac_key = key.encode()
+            app.state.runtime = Runtime(settings, clock, hmac_key)
+            keys = SigningKeyStore(hmac_key, clock, settings)
             delegations = DelegationService(
-                own_transactions(sessions), registry, keys, events, clock, settings, key.encode()
+                own_transactions(sessions), registry, keys, events, clock, settings, hmac_key
             )
             await delegations.prepare()  # the first signing key exists before the first request
             app.state.resources = Resources(engine, sessions, events, delegations)
