@@ -49,6 +49,8 @@ __all__ = ["DelegationService", "DelegationView", "IssuedToken"]
 
 PURPOSE_MAX_LENGTH = 500
 LIST_LIMIT = 100  # newest first; the device API documents the cap
+# Pending delegations are bounded by their expiry, and a device must see every one it could still decide.
+PENDING_LIMIT = 5000
 WHICH = ("pending", "history", "all")
 _PENDING = DelegationStatus.PENDING
 _MAX_CAS_ROUNDS = 3  # pending → approved → revoked: a caller can lose at most twice
@@ -292,7 +294,7 @@ class DelegationService:
         """
         loop = asyncio.get_running_loop()
         async with self.events.subscribe(f"user:{user_id}") as queue:
-            views = await self.list_for_user(user_id, "all")
+            views = await self._feed_snapshot(user_id)
             known = {view.delegation_id: view for view in views}
             for view in reversed(views):
                 if view.status == _PENDING:
@@ -301,13 +303,21 @@ class DelegationService:
             while True:
                 woke = await _woken(queue, max(0.0, min(next_ping - loop.time(), self._until_first_expiry(known))))
                 if woke or self._until_first_expiry(known) <= 0:
-                    views = await self.list_for_user(user_id, "all")
+                    views = await self._feed_snapshot(user_id)
                     for view in _changed(known, views):
                         yield view
                     known = {view.delegation_id: view for view in views}
                 if loop.time() >= next_ping:
                     yield None
                     next_ping = loop.time() + keepalive
+
+    async def _feed_snapshot(self, user_id: str) -> list[DelegationView]:
+        """Every pending delegation plus the newest others, newest first: a burst of requests larger than the
+        history window must still reach the device."""
+        pending = await self.list_for_user(user_id, "pending")
+        recent = await self.list_for_user(user_id, "all")
+        merged = {view.delegation_id: view for view in recent} | {view.delegation_id: view for view in pending}
+        return sorted(merged.values(), key=lambda view: (view.created_at, view.delegation_id), reverse=True)
 
     # -- audiences verifying online (RFC 7662) -------------------------------------------------------------
 
@@ -396,7 +406,7 @@ class DelegationService:
 
     async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
         if which == "pending":
-            return await unit.delegations.list_for_user(user_id, status_in=[_PENDING], limit=LIST_LIMIT)
+            return await unit.delegations.list_for_user(user_id, status_in=[_PENDING], limit=PENDING_LIMIT)
         if which == "history":
             return await unit.delegations.list_for_user(user_id, status_not_in=[_PENDING], limit=LIST_LIMIT)
         return await unit.delegations.list_for_user(user_id, limit=LIST_LIMIT)

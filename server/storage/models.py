@@ -210,7 +210,11 @@ class Delegation(Base):
     """A delegation asked for by an agent and decided on a trusted device; see `server.delegation.states`."""
 
     __tablename__ = "delegations"
-    __table_args__ = (Index("ix_delegations_user_status", "user_id", "status"),)
+    __table_args__ = (
+        Index("ix_delegations_user_status", "user_id", "status"),
+        # The device's lists read a user's newest delegations first.
+        Index("ix_delegations_user_created", "user_id", "created_at"),
+    )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))

@@ -210,3 +210,20 @@ async def test_the_feed_reports_an_expiry_when_it_falls_due(make_service: Any, w
         assert expired is not None and (expired.delegation_id, expired.status) == (view.delegation_id, "expired")
     finally:
         await feed.aclose()
+
+
+async def test_the_feed_replays_every_pending_delegation_beyond_the_history_window(
+    service: DelegationService, world: World
+) -> None:
+    asked = [await ask(service, world.runtime, purpose=f"burst {n}") for n in range(130)]
+    feed = service.changes(world.phone.user_id, keepalive=30)
+    try:
+        replayed = [await next_of(feed) for _ in asked]
+        assert {view.delegation_id for view in replayed if view} == {view.delegation_id for view in asked}
+        # A burst after the feed opened reaches it whole too.
+        more = [await ask(service, world.runtime, purpose=f"later {n}") for n in range(110)]
+        followed = [await next_of(feed) for _ in more]
+        assert {view.delegation_id for view in followed if view} == {view.delegation_id for view in more}
+    finally:
+        await feed.aclose()
+    assert len(await service.list_for_user(world.phone.user_id, "pending")) == 240
