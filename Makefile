@@ -6,8 +6,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 setup:
 	@./.ci/setup.sh
 
-demo: setup  ## the main job: for now, the server on its embedded SQLite default
-	$(UV) run vouchsim serve
+demo: setup  ## the whole story in one terminal: server, scripted MCP agent, companion TUI (ARGS=--auto)
+	$(UV) run vouchsim companion demo $(ARGS)
 
 serve: setup
 	$(UV) run vouchsim serve

@@ -271,13 +271,17 @@ class CompanionApp(App[None]):
         server = self.config.server_for(enrolment.server_url)
         if self._api is None or self._api.server_url != server.rstrip("/"):
             self._connect(server)
-        self.home = HomeScreen(clock=self._clock, sleep=self._sleep, poll_interval=self._poll_interval)
+        self.home = self._make_home()
         self.link = Link("connecting", server=server, device=enrolment.name, fingerprint=enrolment.fingerprint)
         if isinstance(self.screen, EnrolScreen):
             self.switch_screen(self.home)
         else:
             self.push_screen(self.home)
         self._follow_delegations()  # loads the lists once the live connection is up
+
+    def _make_home(self) -> HomeScreen:
+        """The home screen; the demo (`companion.demo.app`) adds its agent panel here."""
+        return HomeScreen(clock=self._clock, sleep=self._sleep, poll_interval=self._poll_interval)
 
     # --- attributes down -----------------------------------------------------------------------------------
 

@@ -137,6 +137,10 @@ def main(
         from companion.app import run
 
         return run(config)
+    if args.command_fn is _demo:  # the demo runs its own server and state: no config, no keystore
+        from companion.demo.app import run_demo
+
+        return run_demo(auto=args.auto, headless=args.headless, keep=args.keep)
     cli = Cli(
         config,
         Keystore(config.state_dir),
@@ -212,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--rules", metavar="FILE", type=Path, help="decide by a TOML rules file")
     watch.add_argument("--once", action="store_true", help="exit after the first decision")
     watch.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="stop (exit 0) after this many seconds")
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole story in one terminal: a server, a scripted MCP agent, and this companion",
+        description="Start a server on a fresh SQLite database, enrol this companion (PIN 0000), and run a "
+        "scripted MCP agent beside the TUI. Quitting stops everything.",
+    )
+    demo.set_defaults(command_fn=_demo, quiet_interrupt=False)
+    demo.add_argument("--auto", action="store_true", help="answer the companion automatically, exit when done")
+    demo.add_argument("--headless", action="store_true", help="run the TUI without a terminal (tests, CI)")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's state directory (database, logs)")
     return parser
 
 
@@ -239,6 +254,11 @@ def _command(
 
 
 # --- commands ------------------------------------------------------------------------------------------
+
+
+async def _demo(cli: Cli, args: argparse.Namespace) -> int:
+    """A marker: main() runs the demo itself (it needs no keystore and runs its own event loops)."""
+    raise NotImplementedError
 
 
 async def _enrol(cli: Cli, args: argparse.Namespace) -> int:
