@@ -99,6 +99,14 @@ async def verify_delegation_token(live_server: LiveServer, token: str, audience:
     return claims
 
 
+@pytest.mark.requirement(
+    "MCP-TRANSPORT-STREAMABLE-HTTP",
+    "MCP-TOOLS-LIST",
+    "MCP-TOOLS-CALL",
+    "DELEGATION-APPROVE",
+    "DELEGATION-TOKEN-JWKS",
+    "DELEGATION-REVOKE",
+)
 async def test_agent_lists_tools_reads_identity_and_gets_an_approved_delegation(
     live_server: LiveServer, browser: Browser, companion: Companion
 ) -> None:
@@ -129,6 +137,7 @@ async def test_agent_lists_tools_reads_identity_and_gets_an_approved_delegation(
         assert status["status"] == "revoked" and "token" not in status
 
 
+@pytest.mark.requirement("DELEGATION-DENY")
 async def test_denied_on_the_device(live_server: LiveServer, browser: Browser, companion: Companion) -> None:
     async with agent(live_server, browser, companion) as session:
         async with watching(companion, "--deny-all") as decisions:
@@ -138,6 +147,7 @@ async def test_denied_on_the_device(live_server: LiveServer, browser: Browser, c
         assert "token" not in result
 
 
+@pytest.mark.requirement("DELEGATION-WAIT-THEN-POLL", "DELEGATION-TOKEN-JWKS")
 async def test_wait_budget_then_poll(live_server: LiveServer, browser: Browser, companion: Companion) -> None:
     async with agent(live_server, browser, companion) as session:
         pending = structured(await session.call_tool("delegation_request", {**PAYMENTS, "timeoutSeconds": 0.5}))
@@ -152,6 +162,7 @@ async def test_wait_budget_then_poll(live_server: LiveServer, browser: Browser, 
         await verify_delegation_token(live_server, status["token"], "aud_test_payments")
 
 
+@pytest.mark.requirement("MCP-TOOLS-CALL-ERROR")
 async def test_scope_outside_the_audience_is_a_tool_error(
     live_server: LiveServer, browser: Browser, companion: Companion
 ) -> None:
@@ -170,6 +181,7 @@ def short_lived_delegations(servers: Any) -> LiveServer:
     return server
 
 
+@pytest.mark.requirement("DELEGATION-EXPIRY")
 async def test_an_unanswered_delegation_expires(short_lived_delegations: LiveServer, tmp_path: Any) -> None:
     server = short_lived_delegations
     async with (

@@ -38,6 +38,7 @@ def port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.requirement("DEMO-AUTO")
 def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "companion", "demo", "--auto", "--headless"],
@@ -68,6 +69,7 @@ def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind() -> No
     assert "is stopped." in done.stdout
 
 
+@pytest.mark.requirement("DEMO-MANUAL")
 @pytest.mark.anyio
 async def test_the_person_types_the_code_and_approves_on_the_companion(tmp_path: Path) -> None:
     """Manual mode, driven with Textual's Pilot: the QR reaches the camera by itself, the person confirms

@@ -88,6 +88,7 @@ def another_code(code: str) -> str:
 # --- the pairing page ----------------------------------------------------------------------------------
 
 
+@pytest.mark.requirement("PAIRING-CODE-ATTEMPTS")
 async def test_five_wrong_codes_burn_the_pairing(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion
 ) -> None:
@@ -119,6 +120,7 @@ async def test_five_wrong_codes_burn_the_pairing(
         await companion.api.approve_pairing(pairing_id)
 
 
+@pytest.mark.requirement("PAIRING-BROWSER-BINDING")
 async def test_a_code_typed_in_another_browser_session_is_refused(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion, tmp_path: Path
 ) -> None:
@@ -144,6 +146,7 @@ async def test_a_code_typed_in_another_browser_session_is_refused(
     assert "code" in query_of(done.headers["location"])
 
 
+@pytest.mark.requirement("OAUTH-REDIRECT-MISMATCH-NO-REDIRECT", "OAUTH-LOOPBACK-REDIRECT")
 @pytest.mark.parametrize(
     "redirect_uri",
     ["https://evil.example/callback", "http://127.0.0.1:9/elsewhere"],
@@ -161,6 +164,7 @@ async def test_a_redirect_uri_that_does_not_match_gets_an_error_page_not_a_redir
     assert "redirect" in Page.of(response).alerts.lower()
 
 
+@pytest.mark.requirement("OAUTH-PKCE-NO-DOWNGRADE", "OAUTH-ISS-RESPONSE")
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -192,6 +196,7 @@ async def test_pkce_downgrade_is_sent_back_as_invalid_request(
 # --- the token endpoint --------------------------------------------------------------------------------
 
 
+@pytest.mark.requirement("OAUTH-CODE-SINGLE-USE", "OAUTH-CHALLENGE")
 async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion
 ) -> None:
@@ -205,6 +210,7 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued(
     assert_oauth_error(await refresh(http, live_server.base_url, done.client, tokens["refresh_token"]), "invalid_grant")
 
 
+@pytest.mark.requirement("OAUTH-PKCE-VERIFIER-MISMATCH")
 async def test_a_wrong_code_verifier_is_invalid_grant(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion
 ) -> None:
@@ -214,6 +220,7 @@ async def test_a_wrong_code_verifier_is_invalid_grant(
     assert "access_token" not in wrong.json()
 
 
+@pytest.mark.requirement("OAUTH-REFRESH-REUSE-GRACE", "OAUTH-REFRESH-ROTATION")
 async def test_refresh_token_reuse_within_the_grace_window_gets_the_same_successor(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion
 ) -> None:
@@ -229,6 +236,7 @@ async def test_refresh_token_reuse_within_the_grace_window_gets_the_same_success
     assert (await mcp_initialize(http, live_server.mcp_url, rotated.json()["access_token"])).status_code == 200
 
 
+@pytest.mark.requirement("OAUTH-REFRESH-REUSE-REVOKES", "OAUTH-REFRESH-ROTATION")
 async def test_refresh_token_reuse_after_rotation_revokes_the_grant(
     servers: ServerFactory, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
@@ -263,6 +271,7 @@ async def test_refresh_token_reuse_after_rotation_revokes_the_grant(
 # --- the resource server -------------------------------------------------------------------------------
 
 
+@pytest.mark.requirement("OAUTH-TOKEN-REVOCATION", "OAUTH-CHALLENGE")
 @pytest.mark.parametrize("encoding", ["form", "json"])
 async def test_a_revoked_access_token_is_refused_at_mcp(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion, encoding: str
@@ -283,6 +292,7 @@ async def test_a_revoked_access_token_is_refused_at_mcp(
     )
 
 
+@pytest.mark.requirement("OAUTH-RESOURCE-AUDIENCE", "OAUTH-RESOURCE-INDICATOR")
 async def test_a_token_shown_to_another_resource_is_refused(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion
 ) -> None:
@@ -297,6 +307,7 @@ async def test_a_token_shown_to_another_resource_is_refused(
     assert www_authenticate(elsewhere)["resource_metadata"].startswith(f"http://localhost:{live_server.port}/")
 
 
+@pytest.mark.requirement("PAIRING-UNPAIR-REVOKES", "PAIRING-QR-APPROVE")
 async def test_unpairing_on_the_companion_cuts_the_tokens_off(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion
 ) -> None:

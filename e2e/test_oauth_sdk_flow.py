@@ -70,6 +70,21 @@ def rpc_headers() -> dict[str, str]:
     return {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
 
 
+@pytest.mark.requirement(
+    "MCP-SDK-OAUTH-CLIENT",
+    "OAUTH-CHALLENGE",
+    "OAUTH-DISCOVERY-PRM",
+    "OAUTH-DISCOVERY-AS",
+    "OAUTH-DCR-PUBLIC",
+    "OAUTH-AUTHZ-CODE-RESPONSE",
+    "OAUTH-PKCE-S256",
+    "OAUTH-RESOURCE-INDICATOR",
+    "OAUTH-ISS-RESPONSE",
+    "OAUTH-LOOPBACK-REDIRECT",
+    "OAUTH-REFRESH-ROTATION",
+    "PAIRING-QR-APPROVE",
+    "MCP-INITIALIZE",
+)
 async def test_mcp_python_sdk_authorizes_through_pairing_and_refreshes(
     live_server: LiveServer, browser: Browser, companion: Companion
 ) -> None:
