@@ -1,5 +1,6 @@
-"""Headless companion commands: `python -m companion enrol | scan | connections | unpair | whoami` and, for
-delegations, `pending | approve | deny | history | revoke | watch`.
+"""Headless companion commands: `python -m companion enrol | scan | connections | unpair | whoami`, for
+delegations, `pending | approve | deny | history | revoke | watch`, and `authorize-url` for other
+projects' CI (the person at the authorization page, headless).
 
 Each command prints results on stdout and, on failure, one line on stderr: exit 2 for a usage error,
 1 for a failure, never a traceback. `watch` also reports its connection on stderr, keeping stdout for one
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -217,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--once", action="store_true", help="exit after the first decision")
     watch.add_argument("--timeout", metavar="SECONDS", type=_seconds, help="stop (exit 0) after this many seconds")
 
+    authorize = _command(
+        commands,
+        "authorize-url",
+        _authorize_url,
+        "complete an authorization page headlessly (QR, this device, code); print the redirect URL",
+    )
+    authorize.add_argument("url", metavar="URL", help="the authorization URL the OAuth client opened")
+
     demo = commands.add_parser(
         "demo",
         help="the whole story in one terminal: a server, a scripted MCP agent, and this companion",
@@ -259,6 +269,26 @@ def _command(
 async def _demo(cli: Cli, args: argparse.Namespace) -> int:
     """A marker: main() runs the demo itself (it needs no keystore and runs its own event loops)."""
     raise NotImplementedError
+
+
+async def _authorize_url(cli: Cli, args: argparse.Namespace) -> int:
+    """Enrol first if this state directory is not enrolled yet (with --server, or the URL's origin)."""
+    from companion.testing.browser import AuthorizationPage, AuthorizationPageError
+
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise AuthorizationPageError(f"Expected an http(s) authorization URL, got {args.url!r}.")
+    enrolment = cli.keystore.read_enrolment()
+    server = args.server or (enrolment.server_url if enrolment else f"{parts.scheme}://{parts.netloc}")
+    async with cli.http(server.rstrip("/")) as http:
+        client = DeviceApiClient(http, cli.keystore)
+        if enrolment is None:
+            await client.enrol(default_device_name())
+            cli.note(f"Enrolled with {client.server_url}.")
+        async with AuthorizationPage(client) as page:
+            location = await page.complete(args.url)
+    cli.out(location)
+    return EXIT_OK
 
 
 async def _enrol(cli: Cli, args: argparse.Namespace) -> int:

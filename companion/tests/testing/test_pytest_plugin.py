@@ -1,0 +1,191 @@
+"""The `vouchsim` pytest plugin, as another project would use it: the README's example test, run by a
+separate pytest (pytester) against a real server. And the `authorize-url` command against a live server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+import pytest
+
+from companion.cli import main
+from companion.testing import TrustedDevice, VouchsimServer
+
+pytest_plugins = ["pytester"]
+
+EXAMPLE = Path(__file__).with_name("example_test_vouchsim.py")
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_the_readme_shows_the_example_that_is_tested() -> None:
+    body = EXAMPLE.read_text("utf-8").split('"""', 2)[2].strip()
+    assert body in README.read_text("utf-8")
+
+
+def test_the_example_passes_against_a_real_server(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_example=EXAMPLE.read_text("utf-8"))
+    pytester.makeini("[pytest]\nfilterwarnings = error\naddopts = -p no:cacheprovider\n")
+    result = pytester.runpytest_subprocess("-q", timeout=90)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_plugin_starts_nothing_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-q", "--strict-markers", "-W", "error", "--fixtures")
+    result.stdout.fnmatch_lines(["*vouchsim_server*", "*vouchsim_device*", "*vouchsim_authorize*"])
+    result = pytester.runpytest_subprocess("-q", "--strict-markers", "-W", "error")
+    result.assert_outcomes(passed=1)
+
+
+# --- against one live server -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[VouchsimServer]:
+    with VouchsimServer() as server:
+        yield server
+
+
+def _authorize_url(base: str, *, scope: str = "identity", verifier: str = "") -> tuple[str, str]:
+    client = httpx.post(
+        f"{base}/oauth/register",
+        json={
+            "client_name": "plugin test",
+            "redirect_uris": ["http://127.0.0.1:9/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+        },
+        timeout=30,
+    ).json()
+    query = (
+        f"response_type=code&client_id={client['client_id']}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback"
+        f"&scope={quote(scope)}&state=s1&code_challenge={_challenge(verifier or 'v' * 50)}&code_challenge_method=S256"
+    )
+    return f"{base}/oauth/authorize?{query}", client["client_id"]
+
+
+def _challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def test_authorize_url_command_enrols_completes_the_page_and_prints_the_redirect(
+    live: VouchsimServer, tmp_path: Path
+) -> None:
+    url, _ = _authorize_url(live.base_url)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["authorize-url", url, "--state", str(tmp_path / "device")], environ={}, stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    redirect = out.getvalue().splitlines()[-1]
+    assert redirect.startswith("http://127.0.0.1:9/callback?")
+    params = parse_qs(urlsplit(redirect).query)
+    assert params["state"] == ["s1"] and params["code"]
+
+
+def test_authorize_url_command_fails_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "companion", "authorize-url", "not a url", "--state", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "authorization URL" in done.stderr
+
+
+def test_the_device_decides_by_hand_and_automatically(live: VouchsimServer, tmp_path: Path) -> None:
+    with TrustedDevice.enrol(tmp_path / "device", live.base_url) as device:
+        assert device.pending() == []
+        device.auto("approve-all")
+        device.stop()
+        assert device.decided == []
+        # A second visit in the same browser: the consent page ("Authorize with this session").
+        first, _ = _authorize_url(live.base_url)
+        assert "code=" in device.authorize(first)
+        second, _ = _authorize_url(live.base_url)
+        assert "code=" in device.authorize(second)
+
+
+def _token(base: str, device: TrustedDevice) -> str:
+    verifier = "v" * 50
+    url, client_id = _authorize_url(base, scope="identity delegation", verifier=verifier)
+    code = parse_qs(urlsplit(device.authorize(url)).query)["code"][0]
+    answer = httpx.post(
+        f"{base}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": "http://127.0.0.1:9/callback",
+            "code_verifier": verifier,
+            "client_id": client_id,
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def _rpc(http: httpx.Client, url: str, method: str, params: dict[str, object], ident: int | None = 1) -> httpx.Response:
+    body: dict[str, object] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if ident is not None:
+        body["id"] = ident
+    return http.post(url, json=body)
+
+
+def _request_delegation(base: str, token: str) -> str:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    with httpx.Client(headers=headers, timeout=30) as http:
+        init = _rpc(
+            http,
+            f"{base}/mcp",
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+        )
+        assert init.status_code == 200, init.text
+        if session := init.headers.get("mcp-session-id"):
+            http.headers["Mcp-Session-Id"] = session
+        _rpc(http, f"{base}/mcp", "notifications/initialized", {}, ident=None)
+        arguments = {
+            "audienceId": "aud_test_payments",
+            "purpose": "Identify the user before preparing a payment approval.",
+            "scopes": ["payments.identity"],
+            "waitForApproval": False,
+        }
+        answer = _rpc(http, f"{base}/mcp", "tools/call", {"name": "delegation_request", "arguments": arguments}, 2)
+        assert answer.status_code == 200, answer.text
+        text = answer.text
+        data = json.loads(text.split("data:", 1)[1] if text.startswith(("event:", "data:")) else text)
+        delegation_id: str = data["result"]["structuredContent"]["delegationId"]
+        return delegation_id
+
+
+def test_the_device_approves_and_denies_by_hand_and_by_auto(live: VouchsimServer, tmp_path: Path) -> None:
+    with TrustedDevice.enrol(tmp_path / "device", live.base_url) as device:
+        token = _token(live.base_url, device)
+        first = _request_delegation(live.base_url, token)
+        assert [d.delegation_id for d in device.pending()] == [first]
+        assert device.deny(first).status == "denied"
+        device.auto("approve-all")
+        second = _request_delegation(live.base_url, token)
+        deadline = time.monotonic() + 10
+        while not device.decided and time.monotonic() < deadline:
+            time.sleep(0.05)
+        device.stop()
+        assert device.decided == [(second, "approve")]
+        assert device.pending() == []
