@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
+
 from server.core.clock import Clock
 from server.core.crypto import new_id
 from server.delegation import decisions
@@ -169,13 +171,20 @@ class DelegationService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         async with self.events.subscribe(f"delegation:{delegation_id}") as queue:
-            view = await self.get(delegation_id, connection_id=connection_id)
+            view = await self._read_shielded(delegation_id, connection_id)
             while view.status == _PENDING:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
                 await _woken(queue, max(0.0, min(left, self._seconds_until(view.expires_at))))
-                view = await self.get(delegation_id, connection_id=connection_id)
+                view = await self._read_shielded(delegation_id, connection_id)
+        return view
+
+    async def _read_shielded(self, delegation_id: str, connection_id: str) -> DelegationView:
+        # A cancelled wait (the agent hung up or sent notifications/cancelled) is cancelled between reads,
+        # never inside one, whose interrupted rollback SQLAlchemy would log as an error.
+        with anyio.CancelScope(shield=True):
+            view = await self.get(delegation_id, connection_id=connection_id)
         return view
 
     async def withdraw(self, delegation_id: str, *, connection_id: str) -> DelegationView:
@@ -313,9 +322,13 @@ class DelegationService:
 
     async def _feed_snapshot(self, user_id: str) -> list[DelegationView]:
         """Every pending delegation plus the newest others, newest first: a burst of requests larger than the
-        history window must still reach the device."""
-        pending = await self.list_for_user(user_id, "pending")
-        recent = await self.list_for_user(user_id, "all")
+        history window must still reach the device.
+
+        Shielded: a device hanging up cancels its stream, and a cancellation landing inside these short
+        transactions would interrupt the connection's rollback (SQLAlchemy logs that as an error)."""
+        with anyio.CancelScope(shield=True):
+            pending = await self.list_for_user(user_id, "pending")
+            recent = await self.list_for_user(user_id, "all")
         merged = {view.delegation_id: view for view in recent} | {view.delegation_id: view for view in pending}
         return sorted(merged.values(), key=lambda view: (view.created_at, view.delegation_id), reverse=True)
 
