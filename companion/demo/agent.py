@@ -18,7 +18,6 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -34,6 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from companion.demo.server import free_port
+from companion.testing.browser import PageParser
 
 StepReporter = Callable[[str], None]
 CodeSource = Callable[[], Awaitable[str]]
@@ -93,34 +93,6 @@ class _MemoryTokenStorage:
         self.client_info = client_info
 
 
-class _PageParser(HTMLParser):
-    """The images and forms (action and named inputs) of the authorization page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.forms: list[tuple[str, dict[str, str]]] = []
-        self.alerts: list[str] = []
-        self._in_alert = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = {name: value or "" for name, value in attrs}
-        if tag == "img" and attributes.get("src"):
-            self.images.append(attributes["src"])
-        elif tag == "form":
-            self.forms.append((attributes.get("action", ""), {}))
-        elif tag == "input" and self.forms and attributes.get("name"):
-            self.forms[-1][1][attributes["name"]] = attributes.get("value", "")
-        self._in_alert = attributes.get("role") == "alert"
-
-    def handle_data(self, data: str) -> None:
-        if self._in_alert and data.strip():
-            self.alerts.append(" ".join(data.split()))
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_alert = False
-
-
 @dataclass
 class _PairingPage:
     url: str
@@ -131,7 +103,7 @@ class _PairingPage:
 
     @classmethod
     def parse(cls, url: str, html: str) -> _PairingPage:
-        parser = _PageParser()
+        parser = PageParser()
         parser.feed(html)
         qr = [src for src in parser.images if src.endswith("/qr.png")]
         forms = [(action, fields) for action, fields in parser.forms if "code" in fields]

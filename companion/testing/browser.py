@@ -30,7 +30,9 @@ class AuthorizationPageError(CompanionError):
     hint = "Is the URL an authorization URL of this server, and is the device enrolled with it?"
 
 
-class _PageParser(HTMLParser):
+class PageParser(HTMLParser):
+    """The images, forms (action and named inputs) and alerts of an authorization page."""
+
     def __init__(self) -> None:
         super().__init__()
         self.images: list[str] = []
@@ -65,7 +67,7 @@ class _Page:
 
     @classmethod
     def of(cls, response: httpx.Response) -> _Page:
-        parser = _PageParser()
+        parser = PageParser()
         parser.feed(response.text)
         return cls(str(response.url), parser.images, parser.forms, parser.alerts)
 
@@ -167,6 +169,6 @@ def _where(response: httpx.Response) -> str:
 
 
 def _alerts(response: httpx.Response) -> str:
-    alerts = _PageParser()
+    alerts = PageParser()
     alerts.feed(response.text)
     return f": {' '.join(alerts.alerts)}" if alerts.alerts else ""
