@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,7 +41,7 @@ from server.delegation.schemas import DelegationView, IssuedToken
 from server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
 from server.delegation.tokens import SigningKeyStore, delegation_claims, mint, pairwise_subject, verified_claims
 from server.settings import Settings
-from server.storage.events import EventBus
+from server.storage.events import EventBus, detail_of, with_detail
 from server.storage.models import Delegation
 from server.storage.repositories.delegations import DelegationRepository, DelegationRow
 from server.storage.repositories.signing_keys import SigningKeyRepository
@@ -298,8 +298,11 @@ class DelegationService:
         """The device's live feed: every pending delegation first (oldest first), then each delegation of this
         user as it is created or changes; `None` every `keepalive` seconds of quiet.
 
-        Woken by `user:<id>` events; then it reads the user's newest delegations in a short unit of work and
-        yields those that differ from what it last saw. A pending delegation reaching its expiry wakes it too.
+        Woken by `user:<id>#<delegation id>` events, it reads just the delegations named (a burst of a thousand
+        requests costs a thousand single-row reads, not a thousand reads of everything pending), and those of
+        its pending ones that reached their expiry. At each keepalive it reads the whole window again, which
+        also covers an event lost while a PostgreSQL listener reconnected (that one arrives without a detail
+        and triggers the same full read).
         """
         loop = asyncio.get_running_loop()
         async with self.events.subscribe(f"user:{user_id}") as queue:
@@ -310,13 +313,21 @@ class DelegationService:
                     yield view
             next_ping = loop.time() + keepalive
             while True:
-                woke = await _woken(queue, max(0.0, min(next_ping - loop.time(), self._until_first_expiry(known))))
-                if woke or self._until_first_expiry(known) <= 0:
+                wake = await _woken(queue, max(0.0, min(next_ping - loop.time(), self._until_first_expiry(known))))
+                quiet = loop.time() >= next_ping
+                if quiet or wake.everything:
                     views = await self._feed_snapshot(user_id)
-                    for view in _changed(known, views):
-                        yield view
+                    changed = _changed(known, views)
                     known = {view.delegation_id: view for view in views}
-                if loop.time() >= next_ping:
+                else:
+                    due = {key for key, view in known.items() if view.status == _PENDING and self._past(view)}
+                    wanted = wake.delegation_ids | due
+                    views = await self._feed_views(user_id, wanted) if wanted else []
+                    changed = _changed(known, views)
+                    known |= {view.delegation_id: view for view in views}
+                for view in changed:
+                    yield view
+                if quiet:
                     yield None
                     next_ping = loop.time() + keepalive
 
@@ -331,6 +342,15 @@ class DelegationService:
             recent = await self.list_for_user(user_id, "all")
         merged = {view.delegation_id: view for view in recent} | {view.delegation_id: view for view in pending}
         return sorted(merged.values(), key=lambda view: (view.created_at, view.delegation_id), reverse=True)
+
+    async def _feed_views(self, user_id: str, delegation_ids: Collection[str]) -> list[DelegationView]:
+        """These delegations of this user as they are now (due ones expired first), newest first; shielded as
+        `_feed_snapshot` is."""
+        with anyio.CancelScope(shield=True):
+            async with self._unit() as unit:
+                rows = [await self._expire_if_due(unit, row) for row in await unit.delegations.get_many(delegation_ids)]
+        views = [self._view(row) for row in rows if row.delegation.user_id == user_id]
+        return sorted(views, key=lambda view: (view.created_at, view.delegation_id), reverse=True)
 
     # -- audiences verifying online (RFC 7662) -------------------------------------------------------------
 
@@ -415,7 +435,7 @@ class DelegationService:
         return won
 
     async def _announce(self, unit: _Unit, row: Delegation) -> None:
-        await self.events.publish(unit.session, f"delegation:{row.id}", f"user:{row.user_id}")
+        await self.events.publish(unit.session, f"delegation:{row.id}", with_detail(f"user:{row.user_id}", row.id))
 
     async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
         if which == "pending":
@@ -429,6 +449,9 @@ class DelegationService:
 
     def _seconds_until(self, moment: datetime) -> float:
         return (moment - self.clock.now()).total_seconds()
+
+    def _past(self, view: DelegationView) -> bool:
+        return self._seconds_until(view.expires_at) <= 0
 
     def _until_first_expiry(self, known: dict[str, DelegationView]) -> float:
         pending = [view.expires_at for view in known.values() if view.status == _PENDING]
@@ -525,12 +548,22 @@ def _changed(known: dict[str, DelegationView], views: Iterable[DelegationView]) 
     return [view for view in reversed(list(views)) if known.get(view.delegation_id) != view]
 
 
-async def _woken(queue: asyncio.Queue[str], within: float) -> bool:
-    """Whether a topic arrived within `within` seconds; everything queued is consumed (one read covers all)."""
+@dataclass(frozen=True)
+class _Wake:
+    """What woke a feed: the delegations named by their events; `everything` when one named none."""
+
+    delegation_ids: frozenset[str] = frozenset()
+    everything: bool = False
+
+
+async def _woken(queue: asyncio.Queue[str], within: float) -> _Wake:
+    """What arrived within `within` seconds (nothing: an empty wake); everything queued is consumed, so one
+    read covers a burst."""
     try:
-        await asyncio.wait_for(queue.get(), within) if within > 0 else queue.get_nowait()
+        messages = [await asyncio.wait_for(queue.get(), within) if within > 0 else queue.get_nowait()]
     except (TimeoutError, asyncio.QueueEmpty):
-        return False
+        return _Wake()
     while not queue.empty():
-        queue.get_nowait()
-    return True
+        messages.append(queue.get_nowait())
+    details = [detail_of(message) for message in messages]
+    return _Wake(frozenset(detail for detail in details if detail is not None), everything=None in details)

@@ -5,7 +5,9 @@ On one instance the bus dispatches in-process, right after the commit. On Postgr
 included), so a decision taken through one instance wakes a call held by another, and a revocation empties
 every instance's cache at once.
 
-Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kind>:<id>`.
+Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kind>:<id>`. A topic may carry a
+detail, what changed (`user:<id>#<delegation id>`, see `with_detail`): its subscribers receive the whole string,
+so a reader woken by many changes reads just those rather than everything again.
 
 Repositories that revoke something (tokens, connections, MCP sessions) announce it themselves through
 `announce`, using the bus their session was made with (`create_sessionmaker(engine, events)`), so no caller
@@ -32,6 +34,18 @@ _PENDING = "vouchsim_pending_topics"
 _HOOKED = "vouchsim_events_hooked"
 # The key under which a sessionmaker hands its bus to every session it makes (`EventBus.session_info`).
 _BUS = "vouchsim_event_bus"
+DETAIL = "#"
+
+
+def with_detail(topic: str, detail: str) -> str:
+    """`topic`, telling its subscribers what changed; they receive it under `topic`."""
+    return f"{topic}{DETAIL}{detail}"
+
+
+def detail_of(message: str) -> str | None:
+    """What a received message says changed; None when it does not say (then anything may have)."""
+    _, separator, detail = message.partition(DETAIL)
+    return detail if separator and detail else None
 
 
 class EventBus:
@@ -91,8 +105,9 @@ class EventBus:
     # -- subscribing -------------------------------------------------------------------------------------------
     @asynccontextmanager
     async def subscribe(self, *topics: str) -> AsyncIterator[asyncio.Queue[str]]:
-        """A queue that receives each of `topics` when it is published. Subscribe *before* reading the state you
-        wait on, so a change committed between the read and the wait is not missed."""
+        """A queue that receives each of `topics` when it is published (with its detail, if it has one).
+        Subscribe *before* reading the state you wait on, so a change committed between the read and the wait
+        is not missed."""
         queue: asyncio.Queue[str] = asyncio.Queue()
         for topic in topics:
             self._queues[topic].add(queue)
@@ -108,11 +123,11 @@ class EventBus:
         """Called with every topic published (cache invalidation listens to everything)."""
         self._listeners.append(listener)
 
-    def _dispatch(self, topic: str) -> None:
+    def _dispatch(self, message: str) -> None:
         for listener in self._listeners:
-            listener(topic)
-        for queue in list(self._queues.get(topic, ())):
-            queue.put_nowait(topic)
+            listener(message)
+        for queue in list(self._queues.get(message.partition(DETAIL)[0], ())):
+            queue.put_nowait(message)
 
     def _dispatch_all(self) -> None:
         for topic in list(self._queues):

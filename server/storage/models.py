@@ -214,6 +214,8 @@ class Delegation(Base):
         Index("ix_delegations_user_status", "user_id", "status"),
         # The device's lists read a user's newest delegations first.
         Index("ix_delegations_user_created", "user_id", "created_at"),
+        # Every decision checks that its device never signed with this nonce before.
+        Index("ix_delegations_device_nonce", "device_id", "decision_nonce"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))

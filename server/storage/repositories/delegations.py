@@ -47,6 +47,16 @@ class DelegationRepository:
         ).first()
         return DelegationRow(found[0], found[1]) if found else None
 
+    async def get_many(self, delegation_ids: Collection[str]) -> list[DelegationRow]:
+        """These delegations (those that exist), as the database has them now."""
+        rows = await self.session.execute(
+            select(Delegation, _CLIENT_NAME)
+            .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+            .where(Delegation.id.in_(list(delegation_ids)))
+            .execution_options(populate_existing=True)
+        )
+        return [DelegationRow(delegation, name) for delegation, name in rows]
+
     async def list_for_user(
         self, user_id: str, *, status_in: Collection[str] | None = None, status_not_in: Collection[str] = (), limit: int
     ) -> list[DelegationRow]:

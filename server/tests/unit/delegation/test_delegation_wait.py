@@ -227,3 +227,65 @@ async def test_the_feed_replays_every_pending_delegation_beyond_the_history_wind
     finally:
         await feed.aclose()
     assert len(await service.list_for_user(world.phone.user_id, "pending")) == 240
+
+
+class CountedWindowReads(DelegationService):
+    """Counts the feed's reads of the whole window (every pending delegation plus the newest others)."""
+
+    window_reads = 0
+
+    async def _feed_snapshot(self, user_id: str) -> list[DelegationView]:
+        self.window_reads += 1
+        return await super()._feed_snapshot(user_id)
+
+
+def counted(service: DelegationService) -> CountedWindowReads:
+    return CountedWindowReads(
+        service.transactions, service.audiences, service.keys, service.events, service.clock, service.settings,
+        service.hmac_key,
+    )  # fmt: skip
+
+
+async def test_a_burst_wakes_the_feed_into_reading_only_what_changed(service: DelegationService, world: World) -> None:
+    """Reading the whole window on every event made a burst of n requests cost n² rows on the device's stream."""
+    watched = counted(service)
+    feed = watched.changes(world.phone.user_id, keepalive=30)
+    try:
+        first = await ask(service, world.runtime)
+        assert await next_of(feed) == first
+        assert watched.window_reads == 1  # the opening read only
+        burst = [await ask(service, world.runtime, purpose=f"burst {n}") for n in range(20)]
+        approved = await decide(service, world.phone, first)
+        followed = [await next_of(feed) for _ in range(21)]
+        assert {view.delegation_id: view for view in followed if view} == {
+            view.delegation_id: view for view in [*burst, approved]
+        }
+        assert watched.window_reads == 1
+    finally:
+        await feed.aclose()
+
+
+async def test_an_event_that_names_nothing_makes_the_feed_read_everything(
+    service: DelegationService, world: World
+) -> None:
+    """What a PostgreSQL listener sends after it reconnected (`EventBus._dispatch_all`): anything may have
+    changed meanwhile, so the feed reads its whole window."""
+    watched = counted(service)
+    feed = watched.changes(world.phone.user_id, keepalive=30)
+    try:
+        opened = await ask(service, world.runtime)
+        assert await next_of(feed) == opened  # the feed is open and listening
+        silent = EventBus()  # a bus nobody listens to: this request reaches the feed through no event
+        quiet = DelegationService(
+            service.transactions, service.audiences, service.keys, silent, service.clock, service.settings,
+            service.hmac_key,
+        )  # fmt: skip
+        unannounced = await ask(quiet, world.runtime)
+        pulled = asyncio.ensure_future(next_of(feed))
+        await asyncio.sleep(0.1)
+        assert not pulled.done()
+        service.events._dispatch(f"user:{world.phone.user_id}")
+        assert await pulled == unannounced
+        assert watched.window_reads == 2
+    finally:
+        await feed.aclose()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from server.storage.engine import create_sessionmaker
-from server.storage.events import EventBus
+from server.storage.events import EventBus, detail_of, with_detail
 
 pytestmark = pytest.mark.anyio
 
@@ -59,3 +59,27 @@ async def test_a_second_bus_hears_the_first_on_postgres(engine: Any, database_ur
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_a_topic_with_a_detail_reaches_the_topics_subscribers_whole(engine: Any, database_url: str) -> None:
+    bus = EventBus()
+    await bus.start(database_url)
+    sessions = create_sessionmaker(engine)
+    seen: list[str] = []
+    bus.add_listener(seen.append)
+    try:
+        async with bus.subscribe("user:9") as queue, bus.subscribe("user:9#dlg_1") as detailed:
+            async with sessions() as session, session.begin():
+                await bus.publish(session, with_detail("user:9", "dlg_1"))
+            message = await _next(queue)
+            assert (message, detail_of(message)) == ("user:9#dlg_1", "dlg_1")
+            assert detailed.empty()  # one subscribes to a topic, never to one detail of it
+        assert "user:9#dlg_1" in seen
+    finally:
+        await bus.stop()
+
+
+def test_a_message_without_a_detail_says_nothing_changed_in_particular() -> None:
+    assert detail_of("user:9") is None
+    assert detail_of("user:9#") is None
+    assert detail_of(with_detail("user:9", "dlg_1")) == "dlg_1"
