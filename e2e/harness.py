@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -28,10 +23,12 @@ import httpx
 
 from companion.core.client import DeviceApiClient
 from companion.core.keystore import Keystore
+from companion.demo.server import DemoServer, ServerStartError
+from companion.demo.server import clean_environment as clean_environment  # the e2e tests' too
+from companion.demo.server import free_port as free_port
+from companion.testing.browser import PageParser
 
 REPO = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 30.0  # seconds for a server to answer /healthz (migrations included)
-STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0  # seconds for one companion CLI command
 HTTP_TIMEOUT = 30.0
 TRACEBACK = "Traceback (most recent call last)"
@@ -39,25 +36,9 @@ SERVER_ERROR = re.compile(r'^INFO: .*"[A-Z]+ \S+ HTTP/[\d.]+" 5\d\d', re.MULTILI
 PAIRING_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 
 
-def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any `VOUCHSIM_*` setting (a developer's VOUCHSIM_ISSUER would
-    change every URL), plus `extra`."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("VOUCHSIM_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
 def _first(pattern: re.Pattern[str], text: str) -> int:
     match = pattern.search(text)
     return match.start() if match else -1
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- databases -----------------------------------------------------------------------------------------
@@ -114,67 +95,24 @@ class ServerFailed(AssertionError):
     """The server process did not start, or logged a traceback or a 5xx answer."""
 
 
-@dataclass
-class LiveServer:
-    """One `python -m server serve` process on 127.0.0.1, logging to a file."""
+class LiveServer(DemoServer):
+    """One `python -m server serve` process on 127.0.0.1 (the demo's process handling: start, /healthz, stop),
+    logging to a file that the suite checks for tracebacks and 5xx answers."""
 
-    database_url: str
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    blamed: bool = False  # a test already failed for an error in this log; do not report it twice
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, database_url: str, log_path: Path, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(log_path.parent, database_url=database_url, env=env, log_path=log_path)
+        self.blamed = False  # a test already failed for an error in this log; do not report it twice
 
     @property
     def mcp_url(self) -> str:
         return f"{self.base_url}/mcp"
 
     def start(self) -> LiveServer:
-        command = [
-            sys.executable,
-            "-m",
-            "server",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--database-url",
-            self.database_url,
-            "--log-level",
-            "info",
-        ]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env=clean_environment(self.env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self._wait_until_healthy()
+        try:
+            super().start()
+        except ServerStartError as error:
+            raise ServerFailed(str(error)) from None
         return self
-
-    def _wait_until_healthy(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        with httpx.Client(timeout=2.0) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise ServerFailed(f"the server exited with {self.process.returncode}:\n{self.log()}")
-                try:
-                    if http.get(f"{self.base_url}/healthz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)  # bounded polling: at most STARTUP_TIMEOUT in all
-        self.stop()
-        raise ServerFailed(f"the server did not answer /healthz within {STARTUP_TIMEOUT} s:\n{self.log()}")
 
     def log(self, since: int = 0) -> str:
         try:
@@ -202,16 +140,6 @@ class LiveServer:
         start = text.rfind("\n", 0, max(0, at - 300)) + 1
         return text[start : at + 4000]
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
-
 
 @dataclass
 class ServerFactory:
@@ -224,7 +152,7 @@ class ServerFactory:
     def start(self, env: Mapping[str, str] | None = None) -> LiveServer:
         """A new server on a new database, once it answers /healthz. Blocking: from a coroutine, call it
         through `anyio.to_thread.run_sync`."""
-        server = LiveServer(self.databases.new(), self.log_dir / f"server-{len(self.servers)}.log", env=dict(env or {}))
+        server = LiveServer(self.databases.new(), self.log_dir / f"server-{len(self.servers)}.log", env)
         self.servers.append(server)
         return server.start()
 
@@ -407,24 +335,6 @@ class Companion:
 # --- the browser (the person at the authorization page) ------------------------------------------------
 
 
-class _PageParser(HTMLParser):
-    """Images and forms (action, hidden and named inputs) of an HTML page: all the browser needs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.forms: list[dict[str, Any]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = {name: value or "" for name, value in attrs}
-        if tag == "img" and attributes.get("src"):
-            self.images.append(attributes["src"])
-        elif tag == "form":
-            self.forms.append({"action": attributes.get("action", ""), "fields": {}})
-        elif tag == "input" and self.forms and attributes.get("name"):
-            self.forms[-1]["fields"][attributes["name"]] = attributes.get("value", "")
-
-
 @dataclass
 class Page:
     url: str
@@ -435,9 +345,10 @@ class Page:
 
     @classmethod
     def of(cls, response: httpx.Response) -> Page:
-        parser = _PageParser()
+        parser = PageParser()  # the one the pytest plugin's headless person reads pages with
         parser.feed(response.text)
-        return cls(str(response.url), response.status_code, response.text, parser.images, parser.forms)
+        forms = [{"action": action, "fields": fields} for action, fields in parser.forms]
+        return cls(str(response.url), response.status_code, response.text, parser.images, forms)
 
     def form_with(self, field_name: str) -> dict[str, Any]:
         found = [form for form in self.forms if field_name in form["fields"]]

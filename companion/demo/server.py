@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Final
@@ -49,27 +50,37 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _environment() -> dict[str, str]:
-    """This environment without `VOUCHSIM_*` settings: the demo chooses its own port, database and issuer."""
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without `VOUCHSIM_*` settings (a developer's VOUCHSIM_ISSUER would change every URL;
+    the caller chooses port, database and issuer), plus `extra`."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("VOUCHSIM_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
 class DemoServer:
-    def __init__(self, state_dir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        port: int | None = None,
+        database_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        """`database_url` defaults to an SQLite file in `state_dir`, `log_path` to `server.log` there; `env`
+        adds `VOUCHSIM_*` settings of the caller's (any of this process's own are left out)."""
         self.state_dir = state_dir
         self.port = port or free_port()
-        self.log_path = state_dir / LOG_FILE
+        self.log_path = log_path or state_dir / LOG_FILE
+        self.database_url = database_url or f"sqlite+aiosqlite:///{state_dir / DATABASE_FILE}"
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def database_url(self) -> str:
-        return f"sqlite+aiosqlite:///{self.state_dir / DATABASE_FILE}"
 
     def start(self) -> DemoServer:
         """Start the process and wait until it answers /healthz; ServerStartError (after stopping it) if not."""
@@ -81,7 +92,7 @@ class DemoServer:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603  # our own interpreter, fixed arguments
                 command,
-                env=_environment(),
+                env=clean_environment(self.env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
