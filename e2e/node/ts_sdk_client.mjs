@@ -3,6 +3,7 @@
 // exchange); this script only plays the application around it, as the SDK's examples do.
 //
 //   node ts_sdk_client.mjs --server <mcp url> --redirect-url <loopback url> --delegation <json arguments>
+//                          [--vouchsim-person]
 //
 // It talks to the test in JSON lines: one object per line, each with a "type", in this order.
 //   out  {"type":"http","method","path","status"}   each HTTP request the SDK makes, whenever it makes one
@@ -15,6 +16,10 @@
 //   out  {"type":"identity","result"}               the CallToolResult of identity_get
 //   out  {"type":"delegation","result"}             the CallToolResult of delegation_request (it waits)
 //   out  {"type":"done"}, then exit 0; or, at any point, {"type":"error","message"} and exit 1.
+// With --vouchsim-person, nothing is read: the redirect handler completes the page itself with
+// `vouchsim companion authorize-url` exactly as the README's "Other languages" recipe shows (its lines are
+// checked against the README), and "authorize" is followed by {"type":"redirected","location"}.
+import { execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
@@ -28,6 +33,7 @@ const { values: args } = parseArgs({
     server: { type: "string" },
     "redirect-url": { type: "string" },
     delegation: { type: "string" },
+    "vouchsim-person": { type: "boolean", default: false },
     timeout: { type: "string", default: "25" },
   },
 });
@@ -105,9 +111,13 @@ class MemoryProvider {
     });
   }
   redirectToAuthorization(url) {
-    // A desktop app would open a browser here; the test is the browser.
+    // A desktop app would open a browser here; the test is the browser, or `vouchsim companion authorize-url`.
     this.authorizationUrl = url;
     emit({ type: "authorize", url: url.href });
+    if (args["vouchsim-person"]) {
+      this.redirect = completeWithVouchsim(url.href);
+      emit({ type: "redirected", location: this.redirect.href });
+    }
   }
   saveCodeVerifier(verifier) {
     this.verifier = verifier;
@@ -116,6 +126,14 @@ class MemoryProvider {
     if (!this.verifier) throw new Error("no code verifier saved");
     return this.verifier;
   }
+}
+
+// The README's redirect handler, word for word (e2e/test_readme_recipes.py compares them).
+function completeWithVouchsim(url) {
+  const out = execFileSync("vouchsim", ["companion", "authorize-url", url,
+    "--state", process.env.VOUCHSIM_DEVICE_STATE], { encoding: "utf8" });
+  const redirect = new URL(out.trim().split("\n").pop());  // ?code=…&state=…&iss=…
+  return redirect;
 }
 
 async function main() {
@@ -135,7 +153,7 @@ async function main() {
     if (!(error instanceof UnauthorizedError)) throw error;
   }
   if (!provider.authorizationUrl) throw new Error("UnauthorizedError without a redirect to authorization");
-  const { location } = await receive("redirect");
+  const location = provider.redirect?.href ?? (await receive("redirect")).location;
   const callback = new URL(location);
   // What the app's callback handler checks before using the code: its own redirect URI and its own state.
   if (`${callback.origin}${callback.pathname}` !== args["redirect-url"]) throw new Error(`redirected to ${location}`);

@@ -1,0 +1,187 @@
+"""The README's recipe for CI in other languages ("Vouchsim in your CI" → "Other languages"), run as written.
+
+The GitHub Actions excerpt's side-car step runs in bash (as a runner would: `bash -e`), from a workspace where
+Vouchsim is checked out at `vouchsim/`, with the job's `env:` (only the port is changed, to a free one) and
+`RUNNER_TEMP`: it starts `vouchsim serve`, waits for /healthz, enrols a device and starts
+`vouchsim companion watch --rules` in the background. The "SDK test" is the TypeScript SDK agent of
+e2e/node/ts_sdk_client.mjs in `--vouchsim-person` mode, whose redirect handler is the README's JavaScript lines
+(checked word for word): it completes the authorization page through `vouchsim companion authorize-url`, and
+its delegation_request is approved by the rules file, with nobody in the loop.
+
+The installation step (`pip install ./vouchsim`) is the one not run: the `vouchsim` command comes from this
+checkout's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import yaml
+
+from e2e.harness import HTTP_TIMEOUT, REPO, TRACEBACK, clean_environment, free_port
+from e2e.node_clients import NODE_PROJECT, installed_package, json_lines_process, node_executable
+from e2e.test_delegation_flow import PAYMENTS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+README = REPO / "README.md"
+SIDE_CAR_STEP = "Vouchsim server and trusted device"
+SDK_STEP = "SDK tests against the real flow"
+STEP_TIMEOUT = 60.0  # seconds for the side-car step (its own wait for /healthz is 60 s)
+AGENT_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+def readme_section(heading: str) -> str:
+    """The README from `heading` to the next heading of any level (outside code blocks, where `#` is a comment)."""
+    lines = README.read_text("utf-8").splitlines(keepends=True)
+    start = lines.index(f"{heading}\n")
+    in_fence = False
+    for at in range(start + 1, len(lines)):
+        in_fence ^= lines[at].startswith("```")
+        if not in_fence and lines[at].startswith("#"):
+            return "".join(lines[start:at])
+    return "".join(lines[start:])
+
+
+def fenced_blocks(section: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", section, re.MULTILINE | re.DOTALL)
+
+
+def workflow_job(section: str) -> dict[str, Any]:
+    [block] = fenced_blocks(section, "yaml")
+    [job] = yaml.safe_load(block)["jobs"].values()
+    assert isinstance(job, dict)
+    return job
+
+
+def step(job: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [candidate for candidate in job["steps"] if str(candidate.get("name", "")).startswith(name)]
+    assert len(found) == 1, f"the README's workflow has no single step named {name!r}"
+    return found[0]
+
+
+def github_expressions(value: str, runner_temp: Path) -> str:
+    """The one expression the excerpt uses, `${{ runner.temp }}`; any other would be a README change to follow."""
+    value = value.replace("${{ runner.temp }}", str(runner_temp))
+    assert "${{" not in value, f"an expression this test does not know: {value}"
+    return value
+
+
+@contextmanager
+def side_cars(script: str, workspace: Path, env: dict[str, str]) -> Iterator[subprocess.CompletedProcess[str]]:
+    """Run the step's script in its own process group (what it starts in the background stays in that group),
+    and stop the whole group on the way out."""
+    process = subprocess.Popen(
+        ["bash", "-e", "-c", script],
+        cwd=workspace,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        try:
+            output, _ = process.communicate(timeout=STEP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the README's side-car step did not finish within {STEP_TIMEOUT} s", pytrace=False)
+        yield subprocess.CompletedProcess(process.args, process.returncode, output)
+    finally:
+        stop_group(process.pid)
+
+
+def stop_group(pgid: int) -> None:
+    """SIGTERM the process group, give it STOP_TIMEOUT seconds to go, then SIGKILL what is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)  # bounded by STOP_TIMEOUT
+
+
+@pytest.mark.requirement("README-CI-RECIPE")
+def test_the_readme_redirect_handler_is_the_one_the_agent_runs() -> None:
+    """The JavaScript lines in the README and in e2e/node/ts_sdk_client.mjs are the same lines."""
+    [snippet] = fenced_blocks(readme_section("### Other languages"), "js")
+    script = (NODE_PROJECT / "ts_sdk_client.mjs").read_text("utf-8")
+    lines = [line.strip() for line in snippet.strip().splitlines()]
+    assert lines and all(lines)
+    script_lines = [line.strip() for line in script.splitlines()]
+    at = script_lines.index(lines[0])
+    assert script_lines[at : at + len(lines)] == lines
+
+
+@pytest.mark.requirement("README-CI-RECIPE", "TS-SDK-OAUTH-CLIENT", "DELEGATION-APPROVE")
+async def test_the_readme_ci_recipe_runs_a_typescript_sdk_agent_through_the_real_flow(tmp_path: Path) -> None:
+    node = node_executable()
+    installed_package("@modelcontextprotocol/sdk")
+    job = workflow_job(readme_section("### Other languages"))
+    workspace, runner_temp = tmp_path / "workspace", tmp_path / "runner-temp"
+    workspace.mkdir()
+    runner_temp.mkdir()
+    (workspace / "vouchsim").symlink_to(REPO)  # the second checkout of the excerpt, `path: vouchsim`
+
+    port = free_port()
+    job_env = {name: str(value) for name, value in job["env"].items()}
+    assert job_env["VOUCHSIM"].endswith(f":{job_env['VOUCHSIM_PORT']}")  # the excerpt's two must agree
+    job_env |= {"VOUCHSIM_PORT": str(port), "VOUCHSIM": f"http://127.0.0.1:{port}"}
+    # The runner's PATH, with the `vouchsim` command that `pip install ./vouchsim` would have put on it.
+    env = clean_environment({**job_env, "RUNNER_TEMP": str(runner_temp)})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+
+    script = step(job, SIDE_CAR_STEP)["run"]
+    with side_cars(script, workspace, env) as done:
+        assert done.returncode == 0, f"the README's side-car step failed ({done.returncode}):\n{done.stdout}"
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+            assert (await http.get(f"{job_env['VOUCHSIM']}/healthz")).status_code == 200
+
+        sdk_step = step(job, SDK_STEP)
+        agent_env = {**env, **{k: github_expressions(str(v), runner_temp) for k, v in sdk_step["env"].items()}}
+        delegation = {**PAYMENTS, "timeoutSeconds": 20}
+        command: list[str | Path] = [
+            *(node, NODE_PROJECT / "ts_sdk_client.mjs", "--server", f"{job_env['VOUCHSIM']}/mcp"),
+            *("--redirect-url", f"http://127.0.0.1:{free_port()}/callback", "--vouchsim-person"),
+            *("--delegation", json.dumps(delegation), "--timeout", str(AGENT_TIMEOUT)),
+        ]
+        with anyio.fail_after(AGENT_TIMEOUT + 10):
+            async with json_lines_process("ts_sdk_client", command, agent_env, tmp_path) as agent:
+                redirected = await agent.expect("redirected", AGENT_TIMEOUT)
+                result = await agent.expect("delegation", AGENT_TIMEOUT)
+                await agent.expect("done", AGENT_TIMEOUT)
+                assert await agent.exit_code(AGENT_TIMEOUT) == 0, agent.report()
+
+    location = redirected["location"]
+    assert location.startswith("http://127.0.0.1:") and "code=" in location and "iss=" in location, location
+    [identity] = agent.of_type("identity")
+    assert identity["result"]["structuredContent"]["issuer"] == job_env["VOUCHSIM"]
+    answer = result["result"]["structuredContent"]
+    assert answer["status"] == "approved" and answer["token"], answer
+
+    # The side-cars, as the excerpt redirects their output: the watcher approved by the rules file, the server
+    # logged no traceback. Both were stopped with the step's process group.
+    watch_log = (workspace / "watch.log").read_text()
+    assert re.search(rf"approved {answer['delegationId']} aud_test_payments.*rule", watch_log), watch_log
+    server_log = (workspace / "vouchsim.log").read_text()
+    assert TRACEBACK not in server_log, server_log
