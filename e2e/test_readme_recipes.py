@@ -8,8 +8,9 @@ e2e/node/ts_sdk_client.mjs in `--vouchsim-person` mode, whose redirect handler i
 (checked word for word): it completes the authorization page through `vouchsim companion authorize-url`, and
 its delegation_request is approved by the rules file, with nobody in the loop.
 
-The installation step (`pip install ./vouchsim`) is the one not run: the `vouchsim` command comes from this
-checkout's environment.
+The installation step's `pip install ./vouchsim` runs too, with uv (`uv pip install`, the same install, from
+uv's cache) into a fresh virtual environment: the side-cars run the installed wheel, not this checkout. Its
+`apt-get install libzbar0` is the set-up's own (`.ci/setup.sh`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,11 +40,13 @@ from e2e.test_delegation_flow import PAYMENTS
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 README = REPO / "README.md"
+INSTALL = "pip install ./vouchsim"
 SIDE_CAR_STEP = "Vouchsim server and trusted device"
 SDK_STEP = "SDK tests against the real flow"
 STEP_TIMEOUT = 60.0  # seconds for the side-car step (its own wait for /healthz is 60 s)
 AGENT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+INSTALL_TIMEOUT = 300.0  # a wheel build and ~60 packages from uv's cache: seconds, unless the cache is cold
 
 
 def readme_section(heading: str) -> str:
@@ -79,6 +83,24 @@ def github_expressions(value: str, runner_temp: Path) -> str:
     value = value.replace("${{ runner.temp }}", str(runner_temp))
     assert "${{" not in value, f"an expression this test does not know: {value}"
     return value
+
+
+def install_vouchsim(job: dict[str, Any], workspace: Path, venv: Path) -> Path:
+    """The excerpt's `pip install ./vouchsim`, into a fresh virtual environment; returns its bin directory."""
+    [install] = [candidate["run"] for candidate in job["steps"] if INSTALL in str(candidate.get("run", ""))]
+    assert install.endswith(INSTALL), install  # what follows the apt-get part, which the set-up did
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("this test installs the wheel with uv: run it with `uv run pytest` (or `make test`)")
+    for command in (
+        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
+        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "./vouchsim"],
+    ):
+        done = subprocess.run(
+            command, cwd=workspace, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+        )
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return venv / "bin"
 
 
 @contextmanager
@@ -147,9 +169,11 @@ async def test_the_readme_ci_recipe_runs_a_typescript_sdk_agent_through_the_real
     job_env = {name: str(value) for name, value in job["env"].items()}
     assert job_env["VOUCHSIM"].endswith(f":{job_env['VOUCHSIM_PORT']}")  # the excerpt's two must agree
     job_env |= {"VOUCHSIM_PORT": str(port), "VOUCHSIM": f"http://127.0.0.1:{port}"}
-    # The runner's PATH, with the `vouchsim` command that `pip install ./vouchsim` would have put on it.
+    # The runner's PATH, with the `vouchsim` command that `pip install ./vouchsim` put on it.
+    installed = install_vouchsim(job, workspace, tmp_path / "runner-venv")
+    assert (installed / "vouchsim").is_file()
     env = clean_environment({**job_env, "RUNNER_TEMP": str(runner_temp)})
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{installed}{os.pathsep}{env.get('PATH', '')}"
 
     script = step(job, SIDE_CAR_STEP)["run"]
     with side_cars(script, workspace, env) as done:

@@ -34,7 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Delegations (docs/delegations.md): how long one waits for a decision, and the delegation token's lifetime.
     delegation_ttl: int = 300
     delegation_token_ttl: int = 600
-    # The audience registry, a JSON file (fixtures/README.md). Empty: fixtures/audiences.json of this checkout.
+    # The audience registry, a JSON file (fixtures/README.md). Empty: fixtures/audiences.json (or the wheel's copy).
     audiences_file: str = ""
     # An MCP session (`Mcp-Session-Id`) ends after this many seconds without a request.
     mcp_session_ttl: int = 3600

@@ -1,9 +1,9 @@
 """The audience registry (docs/delegations.md): the services a delegation may target, and their scopes.
 
 Read once at startup from a JSON file: `settings.audiences_file` (`VOUCHSIM_AUDIENCES_FILE`,
-`vouchsim serve --audiences-file`), or else `fixtures/audiences.json` of this checkout. The format is
-documented in fixtures/README.md. A file that cannot be read or does not match the format stops the server
-with an `AudienceFileError` naming the file and the problem.
+`vouchsim serve --audiences-file`), or else `fixtures/audiences.json` (a checkout's, or the copy an installed
+wheel carries). The format is documented in fixtures/README.md. A file that cannot be read or does not match
+the format stops the server with an `AudienceFileError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import msgspec
 
 from server.settings import Settings
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "audiences.json"
+# fixtures/audiences.json: the wheel carries a copy beside this module (pyproject.toml, force-include); a
+# checkout reads the original.
+_PACKAGED = Path(__file__).resolve().with_name("audiences.json")
+DEFAULT_FILE = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parents[2] / "fixtures" / "audiences.json"
 
 _AUDIENCE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"  # stored in a 128-character column
 _SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$"  # RFC 6749 §3.3 scope-token, bounded
