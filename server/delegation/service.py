@@ -275,7 +275,7 @@ class DelegationService:
             if not await self._move(unit, row, event, changes, live_at=moment):
                 # A racing decision, withdrawal or expiry won: say which.
                 raise DelegationClosed((await self._reload(unit, delegation_id)).delegation.status)
-            return self._view(await self._reload(unit, delegation_id))
+            return self._view(found)  # the compare-and-swap brought `row` up to date
 
     async def revoke_by_device(self, *, user_id: str, delegation_id: str) -> DelegationView:
         """Revoke an approved delegation of this user; its token introspects as inactive at once. Idempotent."""

@@ -33,6 +33,8 @@ _B64URL_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{86}$")  # 64 bytes
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{22,128}$")  # 16+ bytes; the column holds 128 characters
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
 _PRUNE_ONE_IN = 128
+# `last_seen_at` is written at most this often: every signed request (a burst of decisions) would be a write.
+_TOUCH_EVERY = timedelta(seconds=60)
 
 
 class SignedRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,7 +118,9 @@ class DeviceAuthenticator:
         key = load_public_key(device.public_key)
         assert key is not None  # validated at enrolment
         await self._verify(request, key)
-        await self.devices.touch(device.id, self.clock.now())
+        now = self.clock.now()
+        if device.last_seen_at is None or now - device.last_seen_at >= _TOUCH_EVERY:
+            await self.devices.touch(device.id, now)
         return AuthenticatedDevice(device_id=device.id, user_id=device.user_id)
 
     async def verify_enrolment(self, request: SignedRequest, key: Ed25519PublicKey) -> None:

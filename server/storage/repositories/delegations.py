@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from server.storage.models import Delegation, Device, OAuthClient
 
@@ -117,4 +119,12 @@ class DelegationRepository:
         result = await self.session.execute(
             update(Delegation).where(*conditions).values(**changes).execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return False
+        # The row this session loaded, if any, now says what the database says, without being marked changed
+        # (so without a second UPDATE at commit) and without reading it again.
+        loaded = self.session.sync_session.identity_map.get(identity_key(Delegation, delegation_id))
+        if loaded is not None:
+            for name, value in changes.items():
+                set_committed_value(loaded, name, value)
+        return True

@@ -99,6 +99,22 @@ async def test_a_well_signed_request_passes_and_marks_the_device_seen(
     assert device.user_id == row.user_id
 
 
+async def test_the_device_is_marked_seen_once_a_minute_at_most(
+    db: AsyncSession, clock: FrozenClock, auth: DeviceAuthenticator, phone: SigningDevice
+) -> None:
+    """A burst of signed requests (a thousand decisions) must not be a burst of writes to the device's row."""
+    await auth.authenticate(signed(phone.headers("GET", TARGET)))
+    first_seen = clock.now()
+    clock.advance(59)
+    await auth.authenticate(signed(phone.headers("GET", TARGET)))
+    row = await db.get(Device, phone.device_id, populate_existing=True)
+    assert row is not None and row.last_seen_at == first_seen
+    clock.advance(1)
+    await auth.authenticate(signed(phone.headers("GET", TARGET)))
+    row = await db.get(Device, phone.device_id, populate_existing=True)
+    assert row is not None and row.last_seen_at == clock.now()
+
+
 async def test_a_body_is_covered(auth: DeviceAuthenticator, phone: SigningDevice) -> None:
     body = b'{"qr_payload": "x"}'
     await auth.authenticate(
