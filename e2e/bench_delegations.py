@@ -1,7 +1,7 @@
 """Benchmark (not a test): how fast a device's decision reaches the MCP call waiting for it, and how many waiting
 calls one server process holds.
 
-    uv run python -m e2e.bench_delegations [--delegations 300] [--concurrent 1000]
+    uv run python -m e2e.bench_delegations [--delegations 300] [--concurrent 1000] [--workers 1]
                                            [--database-url URL | --postgres ADMIN_URL]
 
 It starts a live server (`python -m server serve`, SQLite in a temp dir by default), enrols a companion, gets an
@@ -136,19 +136,35 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (with --workers, the server's worker processes)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(descendant for child in children for descendant in process_tree(int(child)))]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(member) for member in process_tree(pid))
+
+
 def server_figures(server: LiveServer) -> str:
+    """Memory, sockets and CPU of the server's processes, summed (peak RSS: the sum of each one's peak)."""
     assert server.process is not None
-    pid = server.process.pid
+    tree = process_tree(server.process.pid)
+    rss = sum(status_kib(member, "VmRSS") for member in tree) / 1024
+    peak = sum(status_kib(member, "VmHWM") for member in tree) / 1024
+    sockets = sum(open_sockets(member) for member in tree)
     return (
-        f"server RSS {status_kib(pid, 'VmRSS') / 1024:.1f} MiB (peak so far {status_kib(pid, 'VmHWM') / 1024:.1f} "
-        f"MiB), sockets {open_sockets(pid)}, established connections {established_to(server.port)}, "
-        f"CPU used {cpu_seconds(pid):.1f} s"
+        f"server RSS {rss:.1f} MiB (peak so far {peak:.1f} MiB), sockets {sockets}, "
+        f"established connections {established_to(server.port)}, CPU used {tree_cpu_seconds(tree[0]):.1f} s"
     )
 
 
 @dataclass
 class CpuMeter:
-    """The share of one core a process used between `start` and `stop`."""
+    """The share of one core a process (and its workers) used between `start` and `stop`."""
 
     pid: int
     _cpu: float = 0.0
@@ -157,10 +173,10 @@ class CpuMeter:
     _own: float = 0.0
 
     def start(self) -> None:
-        self._cpu, self._wall, self._own = cpu_seconds(self.pid), time.perf_counter(), time.process_time()
+        self._cpu, self._wall, self._own = tree_cpu_seconds(self.pid), time.perf_counter(), time.process_time()
 
     def share(self) -> str:
-        cpu, wall = cpu_seconds(self.pid) - self._cpu, time.perf_counter() - self._wall
+        cpu, wall = tree_cpu_seconds(self.pid) - self._cpu, time.perf_counter() - self._wall
         own = time.process_time() - self._own
         return (
             f"{cpu:.1f} s CPU in {wall:.1f} s ({100 * cpu / max(wall, 1e-9):.0f}% of one core; "
@@ -583,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = parser.add_mutually_exclusive_group()
     backend.add_argument("--database-url", help="the server's database (default: SQLite in a temp dir)")
     backend.add_argument("--postgres", metavar="ADMIN_URL", help="postgresql+asyncpg://…/postgres: a fresh database")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (more than one: PostgreSQL)")
     parser.add_argument("--time-limit", type=float, default=900.0, help="seconds for the whole run")
     args = parser.parse_args(argv)
 
@@ -595,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             database_url = args.database_url or databases.new()
             print(f"database: {database_url}")
-            server = LiveServer(database_url, work_dir / "server.log").start()
+            env = {"VOUCHSIM_WORKERS": str(args.workers)}
+            server = LiveServer(database_url, work_dir / "server.log", env).start()
             print(f"server: {server.base_url} (pid {server.process.pid if server.process else '?'})")
 
             async def run() -> None:

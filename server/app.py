@@ -28,7 +28,7 @@ from server.device.routes import device_router
 from server.mcp.routes import mcp_routes
 from server.mcp.transport import McpServer
 from server.oauth.routes import TEMPLATES, oauth_routes
-from server.settings import Settings
+from server.settings import Settings, settings_from_environment
 from server.storage.engine import create_engine, create_sessionmaker
 from server.storage.events import EventBus
 from server.storage.migrate import upgrade
@@ -112,6 +112,12 @@ async def healthz(state: State) -> dict[str, str]:
     async with resources.engine.connect() as connection:
         await connection.exec_driver_sql("SELECT 1")
     return {"status": "ok"}
+
+
+def create_app_from_environment() -> Litestar:
+    """The app of one worker process of `vouchsim serve --workers N`, from the `VOUCHSIM_*` variables the
+    command exported for it."""
+    return create_app(settings_from_environment())
 
 
 def create_app(

@@ -12,8 +12,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from server.settings import DEFAULT_PORT, Settings, settings_from_environment
+from server.settings import DEFAULT_PORT, Settings, settings_environment, settings_from_environment
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +22,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _settings_options(serve)
     serve.add_argument(
         "--audiences-file", help="audience registry, JSON (VOUCHSIM_AUDIENCES_FILE; default fixtures/audiences.json)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="server processes sharing the port (VOUCHSIM_WORKERS, default 1; >1: PostgreSQL)"
     )
 
 
@@ -51,6 +55,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             database_url=args.database_url,
             log_level=args.log_level,
             audiences_file=getattr(args, "audiences_file", None),
+            workers=getattr(args, "workers", None),
         )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"vouchsim: invalid setting: {error}") from None
@@ -73,19 +78,27 @@ def serve(settings: Settings) -> None:
     print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
     print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
     print(f"  database: {settings.database_url}", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        proxy_headers=False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
-        server_header=False,
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "proxy_headers": False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
+        "server_header": False,
         # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
-        timeout_graceful_shutdown=3,
-    )
+        "timeout_graceful_shutdown": 3,
+    }
+    if settings.workers == 1:
+        uvicorn.run(app, **options)
+        return
+    # Each worker builds its own app from the environment: hand it these settings, with the schema brought up
+    # to date once here rather than by every worker at the same moment.
+    print(f"  workers: {settings.workers}", flush=True)
+    migrate(settings, quiet=True)
+    os.environ.update(settings_environment(settings))
+    uvicorn.run("server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
 
 
-def migrate(settings: Settings) -> None:
+def migrate(settings: Settings, *, quiet: bool = False) -> None:
     from server.storage.engine import create_engine
     from server.storage.migrate import upgrade
 
@@ -97,7 +110,8 @@ def migrate(settings: Settings) -> None:
             await engine.dispose()
 
     asyncio.run(run())
-    print("database is up to date")
+    if not quiet:
+        print("database is up to date")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

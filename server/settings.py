@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (`https://inspector.example.com,https://app.example.com`); any other `Origin` is refused (DNS rebinding).
     allowed_origins: str = ""
     log_level: str = "info"
+    # Server processes sharing the port (`vouchsim serve --workers`). More than one needs PostgreSQL: waiting
+    # calls are woken across processes only through LISTEN/NOTIFY.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.issuer.endswith("/"):
@@ -63,6 +66,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.workers > 1 and self.is_sqlite:
+            raise ValueError(
+                "workers: more than one needs PostgreSQL (on SQLite a decision taken in one process would not wake "
+                "the call waiting for it in another)"
+            )
         if self.pairing_max_attempts < 1:
             raise ValueError("pairing_max_attempts must be at least 1")
         if self.refresh_grace < 0:
@@ -107,3 +117,9 @@ def settings_from(environ: Mapping[str, str], **overrides: object) -> Settings:
 
 def settings_from_environment(**overrides: object) -> Settings:
     return settings_from(os.environ, **overrides)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as `VOUCHSIM_*` variables, which `settings_from` reads back as the same settings (what a
+    worker process is started with)."""
+    return {ENV_PREFIX + field.upper(): str(getattr(settings, field)) for field in Settings.__struct_fields__}
