@@ -5,7 +5,7 @@ import pytest
 from server.core import crypto
 from server.core.issuer import derive_issuer
 from server.oauth.bearer import InvalidToken, bearer_token, challenge
-from server.settings import Settings, settings_from
+from server.settings import Settings, settings_environment, settings_from
 
 
 def test_issuer_configured_wins() -> None:
@@ -29,6 +29,27 @@ def test_settings_from_environment_and_overrides() -> None:
         settings_from({"VOUCHSIM_PORT": "eighty"})
     with pytest.raises(ValueError, match="pairing_ttl"):
         Settings(pairing_ttl=0)
+
+
+def test_settings_travel_to_worker_processes_unchanged() -> None:
+    """`vouchsim serve --workers` hands each worker its settings as VOUCHSIM_* variables."""
+    settings = Settings(
+        issuer="https://v.example",
+        port=9001,
+        database_url="postgresql+asyncpg://db.example/vouchsim",
+        access_token_ttl=7,
+        allowed_origins="https://a.example,https://b.example",
+        workers=3,
+    )
+    assert settings_from(settings_environment(settings)) == settings
+    assert settings_from(settings_environment(Settings())) == Settings()
+
+
+def test_more_than_one_worker_needs_postgres() -> None:
+    with pytest.raises(ValueError, match="more than one needs PostgreSQL"):
+        Settings(workers=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        Settings(workers=0, database_url="postgresql+asyncpg://db.example/vouchsim")
 
 
 def test_seal_opens_only_with_the_same_secret() -> None:
