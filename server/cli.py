@@ -64,11 +64,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    from server.app import create_app
-    from server.delegation.audiences import AudienceFileError
+    from server.delegation.audiences import AudienceFileError, AudienceRegistry
 
     try:
-        app = create_app(settings)
+        audiences = AudienceRegistry.from_settings(settings)  # a bad file stops the command before anything runs
     except AudienceFileError as error:
         raise SystemExit(f"vouchsim: {error}") from None
 
@@ -88,10 +87,12 @@ def serve(settings: Settings) -> None:
         "timeout_graceful_shutdown": 3,
     }
     if settings.workers == 1:
-        uvicorn.run(app, **options)
+        from server.app import create_app
+
+        uvicorn.run(create_app(settings, audiences=audiences), **options)
         return
-    # Each worker builds its own app from the environment: hand it these settings, with the schema brought up
-    # to date once here rather than by every worker at the same moment.
+    # Each worker builds its own app from the environment (this supervising process builds none): hand it these
+    # settings, with the schema brought up to date once here rather than by every worker at the same moment.
     print(f"  workers: {settings.workers}", flush=True)
     migrate(settings, quiet=True)
     os.environ.update(settings_environment(settings))
