@@ -86,31 +86,28 @@ def serve(settings: Settings) -> None:
         # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
         "timeout_graceful_shutdown": 3,
     }
+    # The schema is brought up to date here, once, so an unreachable database is one clear line, not a traceback
+    # from inside the server's start-up (which then finds nothing left to migrate).
+    migrate(settings, quiet=True)
     if settings.workers == 1:
         from server.app import create_app
 
         uvicorn.run(create_app(settings, audiences=audiences), **options)
         return
     # Each worker builds its own app from the environment (this supervising process builds none): hand it these
-    # settings, with the schema brought up to date once here rather than by every worker at the same moment.
+    # settings.
     print(f"  workers: {settings.workers}", flush=True)
-    migrate(settings, quiet=True)
     os.environ.update(settings_environment(settings))
     uvicorn.run("server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
 
 
 def migrate(settings: Settings, *, quiet: bool = False) -> None:
-    from server.storage.engine import create_engine
-    from server.storage.migrate import upgrade
+    from server.storage.migrate import DatabaseUnavailable, upgrade_database
 
-    async def run() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    try:
+        asyncio.run(upgrade_database(settings.database_url))
+    except DatabaseUnavailable as error:
+        raise SystemExit(f"vouchsim: {error}") from None
     if not quiet:
         print("database is up to date")
 
