@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -328,17 +328,34 @@ async def _scan(cli: Cli, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _listing(
+    cli: Cli,
+    args: argparse.Namespace,
+    document: msgspec.Struct,
+    rows: Sequence[object],
+    *,
+    empty: str,
+    table: Callable[[], Iterable[str]],
+) -> int:
+    """A list command's output: the JSON `document` with --json, else `empty` or the lines of `table()` (built
+    only when shown)."""
+    if args.json:
+        cli.out(msgspec.json.encode(document).decode())
+    elif not rows:
+        cli.out(empty)
+    else:
+        for line in table():
+            cli.out(line)
+    return EXIT_OK
+
+
 async def _connections(cli: Cli, args: argparse.Namespace) -> int:
     async with _client(cli) as client:
         connections = await client.connections()
-    if args.json:
-        cli.out(msgspec.json.encode(ConnectionList(connections=connections)).decode())
-    elif not connections:
-        cli.out("No connections.")
-    else:
-        for line in connection_table(connections):
-            cli.out(line)
-    return EXIT_OK
+    return _listing(
+        cli, args, ConnectionList(connections=connections), connections,
+        empty="No connections.", table=lambda: connection_table(connections),
+    )  # fmt: skip
 
 
 async def _unpair(cli: Cli, args: argparse.Namespace) -> int:
@@ -366,27 +383,19 @@ async def _whoami(cli: Cli, args: argparse.Namespace) -> int:
 async def _pending(cli: Cli, args: argparse.Namespace) -> int:
     async with _client(cli) as client:
         delegations = await client.delegations("pending")
-    if args.json:
-        cli.out(msgspec.json.encode(DelegationList(delegations=delegations)).decode())
-    elif not delegations:
-        cli.out("No pending delegations.")
-    else:
-        for line in pending_table(delegations, cli.now()):
-            cli.out(line)
-    return EXIT_OK
+    return _listing(
+        cli, args, DelegationList(delegations=delegations), delegations,
+        empty="No pending delegations.", table=lambda: pending_table(delegations, cli.now()),
+    )  # fmt: skip
 
 
 async def _history(cli: Cli, args: argparse.Namespace) -> int:
     async with _client(cli) as client:
         delegations = await client.delegations("history")
-    if args.json:
-        cli.out(msgspec.json.encode(DelegationList(delegations=delegations)).decode())
-    elif not delegations:
-        cli.out("No decided delegations yet.")
-    else:
-        for line in history_table(delegations):
-            cli.out(line)
-    return EXIT_OK
+    return _listing(
+        cli, args, DelegationList(delegations=delegations), delegations,
+        empty="No decided delegations yet.", table=lambda: history_table(delegations),
+    )  # fmt: skip
 
 
 async def _approve(cli: Cli, args: argparse.Namespace) -> int:
