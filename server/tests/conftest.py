@@ -80,3 +80,16 @@ async def engine(database_url: str) -> AsyncIterator[object]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def bus(database_url: str) -> AsyncIterator[object]:
+    """An event bus on the test's database (LISTEN/NOTIFY on PostgreSQL, in-process on SQLite)."""
+    from server.storage.events import EventBus
+
+    events = EventBus()
+    await events.start(database_url)
+    try:
+        yield events
+    finally:
+        await events.stop()

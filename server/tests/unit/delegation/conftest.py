@@ -3,7 +3,7 @@ event bus, the audience registry of fixtures/, and a seeded user whose device an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -23,16 +23,6 @@ from server.tests.delegation_support import HMAC_KEY, World, seed_phone, seed_ru
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return create_sessionmaker(engine)
-
-
-@pytest.fixture
-async def bus(database_url: str) -> AsyncIterator[EventBus]:
-    events = EventBus()
-    await events.start(database_url)
-    try:
-        yield events
-    finally:
-        await events.stop()
 
 
 @pytest.fixture

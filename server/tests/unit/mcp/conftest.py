@@ -3,7 +3,6 @@ delegation service, with a seeded user whose runtime connection calls it. Progre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -24,16 +23,6 @@ from server.tests.delegation_support import HMAC_KEY, ISSUER, World, seed_phone,
 from server.tests.delegation_support import Runtime as Paired
 
 PROGRESS_INTERVAL = 0.05
-
-
-@pytest.fixture
-async def bus(database_url: str) -> AsyncIterator[EventBus]:
-    events = EventBus()
-    await events.start(database_url)
-    try:
-        yield events
-    finally:
-        await events.stop()
 
 
 @pytest.fixture
