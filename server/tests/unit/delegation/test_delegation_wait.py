@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,6 +24,9 @@ pytestmark = pytest.mark.anyio
 WAKE_WITHIN = 0.5  # seconds: a generous bound for "milliseconds" on a loaded CI machine
 
 
+S = TypeVar("S", bound=DelegationService)
+
+
 class ReadSignal(DelegationService):
     """Sets `read` once `wait` has subscribed and made its first read: from then on only a push can wake it."""
 
@@ -35,11 +38,16 @@ class ReadSignal(DelegationService):
         return view
 
 
-def waiter(service: DelegationService) -> ReadSignal:
-    watched = ReadSignal(
-        service.transactions, service.audiences, service.keys, service.events, service.clock, service.settings,
-        service.hmac_key,
+def like(service: DelegationService, kind: type[S], events: EventBus | None = None) -> S:
+    """A `kind` with `service`'s parts (and, if given, another event bus)."""
+    return kind(
+        service.transactions, service.audiences, service.keys, events or service.events, service.clock,
+        service.settings, service.hmac_key,
     )  # fmt: skip
+
+
+def waiter(service: DelegationService) -> ReadSignal:
+    watched = like(service, ReadSignal)
     watched.read = asyncio.Event()
     return watched
 
@@ -239,16 +247,9 @@ class CountedWindowReads(DelegationService):
         return await super()._feed_snapshot(user_id)
 
 
-def counted(service: DelegationService) -> CountedWindowReads:
-    return CountedWindowReads(
-        service.transactions, service.audiences, service.keys, service.events, service.clock, service.settings,
-        service.hmac_key,
-    )  # fmt: skip
-
-
 async def test_a_burst_wakes_the_feed_into_reading_only_what_changed(service: DelegationService, world: World) -> None:
     """Reading the whole window on every event made a burst of n requests cost n² rows on the device's stream."""
-    watched = counted(service)
+    watched = like(service, CountedWindowReads)
     feed = watched.changes(world.phone.user_id, keepalive=30)
     try:
         first = await ask(service, world.runtime)
@@ -270,16 +271,13 @@ async def test_an_event_that_names_nothing_makes_the_feed_read_everything(
 ) -> None:
     """What a PostgreSQL listener sends after it reconnected (`EventBus._dispatch_all`): anything may have
     changed meanwhile, so the feed reads its whole window."""
-    watched = counted(service)
+    watched = like(service, CountedWindowReads)
     feed = watched.changes(world.phone.user_id, keepalive=30)
     try:
         opened = await ask(service, world.runtime)
         assert await next_of(feed) == opened  # the feed is open and listening
         silent = EventBus()  # a bus nobody listens to: this request reaches the feed through no event
-        quiet = DelegationService(
-            service.transactions, service.audiences, service.keys, silent, service.clock, service.settings,
-            service.hmac_key,
-        )  # fmt: skip
+        quiet = like(service, DelegationService, events=silent)
         unannounced = await ask(quiet, world.runtime)
         pulled = asyncio.ensure_future(next_of(feed))
         await asyncio.sleep(0.1)
