@@ -25,11 +25,11 @@ test: setup-e2e  ## the whole suite: lint, import contracts, unit, HTTP and e2e 
 lint: setup
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy server companion
+	$(UV) run mypy -p vouchsim.server -p vouchsim.companion
 
 fmt: setup
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
 migration: setup  ## make migration m="what changed"
-	$(UV) run python -m server.storage.autogenerate "$(m)"
+	$(UV) run python -m vouchsim.server.storage.autogenerate "$(m)"

@@ -1,6 +1,6 @@
-"""`python -m companion …`: what `vouchsim companion …` runs."""
+"""`python -m vouchsim.companion …`: what `vouchsim companion …` runs."""
 
-from companion.cli import main
+from vouchsim.companion.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -32,10 +32,10 @@ from textual.reactive import reactive
 from textual.theme import Theme
 from textual.worker import Worker
 
-from companion.camera import read_qr_text
-from companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
-from companion.core.config import CompanionConfig
-from companion.core.errors import (
+from vouchsim.companion.camera import read_qr_text
+from vouchsim.companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
+from vouchsim.companion.core.config import CompanionConfig
+from vouchsim.companion.core.errors import (
     ApiError,
     CompanionError,
     ConnectionNotFoundError,
@@ -48,11 +48,11 @@ from companion.core.errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from companion.core.keystore import Enrolment, Keystore, fingerprint, public_key_bytes
-from companion.core.pin import PinStore
-from companion.core.schemas import Connection, Delegation
-from companion.core.signing import Clock, RandomBytes
-from companion.messages import (
+from vouchsim.companion.core.keystore import Enrolment, Keystore, fingerprint, public_key_bytes
+from vouchsim.companion.core.pin import PinStore
+from vouchsim.companion.core.schemas import Connection, Delegation
+from vouchsim.companion.core.signing import Clock, RandomBytes
+from vouchsim.companion.messages import (
     DecisionChosen,
     DelegationLapsed,
     EnrolmentFinished,
@@ -63,15 +63,15 @@ from companion.messages import (
     UnpairChosen,
     ViewShown,
 )
-from companion.screens.confirm import ConfirmScreen
-from companion.screens.delegation import DelegationConfirmScreen
-from companion.screens.enrol import EnrolScreen
-from companion.screens.help import HelpScreen
-from companion.screens.home import HomeScreen
-from companion.screens.pairing import PairingAnswer, PairingCodeScreen, PairingConfirmScreen
-from companion.screens.scan import ScanKind, ScanStatus
-from companion.widgets.format import clean
-from companion.widgets.status_bar import Link, LinkState
+from vouchsim.companion.screens.confirm import ConfirmScreen
+from vouchsim.companion.screens.delegation import DelegationConfirmScreen
+from vouchsim.companion.screens.enrol import EnrolScreen
+from vouchsim.companion.screens.help import HelpScreen
+from vouchsim.companion.screens.home import HomeScreen
+from vouchsim.companion.screens.pairing import PairingAnswer, PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.scan import ScanKind, ScanStatus
+from vouchsim.companion.widgets.format import clean
+from vouchsim.companion.widgets.status_bar import Link, LinkState
 
 HttpFactory = Callable[[str], httpx.AsyncClient]
 Sleep = Callable[[float], Awaitable[None]]

@@ -17,8 +17,8 @@ from typing import Final
 
 import httpx
 
-from companion.core.errors import ImageSourceError
-from companion.core.qr import decode_qr_bytes, decode_qr_file, fetch_image, is_url
+from vouchsim.companion.core.errors import ImageSourceError
+from vouchsim.companion.core.qr import decode_qr_bytes, decode_qr_file, fetch_image, is_url
 
 IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 

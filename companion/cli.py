@@ -1,4 +1,4 @@
-"""Headless companion commands: `python -m companion enrol | scan | connections | unpair | whoami`, for
+"""Headless companion commands: `python -m vouchsim.companion enrol | scan | connections | unpair | whoami`, for
 delegations, `pending | approve | deny | history | revoke | watch`, and `authorize-url` for other
 projects' CI (the person at the authorization page, headless).
 
@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
-from companion.core.config import DEFAULT_SERVER_URL, CompanionConfig, ConfigError, load_config
-from companion.core.decisions import Decision, SignedDecision
-from companion.core.errors import (
+from vouchsim.companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
+from vouchsim.companion.core.config import DEFAULT_SERVER_URL, CompanionConfig, ConfigError, load_config
+from vouchsim.companion.core.decisions import Decision, SignedDecision
+from vouchsim.companion.core.errors import (
     AlreadyEnrolledError,
     ApiError,
     CompanionError,
@@ -41,10 +41,10 @@ from companion.core.errors import (
     TransportError,
     UnexpectedResponseError,
 )
-from companion.core.keystore import DeviceIdentity, Enrolment, Keystore
-from companion.core.qr import PAIRING_SCHEME, decode_qr, parse_pairing_uri
-from companion.core.rules import Action, evaluate, load_rules
-from companion.core.schemas import (
+from vouchsim.companion.core.keystore import DeviceIdentity, Enrolment, Keystore
+from vouchsim.companion.core.qr import PAIRING_SCHEME, decode_qr, parse_pairing_uri
+from vouchsim.companion.core.rules import Action, evaluate, load_rules
+from vouchsim.companion.core.schemas import (
     Connection,
     ConnectionList,
     Delegation,
@@ -52,7 +52,7 @@ from companion.core.schemas import (
     PairingApproval,
     PairingContext,
 )
-from companion.core.signing import Clock
+from vouchsim.companion.core.signing import Clock
 
 PROG = "vouchsim companion"
 USER_AGENT = "vouchsim-companion"
@@ -136,11 +136,11 @@ def main(
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     if args.command_fn is None:  # bare `vouchsim companion`: the TUI; Textual is imported only then
-        from companion.app import run
+        from vouchsim.companion.app import run
 
         return run(config)
     if args.command_fn is _demo:  # the demo runs its own server and state: no config, no keystore
-        from companion.demo.app import run_demo
+        from vouchsim.companion.demo.app import run_demo
 
         return run_demo(auto=args.auto, headless=args.headless, keep=args.keep)
     cli = Cli(
@@ -273,7 +273,7 @@ async def _demo(cli: Cli, args: argparse.Namespace) -> int:
 
 async def _authorize_url(cli: Cli, args: argparse.Namespace) -> int:
     """Enrol first if this state directory is not enrolled yet (with --server, or the URL's origin)."""
-    from companion.testing.browser import AuthorizationPage, AuthorizationPageError
+    from vouchsim.companion.testing.browser import AuthorizationPage, AuthorizationPageError
 
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.netloc:

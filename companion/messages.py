@@ -11,9 +11,9 @@ from typing import Literal
 
 from textual.message import Message
 
-from companion.camera import ScanSource
-from companion.core.decisions import Decision
-from companion.core.schemas import Connection, Delegation
+from vouchsim.companion.camera import ScanSource
+from vouchsim.companion.core.decisions import Decision
+from vouchsim.companion.core.schemas import Connection, Delegation
 
 View = Literal["inbox", "history", "connections", "scan"]
 

@@ -4,8 +4,8 @@ calls one server process holds.
     uv run python -m e2e.bench_delegations [--delegations 300] [--concurrent 1000] [--workers 1]
                                            [--database-url URL | --postgres ADMIN_URL]
 
-It starts a live server (`python -m server serve`, SQLite in a temp dir by default), enrols a companion, gets an
-access token once through the real pairing flow (registration, PKCE, the pairing page, the companion's CLI
+It starts a live server (`python -m vouchsim.server serve`, SQLite in a temp dir by default), enrols a companion,
+gets an access token once through the real pairing flow (registration, PKCE, the pairing page, the companion's CLI
 scanning the QR, the code typed in, the code exchanged), opens an MCP session with plain httpx JSON-RPC, then:
 
 1. latency: `--delegations` times, one at a time, a `tools/call delegation_request` waiting for approval (JSON
@@ -38,9 +38,6 @@ from typing import Any
 
 import httpx
 
-from companion.core.client import DeviceApiClient
-from companion.core.errors import CompanionError
-from companion.core.schemas import Delegation
 from e2e.harness import (
     HTTP_TIMEOUT,
     Browser,
@@ -54,6 +51,9 @@ from e2e.harness import (
     query_of,
     register_client,
 )
+from vouchsim.companion.core.client import DeviceApiClient
+from vouchsim.companion.core.errors import CompanionError
+from vouchsim.companion.core.schemas import Delegation
 
 AUDIENCE = "aud_test_payments"
 SCOPES = ["payments.identity", "payments.prepare"]

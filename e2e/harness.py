@@ -1,6 +1,6 @@
 """The e2e harness: a live server process, the companion's real CLI, and a headless browser, all over HTTP.
 
-Nothing here imports the server: it runs as `python -m server serve` and is reached only through its port.
+Nothing here imports the server: it runs as `python -m vouchsim.server serve` and is reached only through its port.
 The companion is driven through its CLI in a subprocess (as a person or a script would use it), with its
 `DeviceApiClient` used in-process only to look at what the server says about the device.
 """
@@ -21,12 +21,12 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import anyio
 import httpx
 
-from companion.core.client import DeviceApiClient
-from companion.core.keystore import Keystore
-from companion.demo.server import DemoServer, ServerStartError
-from companion.demo.server import clean_environment as clean_environment  # the e2e tests' too
-from companion.demo.server import free_port as free_port
-from companion.testing.browser import PageParser
+from vouchsim.companion.core.client import DeviceApiClient
+from vouchsim.companion.core.keystore import Keystore
+from vouchsim.companion.demo.server import DemoServer, ServerStartError
+from vouchsim.companion.demo.server import clean_environment as clean_environment  # the e2e tests' too
+from vouchsim.companion.demo.server import free_port as free_port
+from vouchsim.companion.testing.browser import PageParser
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 60.0  # seconds for one companion CLI command
@@ -96,7 +96,7 @@ class ServerFailed(AssertionError):
 
 
 class LiveServer(DemoServer):
-    """One `python -m server serve` process on 127.0.0.1 (the demo's process handling: start, /healthz, stop),
+    """One `python -m vouchsim.server serve` process on 127.0.0.1 (the demo's process handling: start, /healthz, stop),
     logging to a file that the suite checks for tracebacks and 5xx answers."""
 
     def __init__(self, database_url: str, log_path: Path, env: Mapping[str, str] | None = None) -> None:
@@ -298,8 +298,8 @@ class CommandResult:
 
 
 async def run_companion(*args: str | Path) -> CommandResult:
-    """`python -m companion ARGS` in a subprocess, without blocking the event loop."""
-    command = [sys.executable, "-m", "companion", *map(str, args)]
+    """`python -m vouchsim.companion ARGS` in a subprocess, without blocking the event loop."""
+    command = [sys.executable, "-m", "vouchsim.companion", *map(str, args)]
     with anyio.fail_after(COMMAND_TIMEOUT):
         done = await anyio.run_process(command, check=False, cwd=REPO, env=clean_environment())
     return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())

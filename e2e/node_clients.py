@@ -213,7 +213,7 @@ async def approving(companion: Companion) -> AsyncIterator[list[str]]:
     decision is made or never will be) it gets DECISION_GRACE seconds to exit, then it is killed. The yielded
     list is filled with its output lines then, whatever happened."""
     command = [
-        *(sys.executable, "-m", "companion", "watch", "--approve-all", "--once"),
+        *(sys.executable, "-m", "vouchsim.companion", "watch", "--approve-all", "--once"),
         *("--timeout", str(WATCH_TIMEOUT), "--state", str(companion.state_dir)),
     ]
     process = await anyio.open_process(

@@ -32,7 +32,6 @@ import pytest
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from companion.core.qr import decode_qr_file
 from e2e.chromium import Tabs, chromium_fixture, chromium_tabs_fixture  # noqa: F401  (the fixtures)
 from e2e.harness import (
     Companion,
@@ -44,6 +43,7 @@ from e2e.harness import (
     query_of,
     register_client,
 )
+from vouchsim.companion.core.qr import decode_qr_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

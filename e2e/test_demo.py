@@ -17,13 +17,13 @@ from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Input
 
-from companion.core.config import CompanionConfig
-from companion.demo.app import DEMO_PIN, DemoApp, enrol_demo_device
-from companion.demo.server import DemoServer
-from companion.screens.delegation import DelegationConfirmScreen
-from companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
-from companion.widgets.delegation_card import DelegationCard
 from e2e.harness import REPO, clean_environment
+from vouchsim.companion.core.config import CompanionConfig
+from vouchsim.companion.demo.app import DEMO_PIN, DemoApp, enrol_demo_device
+from vouchsim.companion.demo.server import DemoServer
+from vouchsim.companion.screens.delegation import DelegationConfirmScreen
+from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.widgets.delegation_card import DelegationCard
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def port_is_open(port: int) -> bool:
 @pytest.mark.requirement("DEMO-AUTO")
 def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "companion", "demo", "--auto", "--headless"],
+        [sys.executable, "-m", "vouchsim.companion", "demo", "--auto", "--headless"],
         cwd=REPO,
         env=clean_environment(),
         stdin=subprocess.DEVNULL,

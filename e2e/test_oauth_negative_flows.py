@@ -15,7 +15,6 @@ import anyio
 import httpx
 import pytest
 
-from companion.core.errors import PairingClosedError
 from e2e.harness import (
     HTTP_TIMEOUT,
     Browser,
@@ -33,6 +32,7 @@ from e2e.harness import (
     run_companion,
     www_authenticate,
 )
+from vouchsim.companion.core.errors import PairingClosedError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

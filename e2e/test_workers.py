@@ -77,7 +77,7 @@ async def test_waiting_calls_are_woken_whichever_worker_holds_them(
 @pytest.mark.requirement("SERVE-WORKERS")
 def test_more_than_one_worker_on_sqlite_is_refused(tmp_path: Path) -> None:
     database = f"sqlite+aiosqlite:///{tmp_path / 'vouchsim.db'}"
-    command = [sys.executable, "-m", "server", "serve", "--workers", "2", "--database-url", database]
+    command = [sys.executable, "-m", "vouchsim.server", "serve", "--workers", "2", "--database-url", database]
     done = subprocess.run(
         [*command, "--port", str(free_port())],
         cwd=REPO,

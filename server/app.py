@@ -18,22 +18,22 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.core.clock import Clock, SystemClock
-from server.core.crypto import random_token
-from server.core.runtime import Runtime
-from server.delegation.audiences import AudienceRegistry
-from server.delegation.service import DelegationService
-from server.delegation.tokens import SigningKeyStore
-from server.device.routes import device_router
-from server.mcp.routes import mcp_routes
-from server.mcp.transport import McpServer
-from server.oauth.routes import TEMPLATES, oauth_routes
-from server.settings import Settings, settings_from_environment
-from server.storage.engine import create_engine, create_sessionmaker
-from server.storage.events import EventBus
-from server.storage.migrate import upgrade
-from server.storage.repositories.keys import get_or_create_key
-from server.storage.session import own_transactions
+from vouchsim.server.core.clock import Clock, SystemClock
+from vouchsim.server.core.crypto import random_token
+from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.delegation.audiences import AudienceRegistry
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.tokens import SigningKeyStore
+from vouchsim.server.device.routes import device_router
+from vouchsim.server.mcp.routes import mcp_routes
+from vouchsim.server.mcp.transport import McpServer
+from vouchsim.server.oauth.routes import TEMPLATES, oauth_routes
+from vouchsim.server.settings import Settings, settings_from_environment
+from vouchsim.server.storage.engine import create_engine, create_sessionmaker
+from vouchsim.server.storage.events import EventBus
+from vouchsim.server.storage.migrate import upgrade
+from vouchsim.server.storage.repositories.keys import get_or_create_key
+from vouchsim.server.storage.session import own_transactions
 
 log = logging.getLogger("vouchsim")
 

@@ -1,6 +1,6 @@
 """`vouchsim`: the one command. `serve` runs the server; `companion …` hands over to the companion's own CLI.
 
-The companion runs as its own process (`python -m companion`) so the two halves never import each other:
+The companion runs as its own process (`python -m vouchsim.companion`) so the two halves never import each other:
 they meet only over HTTP, as a real phone and server do.
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from server.settings import DEFAULT_PORT, Settings, settings_environment, settings_from_environment
+from vouchsim.server.settings import DEFAULT_PORT, Settings, settings_environment, settings_from_environment
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,7 +64,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    from server.delegation.audiences import AudienceFileError, AudienceRegistry
+    from vouchsim.server.delegation.audiences import AudienceFileError, AudienceRegistry
 
     try:
         audiences = AudienceRegistry.from_settings(settings)  # a bad file stops the command before anything runs
@@ -90,7 +90,7 @@ def serve(settings: Settings) -> None:
     # from inside the server's start-up (which then finds nothing left to migrate).
     migrate(settings, quiet=True)
     if settings.workers == 1:
-        from server.app import create_app
+        from vouchsim.server.app import create_app
 
         uvicorn.run(create_app(settings, audiences=audiences), **options)
         return
@@ -98,11 +98,11 @@ def serve(settings: Settings) -> None:
     # settings.
     print(f"  workers: {settings.workers}", flush=True)
     os.environ.update(settings_environment(settings))
-    uvicorn.run("server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
+    uvicorn.run("vouchsim.server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
 
 
 def migrate(settings: Settings, *, quiet: bool = False) -> None:
-    from server.storage.migrate import DatabaseUnavailable, upgrade_database
+    from vouchsim.server.storage.migrate import DatabaseUnavailable, upgrade_database
 
     try:
         asyncio.run(upgrade_database(settings.database_url))
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "companion":
         # Replace this process: exit codes, signals and the terminal pass straight through.
-        os.execv(sys.executable, [sys.executable, "-m", "companion", *argv[1:]])  # noqa: S606
+        os.execv(sys.executable, [sys.executable, "-m", "vouchsim.companion", *argv[1:]])  # noqa: S606
     args = build_parser().parse_args(argv)
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

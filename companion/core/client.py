@@ -17,9 +17,9 @@ import httpx
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from companion.core import decisions
-from companion.core.decisions import Decision, SignedDecision
-from companion.core.errors import (
+from vouchsim.companion.core import decisions
+from vouchsim.companion.core.decisions import Decision, SignedDecision
+from vouchsim.companion.core.errors import (
     CompanionError,
     DelegationNotFoundError,
     InvalidDeviceNameError,
@@ -29,7 +29,7 @@ from companion.core.errors import (
     UnexpectedResponseError,
     api_error,
 )
-from companion.core.keystore import (
+from vouchsim.companion.core.keystore import (
     DeviceIdentity,
     Enrolment,
     Keystore,
@@ -38,8 +38,8 @@ from companion.core.keystore import (
     public_key_b64url,
     public_key_bytes,
 )
-from companion.core.qr import parse_pairing_uri
-from companion.core.schemas import (
+from vouchsim.companion.core.qr import parse_pairing_uri
+from vouchsim.companion.core.schemas import (
     ClaimRequest,
     Connection,
     ConnectionList,
@@ -52,8 +52,8 @@ from companion.core.schemas import (
     PairingContext,
     PairingDecline,
 )
-from companion.core.signing import ENROLMENT_DEVICE_ID, Clock, RandomBytes, RequestSigner
-from companion.core.sse import parse_events
+from vouchsim.companion.core.signing import ENROLMENT_DEVICE_ID, Clock, RandomBytes, RequestSigner
+from vouchsim.companion.core.sse import parse_events
 
 T = TypeVar("T")
 

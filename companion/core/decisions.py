@@ -19,8 +19,8 @@ from typing import Final, Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from companion.core.schemas import DecisionRequest, Delegation
-from companion.core.signing import NONCE_BYTES, RandomBytes, b64url_encode
+from vouchsim.companion.core.schemas import DecisionRequest, Delegation
+from vouchsim.companion.core.signing import NONCE_BYTES, RandomBytes, b64url_encode
 
 STATEMENT_PREFIX: Final = b"vouchsim-delegation-decision-v1\n"
 

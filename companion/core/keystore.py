@@ -17,8 +17,8 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from companion.core.errors import KeystoreError, NotEnrolledError
-from companion.core.signing import b64url_encode
+from vouchsim.companion.core.errors import KeystoreError, NotEnrolledError
+from vouchsim.companion.core.signing import b64url_encode
 
 KEY_FILE = "device_key.pem"
 ENROLMENT_FILE = "enrolment.json"

@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from companion.core.errors import CompanionError, KeystoreError
+from vouchsim.companion.core.errors import CompanionError, KeystoreError
 
 PIN_FILE: Final = "pin.json"
 MIN_LENGTH: Final = 4

@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from pyzbar.pyzbar import ZBarSymbol
 from pyzbar.pyzbar import decode as zbar_decode
 
-from companion.core.errors import (
+from vouchsim.companion.core.errors import (
     ImageSourceError,
     IssuerMismatchError,
     NoQrCodeFoundError,

@@ -28,9 +28,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Final, Literal
 
-from companion.core.decisions import DECISIONS, Decision, checked_decision
-from companion.core.errors import RulesError
-from companion.core.schemas import Delegation
+from vouchsim.companion.core.decisions import DECISIONS, Decision, checked_decision
+from vouchsim.companion.core.errors import RulesError
+from vouchsim.companion.core.schemas import Delegation
 
 Default = Literal["ask", "deny", "leave"]
 DEFAULTS: Final[tuple[Default, ...]] = ("ask", "deny", "leave")

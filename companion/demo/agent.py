@@ -32,8 +32,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from companion.demo.server import free_port
-from companion.testing.browser import PageParser
+from vouchsim.companion.demo.server import free_port
+from vouchsim.companion.testing.browser import PageParser
 
 StepReporter = Callable[[str], None]
 CodeSource = Callable[[], Awaitable[str]]

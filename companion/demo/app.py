@@ -31,19 +31,19 @@ from textual.containers import Vertical
 from textual.widgets import Button, Input, RadioButton, RadioSet, RichLog, Static
 from textual.worker import Worker
 
-from companion.app import CompanionApp
-from companion.core.client import DeviceApiClient
-from companion.core.config import CompanionConfig
-from companion.core.keystore import Enrolment, Keystore
-from companion.core.pin import PinStore
-from companion.demo.agent import AgentResult, run_agent
-from companion.demo.server import DemoServer, ServerStartError, exit_on_termination
-from companion.messages import DecisionChosen
-from companion.screens.delegation import DelegationConfirmScreen
-from companion.screens.home import HomeScreen
-from companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
-from companion.screens.scan import PLACEHOLDERS, ScanView
-from companion.widgets.format import clean
+from vouchsim.companion.app import CompanionApp
+from vouchsim.companion.core.client import DeviceApiClient
+from vouchsim.companion.core.config import CompanionConfig
+from vouchsim.companion.core.keystore import Enrolment, Keystore
+from vouchsim.companion.core.pin import PinStore
+from vouchsim.companion.demo.agent import AgentResult, run_agent
+from vouchsim.companion.demo.server import DemoServer, ServerStartError, exit_on_termination
+from vouchsim.companion.messages import DecisionChosen
+from vouchsim.companion.screens.delegation import DelegationConfirmScreen
+from vouchsim.companion.screens.home import HomeScreen
+from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.scan import PLACEHOLDERS, ScanView
+from vouchsim.companion.widgets.format import clean
 
 DEMO_PIN: Final = "0000"
 DEVICE_NAME: Final = "Vouchsim demo phone"

@@ -1,4 +1,4 @@
-"""The demo's server: `python -m server serve` on a free loopback port and an SQLite file in the demo's
+"""The demo's server: `python -m vouchsim.server serve` on a free loopback port and an SQLite file in the demo's
 state directory, logging to a file there. Started before the TUI, stopped after it, always.
 
 Stopping is guarded three ways so no server outlives the demo: `stop()` in the runner's `finally`, an
@@ -84,7 +84,7 @@ class DemoServer:
 
     def start(self) -> DemoServer:
         """Start the process and wait until it answers /healthz; ServerStartError (after stopping it) if not."""
-        command = [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "vouchsim.server", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--database-url", self.database_url, "--log-level", "info"]
         atexit.register(self.stop)
         # PR_SET_PDEATHSIG fires when the thread that forked exits: only tie it to the main thread.

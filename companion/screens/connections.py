@@ -11,10 +11,10 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
-from companion.core.schemas import Connection
-from companion.core.signing import Clock
-from companion.messages import UnpairChosen
-from companion.widgets.format import ago, clean, clean_list, fit, short_instant
+from vouchsim.companion.core.schemas import Connection
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.messages import UnpairChosen
+from vouchsim.companion.widgets.format import ago, clean, clean_list, fit, short_instant
 
 CLIENT, SCOPES, PAIRED, USED, STATUS = 22, 22, 12, 11, 21
 COLUMNS = (("Client", CLIENT), ("Scopes", SCOPES), ("Paired (UTC)", PAIRED), ("Last used", USED), ("Status", STATUS))

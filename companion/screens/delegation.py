@@ -11,13 +11,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 from textual.widgets.button import ButtonVariant
 
-from companion.core.decisions import SignedDecision
-from companion.core.keystore import Enrolment
-from companion.core.schemas import Delegation
-from companion.core.signing import Clock
-from companion.widgets.countdown import Countdown
-from companion.widgets.field_row import FieldRow
-from companion.widgets.format import clean, clean_list
+from vouchsim.companion.core.decisions import SignedDecision
+from vouchsim.companion.core.keystore import Enrolment
+from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.widgets.countdown import Countdown
+from vouchsim.companion.widgets.field_row import FieldRow
+from vouchsim.companion.widgets.format import clean, clean_list
 
 VERBS: dict[str, tuple[str, str, ButtonVariant]] = {
     "approve": ("Approve", "Sign and approve", "success"),

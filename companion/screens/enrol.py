@@ -15,12 +15,12 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from companion.core.client import MAX_NAME_LENGTH
-from companion.core.config import ConfigError, normalize_server_url
-from companion.core.keystore import Enrolment
-from companion.core.pin import MAX_LENGTH, MIN_LENGTH, InvalidPinError, check_pin
-from companion.messages import EnrolmentFinished, EnrolmentSubmitted, PinChosen
-from companion.widgets.format import clean
+from vouchsim.companion.core.client import MAX_NAME_LENGTH
+from vouchsim.companion.core.config import ConfigError, normalize_server_url
+from vouchsim.companion.core.keystore import Enrolment
+from vouchsim.companion.core.pin import MAX_LENGTH, MIN_LENGTH, InvalidPinError, check_pin
+from vouchsim.companion.messages import EnrolmentFinished, EnrolmentSubmitted, PinChosen
+from vouchsim.companion.widgets.format import clean
 
 INTRO = (
     "This app acts as your trusted phone. Enrolling creates a key on this computer and registers its "

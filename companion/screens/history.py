@@ -9,9 +9,9 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
-from companion.core.schemas import Delegation
-from companion.messages import RevokeChosen
-from companion.widgets.format import clean, clean_list, fit, short_instant
+from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.messages import RevokeChosen
+from vouchsim.companion.widgets.format import clean, clean_list, fit, short_instant
 
 STATUS_STYLES = {
     "approved": "bold green",

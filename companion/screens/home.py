@@ -16,14 +16,14 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from companion.core.schemas import Connection, Delegation
-from companion.core.signing import Clock
-from companion.messages import View, ViewShown
-from companion.screens.connections import ConnectionsView
-from companion.screens.history import HistoryView
-from companion.screens.inbox import InboxView
-from companion.screens.scan import ScanStatus, ScanView
-from companion.widgets.status_bar import Link, StatusBar
+from vouchsim.companion.core.schemas import Connection, Delegation
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.messages import View, ViewShown
+from vouchsim.companion.screens.connections import ConnectionsView
+from vouchsim.companion.screens.history import HistoryView
+from vouchsim.companion.screens.inbox import InboxView
+from vouchsim.companion.screens.scan import ScanStatus, ScanView
+from vouchsim.companion.widgets.status_bar import Link, StatusBar
 
 VIEWS: tuple[View, ...] = ("inbox", "history", "connections", "scan")
 

@@ -7,9 +7,9 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from companion.core.schemas import Delegation
-from companion.core.signing import Clock
-from companion.widgets.delegation_card import DelegationCard
+from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.widgets.delegation_card import DelegationCard
 
 EMPTY = (
     "No requests waiting.\n\n"

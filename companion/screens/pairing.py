@@ -18,14 +18,14 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from companion.core.errors import CompanionError
-from companion.core.pin import PinStore
-from companion.core.schemas import PairingApproval, PairingContext
-from companion.core.signing import Clock
-from companion.widgets.countdown import Countdown
-from companion.widgets.field_row import FieldRow
-from companion.widgets.format import clean, clean_list, instant
-from companion.widgets.pairing_code import PairingCode
+from vouchsim.companion.core.errors import CompanionError
+from vouchsim.companion.core.pin import PinStore
+from vouchsim.companion.core.schemas import PairingApproval, PairingContext
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.widgets.countdown import Countdown
+from vouchsim.companion.widgets.field_row import FieldRow
+from vouchsim.companion.widgets.format import clean, clean_list, instant
+from vouchsim.companion.widgets.pairing_code import PairingCode
 
 MAX_PIN_ATTEMPTS: Final = 3
 

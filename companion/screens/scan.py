@@ -18,11 +18,11 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 
-from companion.camera import FolderWatch, ImageFile, source_from_text
-from companion.core.errors import CompanionError, ImageSourceError
-from companion.messages import ScanSubmitted
-from companion.widgets.format import clean
-from companion.widgets.path_suggester import PathSuggester
+from vouchsim.companion.camera import FolderWatch, ImageFile, source_from_text
+from vouchsim.companion.core.errors import CompanionError, ImageSourceError
+from vouchsim.companion.messages import ScanSubmitted
+from vouchsim.companion.widgets.format import clean
+from vouchsim.companion.widgets.path_suggester import PathSuggester
 
 Mode = Literal["file", "url", "folder"]
 ScanKind = Literal["idle", "working", "done", "error"]

@@ -4,8 +4,8 @@ point as `vouchsim`). Nothing here imports the server: it runs as a subprocess a
 
 from __future__ import annotations
 
-from companion.testing.browser import AuthorizationPage, AuthorizationPageError
-from companion.testing.device import TrustedDevice
-from companion.testing.server import ServerStartError, VouchsimServer
+from vouchsim.companion.testing.browser import AuthorizationPage, AuthorizationPageError
+from vouchsim.companion.testing.device import TrustedDevice
+from vouchsim.companion.testing.server import ServerStartError, VouchsimServer
 
 __all__ = ["AuthorizationPage", "AuthorizationPageError", "ServerStartError", "TrustedDevice", "VouchsimServer"]

@@ -16,9 +16,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from companion.core.client import DeviceApiClient
-from companion.core.errors import CompanionError
-from companion.core.qr import decode_qr
+from vouchsim.companion.core.client import DeviceApiClient
+from vouchsim.companion.core.errors import CompanionError
+from vouchsim.companion.core.qr import decode_qr
 
 HTTP_TIMEOUT: Final = 30.0
 MAX_REDIRECTS: Final = 10

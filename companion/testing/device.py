@@ -16,13 +16,13 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 
-from companion.core.client import DeviceApiClient
-from companion.core.decisions import Decision
-from companion.core.errors import DelegationClosedError, DelegationNotFoundError
-from companion.core.keystore import Keystore
-from companion.core.rules import RuleSet, evaluate, load_rules
-from companion.core.schemas import Delegation
-from companion.testing.browser import AuthorizationPage
+from vouchsim.companion.core.client import DeviceApiClient
+from vouchsim.companion.core.decisions import Decision
+from vouchsim.companion.core.errors import DelegationClosedError, DelegationNotFoundError
+from vouchsim.companion.core.keystore import Keystore
+from vouchsim.companion.core.rules import RuleSet, evaluate, load_rules
+from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.testing.browser import AuthorizationPage
 
 T = TypeVar("T")
 AutoMode = Literal["approve-all", "deny-all"] | RuleSet | Path

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 if TYPE_CHECKING:
-    from companion.testing.device import TrustedDevice
+    from vouchsim.companion.testing.device import TrustedDevice
 
 SERVER_URL_VARIABLE = "VOUCHSIM_TEST_SERVER_URL"
 
@@ -52,7 +52,7 @@ def vouchsim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     if existing:
         yield RunningServer(existing)
         return
-    from companion.testing.server import VouchsimServer
+    from vouchsim.companion.testing.server import VouchsimServer
 
     server = VouchsimServer(tmp_path_factory.mktemp("vouchsim-server")).start()
     try:
@@ -64,7 +64,7 @@ def vouchsim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 @pytest.fixture
 def vouchsim_device(vouchsim_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrustedDevice]:
     """A trusted device freshly enrolled with `vouchsim_server`; closed (and `auto()` stopped) afterwards."""
-    from companion.testing.device import TrustedDevice
+    from vouchsim.companion.testing.device import TrustedDevice
 
     device = TrustedDevice.enrol(tmp_path_factory.mktemp("vouchsim-device"), vouchsim_server.base_url)
     try:

@@ -1,4 +1,4 @@
-"""A throwaway Vouchsim server for tests: `python -m server serve` on a free loopback port with SQLite in a
+"""A throwaway Vouchsim server for tests: `python -m vouchsim.server serve` on a free loopback port with SQLite in a
 temporary directory, ready once /healthz answers. The process handling is the demo's (`DemoServer`); this
 adds the temporary directory, the MCP URL, and a context manager."""
 
@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from companion.demo.server import DemoServer, ServerStartError, free_port
+from vouchsim.companion.demo.server import DemoServer, ServerStartError, free_port
 
 __all__ = ["ServerStartError", "VouchsimServer", "free_port"]
 

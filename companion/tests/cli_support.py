@@ -12,7 +12,7 @@ from typing import TextIO
 
 import httpx
 
-from companion.cli import main
+from vouchsim.companion.cli import main
 
 
 class TtyInput(io.StringIO):

@@ -28,8 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from PIL import Image
 
-from companion.core.keystore import Enrolment, public_key_bytes
-from companion.core.schemas import Delegation
+from vouchsim.companion.core.keystore import Enrolment, public_key_bytes
+from vouchsim.companion.core.schemas import Delegation
 
 ISSUER = "http://127.0.0.1:8741"
 NOW = 1_795_000_000  # 2026-11-18, an arbitrary fixed instant

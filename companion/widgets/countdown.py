@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from textual.message import Message
 from textual.widgets import Static
 
-from companion.core.signing import Clock
-from companion.widgets.format import countdown
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.widgets.format import countdown
 
 URGENT_SECONDS = 60
 

@@ -9,13 +9,13 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Button, Static
 
-from companion.core.decisions import Decision
-from companion.core.schemas import Delegation
-from companion.core.signing import Clock
-from companion.messages import DecisionChosen, DelegationLapsed
-from companion.widgets.countdown import Countdown
-from companion.widgets.field_row import FieldRow
-from companion.widgets.format import clean, clean_list
+from vouchsim.companion.core.decisions import Decision
+from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.messages import DecisionChosen, DelegationLapsed
+from vouchsim.companion.widgets.countdown import Countdown
+from vouchsim.companion.widgets.field_row import FieldRow
+from vouchsim.companion.widgets.format import clean, clean_list
 
 
 class DelegationCard(Vertical, can_focus=True):

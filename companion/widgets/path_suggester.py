@@ -11,7 +11,7 @@ from pathlib import Path
 
 from textual.suggester import Suggester
 
-from companion.camera import IMAGE_SUFFIXES
+from vouchsim.companion.camera import IMAGE_SUFFIXES
 
 
 class PathSuggester(Suggester):

@@ -19,9 +19,9 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # the repository, for e2e/ (not an installed package)
 
-from companion.testing import VouchsimServer  # noqa: E402
 from e2e.chromium import launch_chromium  # noqa: E402
 from e2e.harness import Pkce, authorization_url, register_client  # noqa: E402
+from vouchsim.companion.testing import VouchsimServer  # noqa: E402
 
 CLIENT_NAME = "Example MCP agent"
 SHOTS: dict[str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ import re
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from server.core.crypto import b64url, b64url_decode
+from vouchsim.server.core.crypto import b64url, b64url_decode
 
 _B64URL_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.core.clock import Clock
-from server.settings import Settings
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import msgspec
 
-from server.settings import Settings
+from vouchsim.server.settings import Settings
 
 # fixtures/audiences.json: the wheel carries a copy beside this module (pyproject.toml, force-include); a
 # checkout reads the original.

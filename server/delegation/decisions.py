@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import re
 
-from server.core.clock import isoformat
-from server.core.crypto import b64url_decode
-from server.core.ed25519 import load_public_key, signature_matches
-from server.delegation.errors import InvalidDecision
-from server.delegation.states import DelegationEvent
-from server.storage.models import Delegation
+from vouchsim.server.core.clock import isoformat
+from vouchsim.server.core.crypto import b64url_decode
+from vouchsim.server.core.ed25519 import load_public_key, signature_matches
+from vouchsim.server.delegation.errors import InvalidDecision
+from vouchsim.server.delegation.states import DelegationEvent
+from vouchsim.server.storage.models import Delegation
 
 STATEMENT_VERSION = "vouchsim-delegation-decision-v1"
 DECISIONS = {"approve": DelegationEvent.APPROVE, "deny": DelegationEvent.DENY}

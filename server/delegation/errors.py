@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.core.errors import VouchsimError
+from vouchsim.server.core.errors import VouchsimError
 
 
 class DelegationNotFound(VouchsimError):

@@ -24,12 +24,12 @@ from typing import Any
 
 import anyio
 
-from server.core.clock import Clock
-from server.core.crypto import new_id
-from server.delegation import decisions
-from server.delegation.audiences import Audience, AudienceRegistry
-from server.delegation.binding import binding_message
-from server.delegation.errors import (
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import new_id
+from vouchsim.server.delegation import decisions
+from vouchsim.server.delegation.audiences import Audience, AudienceRegistry
+from vouchsim.server.delegation.binding import binding_message
+from vouchsim.server.delegation.errors import (
     DelegationClosed,
     DelegationNotFound,
     InvalidDecision,
@@ -37,15 +37,21 @@ from server.delegation.errors import (
     ScopeNotAllowed,
     UnknownAudience,
 )
-from server.delegation.schemas import DelegationView, IssuedToken
-from server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
-from server.delegation.tokens import SigningKeyStore, delegation_claims, mint, pairwise_subject, verified_claims
-from server.settings import Settings
-from server.storage.events import EventBus, detail_of, with_detail
-from server.storage.models import Delegation
-from server.storage.repositories.delegations import DelegationRepository, DelegationRow
-from server.storage.repositories.signing_keys import SigningKeyRepository
-from server.storage.session import DbSession, Transactions, shared_transaction
+from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
+from vouchsim.server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
+from vouchsim.server.delegation.tokens import (
+    SigningKeyStore,
+    delegation_claims,
+    mint,
+    pairwise_subject,
+    verified_claims,
+)
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.events import EventBus, detail_of, with_detail
+from vouchsim.server.storage.models import Delegation
+from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow
+from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
+from vouchsim.server.storage.session import DbSession, Transactions, shared_transaction
 
 __all__ = ["DelegationService", "DelegationView", "IssuedToken"]
 

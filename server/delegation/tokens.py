@@ -24,11 +24,11 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
-from server.core.clock import Clock
-from server.core.crypto import b64url, keyed_hash, seal, unseal
-from server.settings import Settings
-from server.storage.models import SigningKey
-from server.storage.repositories.signing_keys import SigningKeyRepository
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import b64url, keyed_hash, seal, unseal
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import SigningKey
+from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
 
 log = logging.getLogger("vouchsim.delegation")
 

@@ -18,12 +18,12 @@ import msgspec
 from cryptography.exceptions import InvalidSignature as _BadSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from server.core.clock import Clock
-from server.core.crypto import b64url_decode
-from server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
-from server.device.errors import InvalidSignature
-from server.settings import Settings
-from server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import b64url_decode
+from vouchsim.server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
+from vouchsim.server.device.errors import InvalidSignature
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 SIGNATURE_VERSION = "vouchsim-device-v1"
 ENROLMENT_DEVICE_ID = "new"  # the Vouch-Device-Id of POST /device/enrol, before an id exists

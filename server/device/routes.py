@@ -21,27 +21,27 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from server.core.errors import VouchsimError
-from server.core.issuer import derive_issuer
-from server.core.runtime import Runtime
-from server.delegation.errors import DelegationClosed
-from server.delegation.schemas import DelegationList
-from server.delegation.service import DelegationService
-from server.device.auth import (
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.core.issuer import derive_issuer
+from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.delegation.errors import DelegationClosed
+from vouchsim.server.delegation.schemas import DelegationList
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.device.auth import (
     AuthenticatedDevice,
     DeviceAuthenticator,
     SignedRequest,
     load_public_key,
     parse_signed_request,
 )
-from server.device.errors import InvalidRequest
-from server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
-from server.device.service import DeviceService
-from server.pairing.service import PairingService
-from server.storage.repositories.connections import ConnectionRepository
-from server.storage.repositories.devices import DeviceRepository
-from server.storage.repositories.pairings import PairingRepository
-from server.storage.session import DbSession
+from vouchsim.server.device.errors import InvalidRequest
+from vouchsim.server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
+from vouchsim.server.device.service import DeviceService
+from vouchsim.server.pairing.service import PairingService
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.storage.repositories.pairings import PairingRepository
+from vouchsim.server.storage.session import DbSession
 
 T = TypeVar("T", bound=msgspec.Struct)
 _NO_STORE = {"Cache-Control": "no-store"}

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import unicodedata
 
-from server.core.clock import Clock
-from server.core.crypto import new_id
-from server.device.auth import fingerprint
-from server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
-from server.device.schemas import MAX_NAME_LENGTH, ConnectionList, ConnectionView, DeviceInfo
-from server.storage.models import Device, RuntimeConnection
-from server.storage.repositories.connections import ConnectionRepository
-from server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import new_id
+from vouchsim.server.device.auth import fingerprint
+from vouchsim.server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
+from vouchsim.server.device.schemas import MAX_NAME_LENGTH, ConnectionList, ConnectionView, DeviceInfo
+from vouchsim.server.storage.models import Device, RuntimeConnection
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 
 def checked_name(name: str) -> str:

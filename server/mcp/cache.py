@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from server.core.clock import Clock
-from server.mcp.sessions import SessionView
-from server.oauth.bearer import AccessGrant
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.mcp.sessions import SessionView
+from vouchsim.server.oauth.bearer import AccessGrant
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.core.errors import VouchsimError
+from vouchsim.server.core.errors import VouchsimError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

@@ -11,7 +11,7 @@ from typing import Any, Final, TypeGuard
 
 import msgspec
 
-from server.mcp.errors import InvalidRequest, ParseError
+from vouchsim.server.mcp.errors import InvalidRequest, ParseError
 
 VERSION: Final = "2.0"
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import msgspec
 
-from server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
+from vouchsim.server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
 
 LATEST: Final = "2025-11-25"
 SUPPORTED: Final = ("2025-11-25", "2025-06-18", "2025-03-26")

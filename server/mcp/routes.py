@@ -18,8 +18,8 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
-from server.mcp import jsonrpc
-from server.mcp.errors import (
+from vouchsim.server.mcp import jsonrpc
+from vouchsim.server.mcp.errors import (
     TRANSPORT_ERROR,
     UNAUTHORIZED,
     BodyTooLarge,
@@ -28,10 +28,10 @@ from server.mcp.errors import (
     ScopeRequired,
     ServiceUnavailable,
 )
-from server.mcp.transport import Incoming, McpServer, Outcome, Reply, accepts_event_stream
-from server.oauth import scopes
-from server.oauth.bearer import BearerError, InsufficientScope, challenge
-from server.oauth.routes import issuer_of
+from vouchsim.server.mcp.transport import Incoming, McpServer, Outcome, Reply, accepts_event_stream
+from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth.bearer import BearerError, InsufficientScope, challenge
+from vouchsim.server.oauth.routes import issuer_of
 
 log = logging.getLogger("vouchsim.mcp")
 

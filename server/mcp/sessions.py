@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from server.core.clock import Clock, as_utc
-from server.core.crypto import hash_secret, random_token
-from server.mcp.errors import SessionNotFound
-from server.oauth.bearer import AccessGrant
-from server.settings import Settings
-from server.storage.models import McpSession
-from server.storage.repositories.mcp_sessions import McpSessionRepository
+from vouchsim.server.core.clock import Clock, as_utc
+from vouchsim.server.core.crypto import hash_secret, random_token
+from vouchsim.server.mcp.errors import SessionNotFound
+from vouchsim.server.oauth.bearer import AccessGrant
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import McpSession
+from vouchsim.server.storage.repositories.mcp_sessions import McpSessionRepository
 
 MAX_SESSION_ID_LENGTH = 128
 _TOUCH_EVERY = timedelta(seconds=60)

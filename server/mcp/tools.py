@@ -20,18 +20,18 @@ from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
-from server.core.clock import isoformat
-from server.core.crypto import keyed_hash
-from server.core.errors import VouchsimError
-from server.delegation.schemas import DelegationView, IssuedToken
-from server.delegation.service import PURPOSE_MAX_LENGTH, DelegationService
-from server.delegation.states import DelegationStatus
-from server.mcp.errors import InvalidParams
-from server.mcp.protocol import has_structured_output
-from server.oauth import scopes
-from server.oauth.bearer import AccessGrant
-from server.storage.repositories.clients import ClientRepository
-from server.storage.session import Transactions
+from vouchsim.server.core.clock import isoformat
+from vouchsim.server.core.crypto import keyed_hash
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
+from vouchsim.server.delegation.service import PURPOSE_MAX_LENGTH, DelegationService
+from vouchsim.server.delegation.states import DelegationStatus
+from vouchsim.server.mcp.errors import InvalidParams
+from vouchsim.server.mcp.protocol import has_structured_output
+from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth.bearer import AccessGrant
+from vouchsim.server.storage.repositories.clients import ClientRepository
+from vouchsim.server.storage.session import Transactions
 
 # How long a call waits for the device's decision: about 45 s by default and never more than 50 s, so a
 # client with a 60-second request timeout always gets an answer (`pending` and a poll interval, at worst).

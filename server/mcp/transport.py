@@ -26,13 +26,13 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from server.core.crypto import hash_secret
-from server.core.issuer import resource_url
-from server.core.runtime import Runtime
-from server.delegation.service import DelegationService
-from server.mcp import jsonrpc, protocol
-from server.mcp.cache import McpCache
-from server.mcp.errors import (
+from vouchsim.server.core.crypto import hash_secret
+from vouchsim.server.core.issuer import resource_url
+from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.mcp import jsonrpc, protocol
+from vouchsim.server.mcp.cache import McpCache
+from vouchsim.server.mcp.errors import (
     ForbiddenOrigin,
     InternalError,
     InvalidParams,
@@ -43,14 +43,14 @@ from server.mcp.errors import (
     SessionNotFound,
     SessionRequired,
 )
-from server.mcp.sessions import McpSessions, SessionView, check_binding, needs_touch, session_key
-from server.mcp.tools import Tool, ToolContext, ToolResult, tool_named, visible_tools
-from server.oauth import scopes
-from server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
-from server.storage.events import EventBus
-from server.storage.repositories.mcp_sessions import McpSessionRepository
-from server.storage.repositories.tokens import TokenRepository
-from server.storage.session import DbSession, SessionFactory, own_transactions
+from vouchsim.server.mcp.sessions import McpSessions, SessionView, check_binding, needs_touch, session_key
+from vouchsim.server.mcp.tools import Tool, ToolContext, ToolResult, tool_named, visible_tools
+from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
+from vouchsim.server.storage.events import EventBus
+from vouchsim.server.storage.repositories.mcp_sessions import McpSessionRepository
+from vouchsim.server.storage.repositories.tokens import TokenRepository
+from vouchsim.server.storage.session import DbSession, SessionFactory, own_transactions
 
 log = logging.getLogger("vouchsim.mcp")
 

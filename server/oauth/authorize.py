@@ -16,16 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from server.core.clock import Clock
-from server.core.crypto import constant_time_equals, hash_secret, keyed_hash, new_id, random_token
-from server.core.errors import VouchsimError
-from server.oauth import scopes
-from server.pairing.service import PairingService, PairingView
-from server.settings import Settings
-from server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
-from server.storage.repositories.authorizations import AuthorizationRepository
-from server.storage.repositories.connections import ConnectionRepository
-from server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import constant_time_equals, hash_secret, keyed_hash, new_id, random_token
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.oauth import scopes
+from vouchsim.server.pairing.service import PairingService, PairingView
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
+from vouchsim.server.storage.repositories.authorizations import AuthorizationRepository
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 
 class AuthorizationRequestGone(VouchsimError):

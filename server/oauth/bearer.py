@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from server.core.clock import Clock
-from server.core.crypto import hash_secret
-from server.core.errors import VouchsimError
-from server.oauth import scopes
-from server.storage.repositories.tokens import TokenRepository
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import hash_secret
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.oauth import scopes
+from vouchsim.server.storage.repositories.tokens import TokenRepository
 
 
 class BearerError(VouchsimError):

@@ -35,13 +35,13 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from server.core.crypto import random_token
-from server.core.issuer import resource_url
-from server.delegation.service import DelegationService
-from server.oauth import scopes
-from server.oauth.store import OAuthStore
-from server.oauth.views import ClientView, CodeView, TokenView, UserView
-from server.settings import Settings
+from vouchsim.server.core.crypto import random_token
+from vouchsim.server.core.issuer import resource_url
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth.store import OAuthStore
+from vouchsim.server.oauth.views import ClientView, CodeView, TokenView, UserView
+from vouchsim.server.settings import Settings
 
 T = TypeVar("T")
 ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.core.issuer import resource_url
-from server.oauth import scopes
+from vouchsim.server.core.issuer import resource_url
+from vouchsim.server.oauth import scopes
 
 AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post"]
 GRANT_TYPES = ["authorization_code", "refresh_token"]

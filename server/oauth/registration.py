@@ -17,11 +17,11 @@ from authlib.oauth2.rfc7591 import (
     InvalidRedirectURIError,
 )
 
-from server.core.crypto import new_id, random_token
-from server.oauth import redirects, scopes
-from server.oauth.engine import _bridge
-from server.oauth.errors import safe_description
-from server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
+from vouchsim.server.core.crypto import new_id, random_token
+from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.engine import _bridge
+from vouchsim.server.oauth.errors import safe_description
+from vouchsim.server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
 
 DEFAULT_GRANT_TYPES = ["authorization_code", "refresh_token"]
 

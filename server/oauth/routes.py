@@ -22,32 +22,32 @@ from litestar.params import FromPath
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 
-from server.core.errors import VouchsimError
-from server.core.issuer import derive_issuer, is_secure, resource_url
-from server.core.runtime import Runtime
-from server.delegation.service import DelegationService
-from server.oauth import redirects, scopes
-from server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
-from server.oauth.engine import (
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.core.issuer import derive_issuer, is_secure, resource_url
+from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
+from vouchsim.server.oauth.engine import (
     FormRequest,
     OAuthResult,
     VouchAuthorizationServer,
     normalise_resource,
     run_authlib,
 )
-from server.oauth.metadata import authorization_server_metadata, protected_resource_metadata
-from server.oauth.registration import Registration
-from server.oauth.store import OAuthStore
-from server.pairing import errors as pairing_errors
-from server.pairing.qr import render_png
-from server.pairing.service import PairingService
-from server.storage.repositories.authorizations import AuthorizationRepository
-from server.storage.repositories.clients import ClientRepository
-from server.storage.repositories.connections import ConnectionRepository
-from server.storage.repositories.devices import DeviceRepository
-from server.storage.repositories.pairings import PairingRepository
-from server.storage.repositories.tokens import TokenRepository
-from server.storage.session import DbSession
+from vouchsim.server.oauth.metadata import authorization_server_metadata, protected_resource_metadata
+from vouchsim.server.oauth.registration import Registration
+from vouchsim.server.oauth.store import OAuthStore
+from vouchsim.server.pairing import errors as pairing_errors
+from vouchsim.server.pairing.qr import render_png
+from vouchsim.server.pairing.service import PairingService
+from vouchsim.server.storage.repositories.authorizations import AuthorizationRepository
+from vouchsim.server.storage.repositories.clients import ClientRepository
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.storage.repositories.pairings import PairingRepository
+from vouchsim.server.storage.repositories.tokens import TokenRepository
+from vouchsim.server.storage.session import DbSession
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -221,7 +221,7 @@ async def _issue_code(
     approved: Approved,
     cookies: list[Cookie] | None = None,
 ) -> Response[Any]:
-    from server.oauth.views import UserView
+    from vouchsim.server.oauth.views import UserView
 
     server = _server(db, runtime, issuer)
     request = _authorize_request(issuer, approved.request)

@@ -6,13 +6,13 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.core.clock import Clock
-from server.core.crypto import hash_secret, new_id, seal, unseal
-from server.oauth.views import ClientView, CodeView, TokenView
-from server.settings import Settings
-from server.storage.models import AuthorizationCode, OAuthClient, OAuthToken
-from server.storage.repositories.clients import ClientRepository
-from server.storage.repositories.tokens import TokenRepository
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import hash_secret, new_id, seal, unseal
+from vouchsim.server.oauth.views import ClientView, CodeView, TokenView
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import AuthorizationCode, OAuthClient, OAuthToken
+from vouchsim.server.storage.repositories.clients import ClientRepository
+from vouchsim.server.storage.repositories.tokens import TokenRepository
 
 GRACE_PURPOSE = "refresh-grace"
 

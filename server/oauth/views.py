@@ -10,8 +10,8 @@ from datetime import datetime
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 
-from server.core.crypto import constant_time_equals, hash_secret
-from server.oauth import redirects, scopes
+from vouchsim.server.core.crypto import constant_time_equals, hash_secret
+from vouchsim.server.oauth import redirects, scopes
 
 
 @dataclass(frozen=True)

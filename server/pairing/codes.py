@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 
-from server.core.crypto import constant_time_equals, keyed_hash
+from vouchsim.server.core.crypto import constant_time_equals, keyed_hash
 
 ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # RFC 8628 §6.1
 LENGTH = 8

@@ -4,7 +4,7 @@ are for the authorization page, which decides how to show them.
 
 from __future__ import annotations
 
-from server.core.errors import VouchsimError
+from vouchsim.server.core.errors import VouchsimError
 
 # -- both sides ----------------------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import qrcode
 import qrcode.constants
 
-from server.core.crypto import b64url
-from server.pairing.errors import InvalidQrPayload
+from vouchsim.server.core.crypto import b64url
+from vouchsim.server.pairing.errors import InvalidQrPayload
 
 SCHEME = "vouchsim"
 HOST = "pair"

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from server.core.clock import Clock
-from server.core.crypto import constant_time_equals, hash_secret, new_id
-from server.pairing import codes, qr
-from server.pairing.errors import (
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.crypto import constant_time_equals, hash_secret, new_id
+from vouchsim.server.pairing import codes, qr
+from vouchsim.server.pairing.errors import (
     MalformedPairingCode,
     PairingAlreadyClaimed,
     PairingBurnt,
@@ -29,9 +29,9 @@ from server.pairing.errors import (
     PairingNotFound,
     WrongPairingCode,
 )
-from server.pairing.states import FINAL, OPEN, PairingEvent, PairingStatus, next_status, sources
-from server.settings import Settings
-from server.storage.repositories.pairings import PairingBundle, PairingRepository
+from vouchsim.server.pairing.states import FINAL, OPEN, PairingEvent, PairingStatus, next_status, sources
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.repositories.pairings import PairingBundle, PairingRepository
 
 
 class StartedPairing(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,4 +1,4 @@
-"""`python -m server.storage.autogenerate "message"`: write the next migration from the models (developers)."""
+"""`python -m vouchsim.server.storage.autogenerate "message"`: write the next migration from the models (developers)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from server.storage.engine import create_engine
-from server.storage.migrate import alembic_config
+from vouchsim.server.storage.engine import create_engine
+from vouchsim.server.storage.migrate import alembic_config
 
 
 async def autogenerate(message: str) -> None:
@@ -31,5 +31,5 @@ async def autogenerate(message: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        raise SystemExit('usage: python -m server.storage.autogenerate "what changed"')
+        raise SystemExit('usage: python -m vouchsim.server.storage.autogenerate "what changed"')
     asyncio.run(autogenerate(sys.argv[1]))

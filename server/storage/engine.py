@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from server.storage.events import EventBus
+from vouchsim.server.storage.events import EventBus
 
 
 def create_engine(database_url: str) -> AsyncEngine:

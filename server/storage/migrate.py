@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.storage.engine import create_engine
+from vouchsim.server.storage.engine import create_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from server.storage.types import UTCDateTime
+from vouchsim.server.storage.types import UTCDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

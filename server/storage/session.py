@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.errors import VouchsimError
+from vouchsim.server.core.errors import VouchsimError
 
 DbSession = AsyncSession
 SessionFactory = async_sessionmaker[AsyncSession]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.core.clock import FrozenClock
+from vouchsim.server.core.clock import FrozenClock
 
 POSTGRES_URL = os.environ.get("VOUCHSIM_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_URL else [])]
@@ -71,8 +71,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[object]:
-    from server.storage.engine import create_engine
-    from server.storage.migrate import upgrade
+    from vouchsim.server.storage.engine import create_engine
+    from vouchsim.server.storage.migrate import upgrade
 
     engine = create_engine(database_url)
     await upgrade(engine)
@@ -85,7 +85,7 @@ async def engine(database_url: str) -> AsyncIterator[object]:
 @pytest.fixture
 async def bus(database_url: str) -> AsyncIterator[object]:
     """An event bus on the test's database (LISTEN/NOTIFY on PostgreSQL, in-process on SQLite)."""
-    from server.storage.events import EventBus
+    from vouchsim.server.storage.events import EventBus
 
     events = EventBus()
     await events.start(database_url)

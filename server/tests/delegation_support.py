@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.clock import FrozenClock
-from server.core.crypto import b64url, new_id
-from server.delegation.schemas import DelegationView
-from server.delegation.service import DelegationService
-from server.storage.models import Device, RuntimeConnection, User
 from server.tests.pairing_support import seed_client
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.crypto import b64url, new_id
+from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.storage.models import Device, RuntimeConnection, User
 
 HMAC_KEY = b"d" * 32
 ISSUER = "https://vouch.test"

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.core.clock import FrozenClock
-from server.core.crypto import b64url, new_id
-from server.pairing.service import PairingService
-from server.settings import Settings
-from server.storage.engine import create_sessionmaker
-from server.storage.models import (
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.crypto import b64url, new_id
+from vouchsim.server.pairing.service import PairingService
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.engine import create_sessionmaker
+from vouchsim.server.storage.models import (
     AuthorizationRequest,
     BrowserSession,
     Device,
@@ -29,7 +29,7 @@ from server.storage.models import (
     OAuthToken,
     User,
 )
-from server.storage.repositories.pairings import PairingRepository
+from vouchsim.server.storage.repositories.pairings import PairingRepository
 
 HMAC_KEY = b"k" * 32
 ISSUER = "https://vouch.test"

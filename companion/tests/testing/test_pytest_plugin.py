@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 
-from companion.cli import main
-from companion.testing import TrustedDevice, VouchsimServer
+from vouchsim.companion.cli import main
+from vouchsim.companion.testing import TrustedDevice, VouchsimServer
 
 pytest_plugins = ["pytester"]
 
@@ -93,7 +93,7 @@ def test_authorize_url_command_enrols_completes_the_page_and_prints_the_redirect
 
 def test_authorize_url_command_fails_with_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "companion", "authorize-url", "not a url", "--state", str(tmp_path)],
+        [sys.executable, "-m", "vouchsim.companion", "authorize-url", "not a url", "--state", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from companion.app import CompanionApp
 from companion.tests.ui.fakes_ui import FakeClock, ManualSleep, UiFakeServer, make_app
+from vouchsim.companion.app import CompanionApp
 
 AppFactory = Callable[..., CompanionApp]
 

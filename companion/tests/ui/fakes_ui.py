@@ -20,11 +20,11 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
 
-from companion.app import CompanionApp
-from companion.core.config import CompanionConfig
-from companion.core.keystore import Enrolment, Keystore, public_key_bytes
-from companion.core.pin import PinStore
 from companion.tests.fakes import Device, FakeDeviceServer, enrolment_for, iso
+from vouchsim.companion.app import CompanionApp
+from vouchsim.companion.core.config import CompanionConfig
+from vouchsim.companion.core.keystore import Enrolment, Keystore, public_key_bytes
+from vouchsim.companion.core.pin import PinStore
 
 T0 = datetime(2026, 11, 25, 15, 1, tzinfo=UTC).timestamp()  # a minute after the fake's pairing requests
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

@@ -19,14 +19,6 @@ import msgspec
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from companion.app import CompanionApp
-from companion.core.decisions import sign_decision
-from companion.core.schemas import Delegation, PairingApproval, PairingContext
-from companion.messages import View
-from companion.screens.delegation import DelegationConfirmScreen
-from companion.screens.home import HomeScreen
-from companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
-from companion.screens.scan import ScanStatus
 from companion.tests.ui.fakes_ui import (
     CODE_TTL,
     KEY,
@@ -40,6 +32,14 @@ from companion.tests.ui.fakes_ui import (
     make_app,
     settle,
 )
+from vouchsim.companion.app import CompanionApp
+from vouchsim.companion.core.decisions import sign_decision
+from vouchsim.companion.core.schemas import Delegation, PairingApproval, PairingContext
+from vouchsim.companion.messages import View
+from vouchsim.companion.screens.delegation import DelegationConfirmScreen
+from vouchsim.companion.screens.home import HomeScreen
+from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.scan import ScanStatus
 
 Prepare = Callable[[Pilot[Any]], Awaitable[None]]
 

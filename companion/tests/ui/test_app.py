@@ -6,12 +6,12 @@ import httpx
 import pytest
 from textual.widgets import Input, Markdown, TabbedContent
 
-from companion.screens.help import HelpScreen
-from companion.screens.home import HomeScreen
 from companion.tests.fakes import error
 from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import ManualSleep, UiFakeServer, settle, text
-from companion.widgets.status_bar import StatusBar
+from vouchsim.companion.screens.help import HelpScreen
+from vouchsim.companion.screens.home import HomeScreen
+from vouchsim.companion.widgets.status_bar import StatusBar
 
 pytestmark = pytest.mark.anyio
 

@@ -8,13 +8,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from companion.app import CompanionApp
-from companion.screens.confirm import ConfirmScreen
-from companion.screens.connections import ConnectionsView
-from companion.screens.home import HomeScreen
 from companion.tests.fakes import error
 from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import UiFakeServer, settle
+from vouchsim.companion.app import CompanionApp
+from vouchsim.companion.screens.confirm import ConfirmScreen
+from vouchsim.companion.screens.connections import ConnectionsView
+from vouchsim.companion.screens.home import HomeScreen
 
 pytestmark = pytest.mark.anyio
 

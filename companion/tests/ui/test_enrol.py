@@ -9,11 +9,11 @@ import httpx
 import pytest
 from textual.widgets import Button, Input
 
-from companion.core.keystore import Keystore
-from companion.screens.enrol import EnrolScreen
-from companion.screens.home import HomeScreen
 from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import PIN, UiFakeServer, cheap_pins, settle, text
+from vouchsim.companion.core.keystore import Keystore
+from vouchsim.companion.screens.enrol import EnrolScreen
+from vouchsim.companion.screens.home import HomeScreen
 
 pytestmark = pytest.mark.anyio
 

@@ -10,16 +10,16 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
-from companion.app import CompanionApp
-from companion.screens.confirm import ConfirmScreen
-from companion.screens.delegation import DelegationConfirmScreen
-from companion.screens.history import HistoryView
-from companion.screens.home import HomeScreen
-from companion.screens.inbox import InboxView
 from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import FakeClock, UiFakeServer, settle, text
-from companion.widgets.countdown import Countdown
-from companion.widgets.delegation_card import DelegationCard
+from vouchsim.companion.app import CompanionApp
+from vouchsim.companion.screens.confirm import ConfirmScreen
+from vouchsim.companion.screens.delegation import DelegationConfirmScreen
+from vouchsim.companion.screens.history import HistoryView
+from vouchsim.companion.screens.home import HomeScreen
+from vouchsim.companion.screens.inbox import InboxView
+from vouchsim.companion.widgets.countdown import Countdown
+from vouchsim.companion.widgets.delegation_card import DelegationCard
 
 pytestmark = pytest.mark.anyio
 

@@ -9,15 +9,15 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from companion.app import CompanionApp
-from companion.screens.home import HomeScreen
-from companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
-from companion.screens.scan import ScanView
 from companion.tests.fakes import error, png_bytes, qr_image
 from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import PIN, FakeClock, ManualSleep, UiFakeServer, settle, text
-from companion.widgets.countdown import Countdown
-from companion.widgets.pairing_code import banner
+from vouchsim.companion.app import CompanionApp
+from vouchsim.companion.screens.home import HomeScreen
+from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.scan import ScanView
+from vouchsim.companion.widgets.countdown import Countdown
+from vouchsim.companion.widgets.pairing_code import banner
 
 pytestmark = pytest.mark.anyio
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from companion.app import supersedes
-from companion.core.schemas import Delegation
 from companion.tests.fakes import FakeDeviceServer
-from companion.widgets.format import ago, clean, countdown, fit, instant, pairing_code, short_instant
-from companion.widgets.pairing_code import GLYPH_HEIGHT, GLYPHS, banner
-from companion.widgets.path_suggester import PathSuggester
+from vouchsim.companion.app import supersedes
+from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.widgets.format import ago, clean, countdown, fit, instant, pairing_code, short_instant
+from vouchsim.companion.widgets.pairing_code import GLYPH_HEIGHT, GLYPHS, banner
+from vouchsim.companion.widgets.path_suggester import PathSuggester
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from companion.camera import FolderWatch, ImageFile, ImageUrl, read_qr_text, source_from_text
-from companion.core.errors import ImageSourceError, NoQrCodeFoundError
 from companion.tests.fakes import FakeDeviceServer, png_bytes, qr_image
+from vouchsim.companion.camera import FolderWatch, ImageFile, ImageUrl, read_qr_text, source_from_text
+from vouchsim.companion.core.errors import ImageSourceError, NoQrCodeFoundError
 
 pytestmark = pytest.mark.anyio
 

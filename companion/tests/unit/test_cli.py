@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from companion.cli import connection_table, format_pairing_code
-from companion.core.keystore import Keystore
-from companion.core.schemas import Connection
 from companion.tests.cli_support import Result, RunCli, assert_one_line_error, run
 from companion.tests.fakes import ISSUER, FakeDeviceServer, fingerprint_of, png_bytes, qr_image
+from vouchsim.companion.cli import connection_table, format_pairing_code
+from vouchsim.companion.core.keystore import Keystore
+from vouchsim.companion.core.schemas import Connection
 
 CODE = re.compile(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}")
 
@@ -326,7 +326,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_python_dash_m_companion_runs(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "companion", "whoami", "--state", str(tmp_path)],
+        [sys.executable, "-m", "vouchsim.companion", "whoami", "--state", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

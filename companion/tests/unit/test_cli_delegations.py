@@ -21,8 +21,6 @@ from typing import Any
 import httpx
 import pytest
 
-from companion.cli import decision_line, expires_in, pending_table
-from companion.core.keystore import Keystore, generate_key
 from companion.tests.cli_support import Result, RunCli, Sleeps, assert_one_line_error, run
 from companion.tests.fakes import (
     ISSUER,
@@ -34,6 +32,8 @@ from companion.tests.fakes import (
     iso,
     sample_delegation,
 )
+from vouchsim.companion.cli import decision_line, expires_in, pending_table
+from vouchsim.companion.core.keystore import Keystore, generate_key
 
 LINE_1 = "approved dlg_1 aud_test_payments payments.identity,payments.prepare"
 
@@ -534,7 +534,7 @@ def test_sigint_stops_a_real_watcher_quietly_with_130(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     key = generate_key()
     Keystore(tmp_path).save(key, enrolment_for(key, issuer=f"http://127.0.0.1:{port}"))
-    command = [sys.executable, "-m", "companion", "watch", "--approve-all", "--state", str(tmp_path)]
+    command = [sys.executable, "-m", "vouchsim.companion", "watch", "--approve-all", "--state", str(tmp_path)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

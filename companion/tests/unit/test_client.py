@@ -10,10 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from companion.core import errors
-from companion.core.client import DeviceApiClient
-from companion.core.keystore import Keystore, fingerprint, generate_key, public_key_bytes
-from companion.core.schemas import Connection, DeviceInfo, PairingApproval, PairingContext, PairingDecline
 from companion.tests.fakes import (
     ISSUER,
     NOW,
@@ -25,6 +21,10 @@ from companion.tests.fakes import (
     pairing_uri,
     verify_request,
 )
+from vouchsim.companion.core import errors
+from vouchsim.companion.core.client import DeviceApiClient
+from vouchsim.companion.core.keystore import Keystore, fingerprint, generate_key, public_key_bytes
+from vouchsim.companion.core.schemas import Connection, DeviceInfo, PairingApproval, PairingContext, PairingDecline
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from companion.core.config import (
+from vouchsim.companion.core.config import (
     DEFAULT_SERVER_URL,
     DEFAULT_STATE_DIR,
     CompanionConfig,

@@ -7,15 +7,15 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from companion.core.decisions import (
+from companion.tests.fakes import b64url_decode, expected_statement, sample_delegation
+from vouchsim.companion.core.decisions import (
     STATEMENT_PREFIX,
     SignedDecision,
     checked_decision,
     decision_statement,
     sign_decision,
 )
-from companion.core.schemas import DecisionRequest
-from companion.tests.fakes import b64url_decode, expected_statement, sample_delegation
+from vouchsim.companion.core.schemas import DecisionRequest
 
 SEED = bytes(range(32))
 NONCE = "AAECAwQFBgcICQoLDA0ODw"  # base64url of bytes 0..15

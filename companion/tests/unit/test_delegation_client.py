@@ -13,10 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from companion.core import errors
-from companion.core.client import STREAM_READ_TIMEOUT, DeviceApiClient
-from companion.core.keystore import Keystore
-from companion.core.schemas import Delegation
 from companion.tests.fakes import (
     ISSUER,
     NOW,
@@ -28,6 +24,10 @@ from companion.tests.fakes import (
     sse,
     verify_request,
 )
+from vouchsim.companion.core import errors
+from vouchsim.companion.core.client import STREAM_READ_TIMEOUT, DeviceApiClient
+from vouchsim.companion.core.keystore import Keystore
+from vouchsim.companion.core.schemas import Delegation
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from companion.core import errors
-from companion.core.qr import decode_qr, parse_pairing_uri
+from vouchsim.companion.core import errors
+from vouchsim.companion.core.qr import decode_qr, parse_pairing_uri
 
 QR_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "qr"
 EXPECTED: dict[str, Any] = json.loads((QR_DIR / "expected.json").read_text(encoding="utf-8"))

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from companion.core.errors import KeystoreError, NotEnrolledError
-from companion.core.keystore import (
+from companion.tests.fakes import b64url_decode, enrolment_for
+from vouchsim.companion.core.errors import KeystoreError, NotEnrolledError
+from vouchsim.companion.core.keystore import (
     Keystore,
     fingerprint,
     generate_key,
     public_key_b64url,
     public_key_bytes,
 )
-from companion.tests.fakes import b64url_decode, enrolment_for
 
 
 def mode(path: Path) -> int:

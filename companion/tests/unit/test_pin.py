@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from companion.core.errors import KeystoreError
-from companion.core.pin import InvalidPinError, PinNotSetError, PinStore, check_pin
+from vouchsim.companion.core.errors import KeystoreError
+from vouchsim.companion.core.pin import InvalidPinError, PinNotSetError, PinStore, check_pin
 
 CHEAP = 2**4
 

@@ -11,15 +11,15 @@ from PIL import Image, ImageOps
 from pyzbar.pyzbar import ZBarSymbol
 from pyzbar.pyzbar import decode as raw_zbar
 
-from companion.core import qr
-from companion.core.errors import (
+from companion.tests.fakes import ISSUER, new_secret, pairing_uri, png_bytes, qr_image
+from vouchsim.companion.core import qr
+from vouchsim.companion.core.errors import (
     ImageSourceError,
     IssuerMismatchError,
     NoQrCodeFoundError,
     NotAnImageError,
     NotAPairingQrError,
 )
-from companion.tests.fakes import ISSUER, new_secret, pairing_uri, png_bytes, qr_image
 
 URI = pairing_uri(ISSUER, "A" * 43)
 

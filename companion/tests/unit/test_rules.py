@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from companion.core.errors import CompanionError, RulesError
-from companion.core.rules import Rule, RuleSet, Verdict, evaluate, load_rules, parse_rules
 from companion.tests.fakes import sample_delegation
+from vouchsim.companion.core.errors import CompanionError, RulesError
+from vouchsim.companion.core.rules import Rule, RuleSet, Verdict, evaluate, load_rules, parse_rules
 
 PAYMENTS = sample_delegation()  # aud_test_payments, payments.identity + payments.prepare, Acme, vsc_1
 

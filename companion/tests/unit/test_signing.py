@@ -9,8 +9,8 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from companion.core.signing import RequestSigner, b64url_encode, canonical_string
 from companion.tests.fakes import b64url_decode, expected_canonical
+from vouchsim.companion.core.signing import RequestSigner, b64url_encode, canonical_string
 
 SEED = bytes(range(32))
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from companion.core.sse import SseDecoder, SseEvent, parse_events
+from vouchsim.companion.core.sse import SseDecoder, SseEvent, parse_events
 
 
 def feed(lines: list[str]) -> list[SseEvent]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
+from vouchsim.server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
 
 
 class AuthorizationRepository:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.models import OAuthClient
+from vouchsim.server.storage.models import OAuthClient
 
 
 class ClientRepository:

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.crypto import new_id
-from server.storage.events import announce
-from server.storage.models import OAuthClient, OAuthToken, RuntimeConnection
+from vouchsim.server.core.crypto import new_id
+from vouchsim.server.storage.events import announce
+from vouchsim.server.storage.models import OAuthClient, OAuthToken, RuntimeConnection
 
 
 class ConnectionRepository:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from server.storage.models import Delegation, Device, OAuthClient
+from vouchsim.server.storage.models import Delegation, Device, OAuthClient
 
 
 class DelegationRow(NamedTuple):

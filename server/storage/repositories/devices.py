@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.models import Device, DeviceNonce, User
+from vouchsim.server.storage.models import Device, DeviceNonce, User
 
 
 class DeviceRepository:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.models import ServerKey
+from vouchsim.server.storage.models import ServerKey
 
 
 async def get_or_create_key(session: AsyncSession, name: str, make: Callable[[], str], now: datetime) -> str:

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.events import announce
-from server.storage.models import McpSession
+from vouchsim.server.storage.events import announce
+from vouchsim.server.storage.models import McpSession
 
 
 class McpSessionRepository:

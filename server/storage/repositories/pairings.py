@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.models import AuthorizationRequest, Device, OAuthClient, PairingSession
+from vouchsim.server.storage.models import AuthorizationRequest, Device, OAuthClient, PairingSession
 
 
 class PairingBundle(NamedTuple):

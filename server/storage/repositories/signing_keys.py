@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.models import SigningKey
+from vouchsim.server.storage.models import SigningKey
 
 
 class SigningKeyRepository:

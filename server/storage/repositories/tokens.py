@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.storage.events import announce
-from server.storage.models import AuthorizationCode, OAuthToken, RuntimeConnection
+from vouchsim.server.storage.events import announce
+from vouchsim.server.storage.models import AuthorizationCode, OAuthToken, RuntimeConnection
 
 _ANNOUNCE_EACH = 16
 

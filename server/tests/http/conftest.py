@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.app import create_app
-from server.core.clock import FrozenClock
-from server.settings import Settings
 from server.tests.support import Device, Flow, pkce, register
+from vouchsim.server.app import create_app
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.settings import Settings
 
 ISSUER = "https://vouch.test"
 

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.core.clock import FrozenClock
 from server.tests.http.conftest import ISSUER
 from server.tests.support import (
     Device,
@@ -18,6 +17,7 @@ from server.tests.support import (
     redirect_query,
     register,
 )
+from vouchsim.server.core.clock import FrozenClock
 
 
 def _params(client_info: dict[str, Any], challenge: str, **overrides: Any) -> dict[str, str]:
@@ -238,7 +238,7 @@ def test_signed_in_browser_gets_the_session_consent(
 
 
 def test_loopback_http_issuer_uses_a_plain_cookie(settings: Any, clock: FrozenClock) -> None:
-    from server.app import create_app
+    from vouchsim.server.app import create_app
 
     with TestClient(create_app(settings, clock=clock), base_url="http://127.0.0.1:8741") as client:
         info = register(client)

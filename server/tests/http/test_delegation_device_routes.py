@@ -25,16 +25,16 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.app import Resources, create_app
-from server.core.clock import FrozenClock
-from server.core.crypto import new_id
-from server.delegation.schemas import DelegationView
-from server.device.routes import delegation_events
-from server.settings import Settings
-from server.storage.engine import create_sessionmaker
-from server.storage.models import RuntimeConnection
 from server.tests.delegation_support import PURPOSE, new_nonce, sign, statement
 from server.tests.pairing_support import SigningDevice, json_body, seed_client
+from vouchsim.server.app import Resources, create_app
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.crypto import new_id
+from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.device.routes import delegation_events
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.engine import create_sessionmaker
+from vouchsim.server.storage.models import RuntimeConnection
 
 pytestmark = pytest.mark.anyio
 

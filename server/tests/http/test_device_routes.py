@@ -14,13 +14,6 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.app import create_app
-from server.core.clock import FrozenClock
-from server.pairing.service import StartedPairing
-from server.settings import Settings
-from server.storage.engine import create_sessionmaker
-from server.storage.models import OAuthToken, PairingSession
-from server.storage.repositories.connections import ConnectionRepository
 from server.tests.pairing_support import (
     BROWSER_SECRET,
     HMAC_KEY,
@@ -32,6 +25,13 @@ from server.tests.pairing_support import (
     seed_request,
     seed_token,
 )
+from vouchsim.server.app import create_app
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.pairing.service import StartedPairing
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.engine import create_sessionmaker
+from vouchsim.server.storage.models import OAuthToken, PairingSession
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
 
 pytestmark = pytest.mark.anyio
 

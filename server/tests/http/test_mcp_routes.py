@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.core.clock import FrozenClock
-from server.settings import Settings
 from server.tests.delegation_support import sign
 from server.tests.http.conftest import ISSUER
 from server.tests.support import Flow, authorize_params, csrf_of, exchange, pkce, redirect_query, register
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.settings import Settings
 
 FULL = "identity delegation"
 PAYMENT = {"audienceId": "aud_test_payments", "purpose": "Prepare a payment.", "scopes": ["payments.identity"]}

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.core.clock import FrozenClock
 from server.tests.http.conftest import ISSUER
 from server.tests.support import Flow, authorize_params, exchange, register
+from vouchsim.server.core.clock import FrozenClock
 
 
 def _tokens(flow: Flow, info: dict[str, Any], pkce: tuple[str, str], **extra: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Create Date: 2026-11-25 15:40:56.200614
 
 from alembic import op
 import sqlalchemy as sa
-import server.storage.types
+import vouchsim.server.storage.types
 
 
 revision = '0001'
@@ -21,7 +21,7 @@ def upgrade() -> None:
     op.create_table('device_nonces',
     sa.Column('device_id', sa.String(length=64), nullable=False),
     sa.Column('nonce', sa.String(length=128), nullable=False),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('device_id', 'nonce', name=op.f('pk_device_nonces'))
     )
     with op.batch_alter_table('device_nonces', schema=None) as batch_op:
@@ -39,18 +39,18 @@ def upgrade() -> None:
     sa.Column('provider_id', sa.String(length=128), nullable=True),
     sa.Column('client_metadata', sa.JSON(), nullable=False),
     sa.Column('client_id_issued_at', sa.Integer(), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('client_id', name=op.f('pk_oauth_clients'))
     )
     op.create_table('server_keys',
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_server_keys'))
     )
     op.create_table('users',
     sa.Column('id', sa.String(length=64), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users'))
     )
     op.create_table('devices',
@@ -58,9 +58,9 @@ def upgrade() -> None:
     sa.Column('user_id', sa.String(length=64), nullable=False),
     sa.Column('public_key', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_devices_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_devices')),
     sa.UniqueConstraint('public_key', name=op.f('uq_devices_public_key'))
@@ -73,9 +73,9 @@ def upgrade() -> None:
     sa.Column('secret_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.String(length=64), nullable=True),
     sa.Column('device_id', sa.String(length=64), nullable=True),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('signed_in_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('signed_in_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_browser_sessions_device_id_devices')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_browser_sessions_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_browser_sessions')),
@@ -87,9 +87,9 @@ def upgrade() -> None:
     sa.Column('client_id', sa.String(length=64), nullable=False),
     sa.Column('device_id', sa.String(length=64), nullable=False),
     sa.Column('scope', sa.String(length=512), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_used_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_runtime_connections_client_id_oauth_clients')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_runtime_connections_device_id_devices')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_runtime_connections_user_id_users')),
@@ -110,9 +110,9 @@ def upgrade() -> None:
     sa.Column('resource', sa.Text(), nullable=False),
     sa.Column('code_challenge', sa.String(length=128), nullable=False),
     sa.Column('code_challenge_method', sa.String(length=16), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_authorization_codes_client_id_oauth_clients')),
     sa.ForeignKeyConstraint(['connection_id'], ['runtime_connections.id'], name=op.f('fk_authorization_codes_connection_id_runtime_connections')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_authorization_codes_user_id_users')),
@@ -129,9 +129,9 @@ def upgrade() -> None:
     sa.Column('code_challenge', sa.String(length=128), nullable=False),
     sa.Column('code_challenge_method', sa.String(length=16), nullable=False),
     sa.Column('resource', sa.Text(), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('completed_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['browser_session_id'], ['browser_sessions.id'], name=op.f('fk_authorization_requests_browser_session_id_browser_sessions')),
     sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_authorization_requests_client_id_oauth_clients')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_authorization_requests'))
@@ -150,11 +150,11 @@ def upgrade() -> None:
     sa.Column('resource', sa.Text(), nullable=False),
     sa.Column('access_token_hash', sa.String(length=64), nullable=False),
     sa.Column('refresh_token_hash', sa.String(length=64), nullable=True),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('access_expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('refresh_expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('rotated_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('access_expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('refresh_expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rotated_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('replaced_by_id', sa.String(length=64), nullable=True),
     sa.Column('successor_sealed', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['authorization_code_id'], ['authorization_codes.id'], name=op.f('fk_oauth_tokens_authorization_code_id_authorization_codes')),
@@ -177,13 +177,13 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('device_id', sa.String(length=64), nullable=True),
     sa.Column('code_hash', sa.String(length=64), nullable=True),
-    sa.Column('code_expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('code_expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('failed_attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('claimed_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('approved_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('closed_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('approved_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['authorization_request_id'], ['authorization_requests.id'], name=op.f('fk_pairing_sessions_authorization_request_id_authorization_requests')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_pairing_sessions_device_id_devices')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pairing_sessions')),

@@ -7,7 +7,7 @@ Create Date: 2026-11-25 16:20:05.780239
 
 from alembic import op
 import sqlalchemy as sa
-import server.storage.types
+import vouchsim.server.storage.types
 
 
 revision = '0002'
@@ -23,9 +23,9 @@ def upgrade() -> None:
     sa.Column('algorithm', sa.String(length=16), nullable=False),
     sa.Column('public_jwk', sa.JSON(), nullable=False),
     sa.Column('private_sealed', sa.Text(), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('retired_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('publish_until', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('retired_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('publish_until', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('kid', name=op.f('pk_signing_keys'))
     )
     op.create_table('delegations',
@@ -38,16 +38,16 @@ def upgrade() -> None:
     sa.Column('purpose', sa.Text(), nullable=False),
     sa.Column('binding_message', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('decided_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('device_id', sa.String(length=64), nullable=True),
     sa.Column('decision_statement', sa.Text(), nullable=True),
     sa.Column('decision_nonce', sa.String(length=128), nullable=True),
     sa.Column('decision_signature', sa.String(length=128), nullable=True),
     sa.Column('token_jti', sa.String(length=64), nullable=True),
-    sa.Column('token_expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('token_expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_delegations_client_id_oauth_clients')),
     sa.ForeignKeyConstraint(['connection_id'], ['runtime_connections.id'], name=op.f('fk_delegations_connection_id_runtime_connections')),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_delegations_device_id_devices')),
@@ -66,10 +66,10 @@ def upgrade() -> None:
     sa.Column('connection_id', sa.String(length=64), nullable=False),
     sa.Column('protocol_version', sa.String(length=16), nullable=False),
     sa.Column('client_info', sa.JSON(), nullable=False),
-    sa.Column('created_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('last_seen_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', server.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deleted_at', server.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', vouchsim.server.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['client_id'], ['oauth_clients.client_id'], name=op.f('fk_mcp_sessions_client_id_oauth_clients')),
     sa.ForeignKeyConstraint(['connection_id'], ['runtime_connections.id'], name=op.f('fk_mcp_sessions_connection_id_runtime_connections')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_mcp_sessions_user_id_users')),

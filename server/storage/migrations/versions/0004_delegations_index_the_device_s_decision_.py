@@ -7,7 +7,7 @@ Create Date: 2026-11-25 18:43:05.789345
 
 from alembic import op
 import sqlalchemy as sa
-import server.storage.types
+import vouchsim.server.storage.types
 
 
 revision = '0004'

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import main
+from vouchsim.server.cli import main
 
 
 def closed_port() -> int:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from server.core import crypto
-from server.core.issuer import derive_issuer
-from server.oauth.bearer import InvalidToken, bearer_token, challenge
-from server.settings import Settings, settings_environment, settings_from
+from vouchsim.server.core import crypto
+from vouchsim.server.core.issuer import derive_issuer
+from vouchsim.server.oauth.bearer import InvalidToken, bearer_token, challenge
+from vouchsim.server.settings import Settings, settings_environment, settings_from
 
 
 def test_issuer_configured_wins() -> None:

@@ -8,16 +8,16 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.core.clock import Clock, FrozenClock
-from server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
-from server.delegation.service import DelegationService
-from server.delegation.tokens import SigningKeyStore
-from server.settings import Settings
-from server.storage.engine import create_sessionmaker
-from server.storage.events import EventBus
-from server.storage.repositories.delegations import DelegationRepository
-from server.storage.session import DbSession, own_transactions
 from server.tests.delegation_support import HMAC_KEY, World, seed_phone, seed_runtime
+from vouchsim.server.core.clock import Clock, FrozenClock
+from vouchsim.server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.tokens import SigningKeyStore
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.engine import create_sessionmaker
+from vouchsim.server.storage.events import EventBus
+from vouchsim.server.storage.repositories.delegations import DelegationRepository
+from vouchsim.server.storage.session import DbSession, own_transactions
 
 
 @pytest.fixture

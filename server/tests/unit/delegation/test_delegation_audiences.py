@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from server.app import create_app
-from server.delegation.audiences import DEFAULT_FILE, AudienceFileError, AudienceRegistry
-from server.settings import Settings, settings_from
+from vouchsim.server.app import create_app
+from vouchsim.server.delegation.audiences import DEFAULT_FILE, AudienceFileError, AudienceRegistry
+from vouchsim.server.settings import Settings, settings_from
 
 GOOD = {"audiences": [{"audience_id": "aud_local", "name": "Local", "scopes": ["a.read", "a.write"]}]}
 

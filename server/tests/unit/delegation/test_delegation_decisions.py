@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from server.core.crypto import b64url
-from server.delegation.errors import DelegationNotFound, InvalidDecision
-from server.delegation.service import DelegationService
 from server.tests.delegation_support import World, ask, new_nonce, sign, wire
+from vouchsim.server.core.crypto import b64url
+from vouchsim.server.delegation.errors import DelegationNotFound, InvalidDecision
+from vouchsim.server.delegation.service import DelegationService
 
 pytestmark = pytest.mark.anyio
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from server.core.clock import FrozenClock
-from server.core.errors import VouchsimError
-from server.delegation.errors import DelegationClosed
-from server.delegation.schemas import DelegationView
-from server.delegation.service import DelegationService
-from server.storage.repositories.delegations import DelegationRepository
-from server.storage.session import DbSession
 from server.tests.delegation_support import World, ask, decide
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.delegation.errors import DelegationClosed
+from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.storage.repositories.delegations import DelegationRepository
+from vouchsim.server.storage.session import DbSession
 
 pytestmark = pytest.mark.anyio
 

@@ -9,17 +9,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.clock import FrozenClock
-from server.delegation.errors import (
+from server.tests.delegation_support import PURPOSE, World, ask, decide, statement, wire
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.delegation.errors import (
     DelegationClosed,
     DelegationNotFound,
     InvalidDelegationRequest,
     ScopeNotAllowed,
     UnknownAudience,
 )
-from server.delegation.service import DelegationService
-from server.storage.models import Delegation
-from server.tests.delegation_support import PURPOSE, World, ask, decide, statement, wire
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.storage.models import Delegation
 
 pytestmark = pytest.mark.anyio
 

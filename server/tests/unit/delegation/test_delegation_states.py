@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from server.delegation.states import FINAL, TRANSITIONS, DelegationEvent, DelegationStatus, next_status, sources
+from vouchsim.server.delegation.states import (
+    FINAL,
+    TRANSITIONS,
+    DelegationEvent,
+    DelegationStatus,
+    next_status,
+    sources,
+)
 
 S, E = DelegationStatus, DelegationEvent
 

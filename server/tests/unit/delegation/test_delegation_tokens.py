@@ -13,13 +13,13 @@ from joserfc.jwk import KeySet, OKPKey
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.clock import FrozenClock
-from server.delegation.schemas import DelegationView, IssuedToken
-from server.delegation.service import DelegationService
-from server.delegation.tokens import RETIREMENT_MARGIN, SigningKeyStore, mint, pairwise_subject
-from server.settings import Settings
-from server.storage.models import SigningKey
 from server.tests.delegation_support import HMAC_KEY, ISSUER, World, ask, decide
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.tokens import RETIREMENT_MARGIN, SigningKeyStore, mint, pairwise_subject
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import SigningKey
 
 pytestmark = pytest.mark.anyio
 

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from server.core.clock import FrozenClock
-from server.delegation.errors import DelegationNotFound
-from server.delegation.schemas import DelegationView
-from server.delegation.service import DelegationService
-from server.settings import Settings
-from server.storage.events import EventBus
 from server.tests.delegation_support import World, ask, decide
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.delegation.errors import DelegationNotFound
+from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.events import EventBus
 
 pytestmark = pytest.mark.anyio
 

@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.clock import FrozenClock
-from server.core.crypto import b64url, new_id
-from server.device.auth import (
+from server.tests.pairing_support import SigningDevice
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.crypto import b64url, new_id
+from vouchsim.server.device.auth import (
     DeviceAuthenticator,
     SignedRequest,
     canonical_string,
@@ -21,11 +22,10 @@ from server.device.auth import (
     load_public_key,
     parse_signed_request,
 )
-from server.device.errors import InvalidSignature
-from server.settings import Settings
-from server.storage.models import Device, DeviceNonce, User
-from server.storage.repositories.devices import DeviceRepository
-from server.tests.pairing_support import SigningDevice
+from vouchsim.server.device.errors import InvalidSignature
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import Device, DeviceNonce, User
+from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 pytestmark = pytest.mark.anyio
 

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.clock import FrozenClock
-from server.storage.models import OAuthToken
-from server.storage.repositories.connections import ConnectionRepository
-from server.storage.repositories.devices import DeviceRepository
 from server.tests.pairing_support import at, seed_client, seed_device, seed_token
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.storage.models import OAuthToken
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 pytestmark = pytest.mark.anyio
 

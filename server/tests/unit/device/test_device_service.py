@@ -6,14 +6,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.clock import FrozenClock
-from server.device.auth import fingerprint
-from server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
-from server.device.service import DeviceService, checked_name
-from server.storage.models import Device, OAuthToken, User
-from server.storage.repositories.connections import ConnectionRepository
-from server.storage.repositories.devices import DeviceRepository
 from server.tests.pairing_support import ISSUER, SigningDevice, seed_client, seed_device, seed_token
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.device.auth import fingerprint
+from vouchsim.server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
+from vouchsim.server.device.service import DeviceService, checked_name
+from vouchsim.server.storage.models import Device, OAuthToken, User
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 pytestmark = pytest.mark.anyio
 

@@ -8,19 +8,19 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.core.clock import FrozenClock
-from server.core.runtime import Runtime
-from server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
-from server.delegation.service import DelegationService
-from server.delegation.tokens import SigningKeyStore
-from server.mcp.transport import McpServer
-from server.oauth.bearer import AccessGrant
-from server.settings import Settings
-from server.storage.engine import create_sessionmaker
-from server.storage.events import EventBus
-from server.storage.session import own_transactions
 from server.tests.delegation_support import HMAC_KEY, ISSUER, World, seed_phone, seed_runtime
 from server.tests.delegation_support import Runtime as Paired
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.tokens import SigningKeyStore
+from vouchsim.server.mcp.transport import McpServer
+from vouchsim.server.oauth.bearer import AccessGrant
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.engine import create_sessionmaker
+from vouchsim.server.storage.events import EventBus
+from vouchsim.server.storage.session import own_transactions
 
 PROGRESS_INTERVAL = 0.05
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from server.core.clock import FrozenClock
-from server.mcp.cache import McpCache
-from server.mcp.sessions import SessionView
-from server.oauth.bearer import AccessGrant
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.mcp.cache import McpCache
+from vouchsim.server.mcp.sessions import SessionView
+from vouchsim.server.oauth.bearer import AccessGrant
 
 
 def grant(

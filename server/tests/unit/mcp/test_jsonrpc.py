@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from server.mcp import jsonrpc
-from server.mcp.errors import INVALID_REQUEST, PARSE_ERROR, InvalidRequest, ParseError
+from vouchsim.server.mcp import jsonrpc
+from vouchsim.server.mcp.errors import INVALID_REQUEST, PARSE_ERROR, InvalidRequest, ParseError
 
 
 def parse(value: object) -> jsonrpc.Message:

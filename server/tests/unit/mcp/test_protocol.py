@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.mcp import protocol
-from server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
+from vouchsim.server.mcp import protocol
+from vouchsim.server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
 
 
 @pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18", "2025-03-26"])

@@ -8,8 +8,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from server.mcp.errors import InvalidParams
-from server.mcp.tools import (
+from vouchsim.server.mcp.errors import InvalidParams
+from vouchsim.server.mcp.tools import (
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     TOOLS,

@@ -14,23 +14,30 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.core.clock import FrozenClock
-from server.core.crypto import hash_secret, new_id
-from server.core.runtime import Runtime
-from server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
-from server.delegation.service import DelegationService
-from server.delegation.tokens import SigningKeyStore
-from server.mcp.errors import InternalError, RequestCancelled, SessionNotFound
-from server.mcp.transport import Incoming, McpServer, Reply, StreamedReply, accepts_event_stream, origin_allowed
-from server.oauth.bearer import AccessGrant, InvalidToken
-from server.settings import Settings
-from server.storage.engine import create_engine, create_sessionmaker
-from server.storage.events import EventBus
-from server.storage.models import OAuthToken
-from server.storage.repositories.tokens import TokenRepository
-from server.storage.session import own_transactions
 from server.tests.delegation_support import HMAC_KEY, ISSUER, World, decide
 from server.tests.unit.mcp.conftest import grant_for
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.crypto import hash_secret, new_id
+from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
+from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.tokens import SigningKeyStore
+from vouchsim.server.mcp.errors import InternalError, RequestCancelled, SessionNotFound
+from vouchsim.server.mcp.transport import (
+    Incoming,
+    McpServer,
+    Reply,
+    StreamedReply,
+    accepts_event_stream,
+    origin_allowed,
+)
+from vouchsim.server.oauth.bearer import AccessGrant, InvalidToken
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.engine import create_engine, create_sessionmaker
+from vouchsim.server.storage.events import EventBus
+from vouchsim.server.storage.models import OAuthToken
+from vouchsim.server.storage.repositories.tokens import TokenRepository
+from vouchsim.server.storage.session import own_transactions
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.oauth import redirects
+from vouchsim.server.oauth import redirects
 
 
 @pytest.mark.parametrize(

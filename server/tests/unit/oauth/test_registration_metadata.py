@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
 
-from server.oauth.registration import prepare_metadata
+from vouchsim.server.oauth.registration import prepare_metadata
 
 
 def test_defaults() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.pairing import codes
+from vouchsim.server.pairing import codes
 
 
 def test_generated_codes_use_the_rfc_8628_alphabet() -> None:

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from pyzbar.pyzbar import decode
 
-from server.pairing import qr
-from server.pairing.errors import InvalidQrPayload
+from vouchsim.server.pairing import qr
+from vouchsim.server.pairing.errors import InvalidQrPayload
 
 ISSUER = "http://127.0.0.1:8741"
 SECRET = "A" * 21 + "_" + "b" * 20 + "-"

@@ -14,20 +14,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.clock import FrozenClock
-from server.core.errors import VouchsimError
-from server.pairing.errors import (
-    PairingAlreadyClaimed,
-    PairingBurnt,
-    PairingClosed,
-    PairingConflict,
-    PairingDeclined,
-    WrongPairingCode,
-)
-from server.pairing.service import PairingService, StartedPairing
-from server.settings import Settings
-from server.storage.models import PairingSession
-from server.storage.repositories.pairings import AttemptReservation, PairingRepository
 from server.tests.pairing_support import (
     BROWSER_SECRET,
     HMAC_KEY,
@@ -37,6 +23,20 @@ from server.tests.pairing_support import (
     seed_device,
     seed_request,
 )
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.pairing.errors import (
+    PairingAlreadyClaimed,
+    PairingBurnt,
+    PairingClosed,
+    PairingConflict,
+    PairingDeclined,
+    WrongPairingCode,
+)
+from vouchsim.server.pairing.service import PairingService, StartedPairing
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import PairingSession
+from vouchsim.server.storage.repositories.pairings import AttemptReservation, PairingRepository
 
 pytestmark = pytest.mark.anyio
 

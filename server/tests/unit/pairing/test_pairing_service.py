@@ -9,10 +9,19 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from server.core.clock import FrozenClock
-from server.core.crypto import hash_secret
-from server.pairing import qr
-from server.pairing.errors import (
+from server.tests.pairing_support import (
+    BROWSER_SECRET,
+    ISSUER,
+    SeededDevice,
+    SeededRequest,
+    pairing_service,
+    seed_device,
+    seed_request,
+)
+from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.crypto import hash_secret
+from vouchsim.server.pairing import qr
+from vouchsim.server.pairing.errors import (
     InvalidQrPayload,
     MalformedPairingCode,
     PairingAlreadyClaimed,
@@ -25,19 +34,10 @@ from server.pairing.errors import (
     PairingNotFound,
     WrongPairingCode,
 )
-from server.pairing.service import PairingService, StartedPairing
-from server.pairing.states import PairingStatus
-from server.settings import Settings
-from server.storage.models import PairingSession
-from server.tests.pairing_support import (
-    BROWSER_SECRET,
-    ISSUER,
-    SeededDevice,
-    SeededRequest,
-    pairing_service,
-    seed_device,
-    seed_request,
-)
+from vouchsim.server.pairing.service import PairingService, StartedPairing
+from vouchsim.server.pairing.states import PairingStatus
+from vouchsim.server.settings import Settings
+from vouchsim.server.storage.models import PairingSession
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.pairing.states import (
+from vouchsim.server.pairing.states import (
     FINAL,
     OPEN,
     TRANSITIONS,

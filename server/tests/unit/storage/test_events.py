@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from server.storage.engine import create_sessionmaker
-from server.storage.events import EventBus, detail_of, with_detail
+from vouchsim.server.storage.engine import create_sessionmaker
+from vouchsim.server.storage.events import EventBus, detail_of, with_detail
 
 pytestmark = pytest.mark.anyio
 
