@@ -30,7 +30,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from vouchsim.server.core.crypto import constant_time_equals
 from vouchsim.server.oauth.bearer import bearer_token
@@ -96,11 +96,11 @@ def testbed_router(testbed: Testbed) -> Router:
 
     @get("/journal", summary="The request journal of this instance")
     async def read_journal(
-        client_id: str | None = None,
-        kind: list[str] | None = None,
-        since: str | None = None,
-        limit: Annotated[int | None, Parameter(ge=1)] = None,
-        wait: Annotated[float | None, Parameter(ge=0, le=MAX_WAIT)] = None,
+        client_id: FromQuery[str | None] = None,
+        kind: FromQuery[list[str] | None] = None,
+        since: FromQuery[str | None] = None,
+        limit: Annotated[int | None, QueryParameter(ge=1)] = None,
+        wait: Annotated[float | None, QueryParameter(ge=0, le=MAX_WAIT)] = None,
     ) -> Response[JournalPage]:
         """Entries oldest first, filtered by client, kind (`kind=token,mcp`), `since` (an entry id, or an
         ISO 8601 time) and `limit` (after `since`: the first N; otherwise the newest N). With `wait` (seconds,
@@ -133,7 +133,7 @@ def testbed_router(testbed: Testbed) -> Router:
         testbed.journal.clear()
 
     @post("/faults", status_code=201, summary="Inject a fault")
-    async def add_fault(data: FaultRequest) -> Response[Fault]:
+    async def add_fault(data: JSONBody[FaultRequest]) -> Response[Fault]:
         """`{"match": {kind, client_id, grant_type, mcp_method, tool}, "action": {status, error,
         error_description, retry_after | delay_ms | drop | expire_token}, "times": N}`; `times` defaults to 1,
         `null` means until deleted. In force on every instance once this answers."""
@@ -144,7 +144,7 @@ def testbed_router(testbed: Testbed) -> Router:
         return Response(FaultList(faults=await testbed.faults()), headers=_NO_STORE)
 
     @delete("/faults/{fault_id:str}", status_code=204, summary="Remove one fault")
-    async def remove_fault(fault_id: str) -> None:
+    async def remove_fault(fault_id: FromPath[str]) -> None:
         if not await testbed.remove_fault(fault_id):
             raise NotFoundException(f"There is no fault {fault_id[:100]!r}.")
 
@@ -157,7 +157,7 @@ def testbed_router(testbed: Testbed) -> Router:
         return Response(testbed.clock_view(), headers=_NO_STORE)
 
     @post("/clock", status_code=200, summary="Move the server's clock forward")
-    async def move_clock(data: ClockMove) -> Response[Any]:
+    async def move_clock(data: JSONBody[ClockMove]) -> Response[Any]:
         """Everything that expires follows (codes, tokens, pairings, sessions, delegations and their tokens'
         claims); pending delegations it makes due expire at once. In force on every instance once this answers."""
         try:
