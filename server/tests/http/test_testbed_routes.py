@@ -377,10 +377,8 @@ def test_the_clock_expires_pairings_and_mcp_sessions(client: TestClient[Any], fl
     mcp = Agent(client, done.access_token)
     assert mcp.initialize().status_code == 200
     advance(client, 3600)  # the MCP session's idle limit (and the token's lifetime)
-    renewed = client.post(
-        "/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": done.tokens["refresh_token"], "client_id": done.client_id},
-    ).json()
+    data = {"grant_type": "refresh_token", "refresh_token": done.tokens["refresh_token"], "client_id": done.client_id}
+    renewed = client.post("/oauth/token", data=data).json()
     mcp.token = renewed["access_token"]
     gone = mcp.call("identity_get")
     assert gone.status_code == 404, gone.text  # the session went idle on the moved clock
@@ -527,9 +525,10 @@ def test_two_instances_follow_one_clock_and_one_set_of_faults(database_url: str,
         TestClient(create_app(settings, clock=clock), base_url=ISSUER) as one,
         TestClient(create_app(settings, clock=clock), base_url=ISSUER) as two,
     ):
-        assert one.get("/testbed/clock", headers=AUTH).headers["vouchsim-testbed-instance"] != two.get(
-            "/testbed/clock", headers=AUTH
-        ).headers["vouchsim-testbed-instance"]
+        assert (
+            one.get("/testbed/clock", headers=AUTH).headers["vouchsim-testbed-instance"]
+            != two.get("/testbed/clock", headers=AUTH).headers["vouchsim-testbed-instance"]
+        )
         advance(one, 3600)  # answered once both instances applied it
         assert two.get("/testbed/clock", headers=AUTH).json()["offset_seconds"] == 3600
         add_fault(two, {"match": {"kind": "discovery"}, "action": {"status": 503}, "times": 3})
