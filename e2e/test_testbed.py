@@ -7,6 +7,7 @@ the journal of that run: e2e/test_oauth_sdk_flow.py. Two workers: e2e/test_worke
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -182,6 +183,20 @@ async def test_the_typescript_sdk_sees_a_503_with_retry_after_at_the_token_endpo
     assert tokens == [(503, "1"), (200, None)], client.report()
     [refused] = [entry for entry in await testbed.journal(kind="token") if entry.fault == fault.id]
     assert (refused.status, refused.summary["error"]) == (503, "temporarily_unavailable")
+
+
+@pytest.mark.requirement("TESTBED-TOKEN")
+async def test_without_a_token_the_server_makes_one_and_prints_it_once(servers: ServerFactory) -> None:
+    server = await anyio.to_thread.run_sync(lambda: servers.start({"VOUCHSIM_TESTBED": "1"}))
+    printed = re.findall(r"testbed controls: (\S+) \(bearer token: (\S+)\)", server.log())
+    assert len(printed) == 1, server.log()
+    [(url, token)] = printed
+    assert url == f"{server.base_url}/testbed/" and len(token) >= 32
+    async with TestbedClient.connect(server.base_url, token) as testbed:
+        assert (await testbed.clock()).offset_seconds == 0
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        assert (await http.get("/testbed/clock")).status_code == 401
+        assert token not in (await http.get("/schema/openapi.json")).text
 
 
 @pytest.mark.requirement("TESTBED-CLI")
