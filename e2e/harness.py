@@ -32,13 +32,25 @@ REPO = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 60.0  # seconds for one companion CLI command
 HTTP_TIMEOUT = 30.0
 TRACEBACK = "Traceback (most recent call last)"
-SERVER_ERROR = re.compile(r'^INFO: .*"[A-Z]+ \S+ HTTP/[\d.]+" 5\d\d', re.MULTILINE)  # uvicorn's access log
+SERVER_ERROR = re.compile(r'^INFO: .*"([A-Z]+) (\S+) HTTP/[\d.]+" (5\d\d)', re.MULTILINE)  # uvicorn's access log
+# What the testbed logs when a fault answers a request itself (`vouchsim serve --testbed`): such a 5xx was asked for.
+INJECTED = re.compile(r"testbed fault \S+ answered ([A-Z]+) (\S+) with (5\d\d)")
 PAIRING_CODE = re.compile(r"^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$")
 
 
-def _first(pattern: re.Pattern[str], text: str) -> int:
-    match = pattern.search(text)
-    return match.start() if match else -1
+def _first_server_error(text: str) -> int:
+    """Where the first 5xx answer that no testbed fault asked for was logged; -1 when there is none."""
+    injected: dict[tuple[str, str, str], int] = {}
+    for found in INJECTED.finditer(text):
+        injected[found.groups()] = injected.get(found.groups(), 0) + 1
+    for found in SERVER_ERROR.finditer(text):
+        method, target, status = found.groups()
+        key = (method, target.split("?")[0], status)
+        if injected.get(key, 0) > 0:
+            injected[key] -= 1
+            continue
+        return found.start()
+    return -1
 
 
 # --- databases -----------------------------------------------------------------------------------------
@@ -130,10 +142,11 @@ class LiveServer(DemoServer):
         """The log from the first traceback or 5xx answer on (after byte `since`), or None when there is none.
 
         5xx answers count too: Litestar logs an unhandled exception's traceback only in debug mode, so in a
-        served process the access log line is often the only trace of one.
+        served process the access log line is often the only trace of one. Those a testbed fault gave (it logs
+        each one it answers) do not.
         """
         text = self.log(since)
-        found = [at for at in (text.find(TRACEBACK), _first(SERVER_ERROR, text)) if at >= 0]
+        found = [at for at in (text.find(TRACEBACK), _first_server_error(text)) if at >= 0]
         if not found:
             return None
         at = min(found)

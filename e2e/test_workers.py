@@ -1,7 +1,8 @@
 """`vouchsim serve --workers N`: several server processes on one port, over PostgreSQL.
 
 Calls wait in whichever process accepted their connection, and decisions land in whichever process accepted the
-device's: LISTEN/NOTIFY carries the wake-up between them. On SQLite (an in-process event bus) more than one
+device's: LISTEN/NOTIFY carries the wake-up between them. The testbed's clock offset and faults, kept in the
+database and announced the same way, hold on every worker. On SQLite (an in-process event bus) more than one
 worker is refused before anything starts.
 """
 
@@ -10,16 +11,22 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from e2e.harness import REPO, Browser, Companion, LiveServer, ServerFactory, clean_environment, free_port
 from e2e.test_delegation_flow import PAYMENTS, agent, structured, verify_delegation_token
+from vouchsim.companion.core.testbed import TestbedClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 WORKERS = 2
+TESTBED_TOKEN = "e2e-testbed-token-of-the-workers"
+TESTBED = {"VOUCHSIM_TESTBED": "1", "VOUCHSIM_TESTBED_TOKEN": TESTBED_TOKEN}
+INSTANCE = "vouchsim-testbed-instance"
 CALLS = 12  # waiting at once, over as many connections: the kernel hands them to both workers
 DECIDE_WITHIN = 30.0
 
@@ -28,7 +35,7 @@ DECIDE_WITHIN = 30.0
 def live_server(servers: ServerFactory) -> LiveServer:
     if servers.databases.backend != "postgres":
         pytest.skip("more than one worker needs PostgreSQL (the SQLite refusal is tested below)")
-    return servers.start({"VOUCHSIM_WORKERS": str(WORKERS)})
+    return servers.start({"VOUCHSIM_WORKERS": str(WORKERS), **TESTBED})
 
 
 def worker_processes(server: LiveServer) -> list[int]:
@@ -72,6 +79,50 @@ async def test_waiting_calls_are_woken_whichever_worker_holds_them(
     for answer in answers.values():
         await verify_delegation_token(live_server, str(answer["token"]), "aud_test_payments")
     assert len(worker_processes(live_server)) == WORKERS  # none died on the way
+
+
+async def on_each_worker(server: LiveServer, path: str, *, attempts: int = 400) -> dict[str, dict[str, Any]]:
+    """`GET path` of the testbed controls, answered by each worker (a new connection each time, so the kernel
+    hands them to both), by the instance that answered."""
+    answers: dict[str, dict[str, Any]] = {}
+    for _ in range(attempts):
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            response = await http.get(path, headers={"Authorization": f"Bearer {TESTBED_TOKEN}"})
+        assert response.status_code == 200, response.text
+        answers.setdefault(response.headers[INSTANCE], response.json())
+        if len(answers) == WORKERS:
+            return answers
+    pytest.fail(f"{attempts} new connections reached only {sorted(answers)}")
+
+
+@pytest.mark.requirement("TESTBED-WORKERS", "SERVE-WORKERS")
+async def test_every_worker_follows_the_testbed_clock_and_faults(live_server: LiveServer) -> None:
+    async with TestbedClient.connect(live_server.base_url, TESTBED_TOKEN) as testbed:
+        await testbed.reset()
+        moved = await testbed.advance(3600)  # answered once both workers applied it
+        clocks = await on_each_worker(live_server, "/testbed/clock")
+        assert {answer["offset_seconds"] for answer in clocks.values()} == {moved.offset_seconds} == {3600}
+
+        fault = await testbed.add_fault(match={"kind": "discovery"}, action={"status": 503}, times=5)
+        statuses = []
+        for _ in range(16):  # new connections: both workers answer some
+            async with httpx.AsyncClient(base_url=live_server.base_url) as http:
+                statuses.append((await http.get("/.well-known/jwks.json")).status_code)
+        assert sorted(statuses) == [200] * 11 + [503] * 5  # five firings in all, whichever worker fired them
+        [listed] = await testbed.faults()
+        assert (listed.id, listed.remaining, listed.fired) == (fault.id, 0, 5)
+
+        journals = await on_each_worker(live_server, "/testbed/journal?kind=discovery")
+        per_worker = [answer["entries"] for answer in journals.values()]
+        assert all(per_worker), journals  # each worker journals the requests it served
+        assert sum(len(entries) for entries in per_worker) == 16
+        assert sum(entry["fault"] == fault.id for entries in per_worker for entry in entries) == 5
+
+        await testbed.reset()  # on every worker: journals, faults and clock
+        after = await on_each_worker(live_server, "/testbed/journal")
+        assert [answer["entries"] for answer in after.values()] == [[], []]
+        clocks = await on_each_worker(live_server, "/testbed/clock")
+        assert {answer["offset_seconds"] for answer in clocks.values()} == {0}
 
 
 @pytest.mark.requirement("SERVE-WORKERS")

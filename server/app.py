@@ -18,7 +18,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from vouchsim.server.core.clock import Clock, SystemClock
+from vouchsim.server.core.clock import Clock, OffsetClock, SystemClock
 from vouchsim.server.core.crypto import random_token
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.audiences import AudienceRegistry
@@ -34,6 +34,8 @@ from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.migrate import upgrade
 from vouchsim.server.storage.repositories.keys import get_or_create_key
 from vouchsim.server.storage.session import own_transactions
+from vouchsim.server.testbed import routes as testbed_routes
+from vouchsim.server.testbed.control import Testbed
 
 log = logging.getLogger("vouchsim")
 
@@ -126,6 +128,9 @@ def create_app(
     """Raises `AudienceFileError` at once when the audience file (settings.audiences_file) is not usable."""
     clock = clock or SystemClock()
     registry = audiences if audiences is not None else AudienceRegistry.from_settings(settings)
+    testbed = _testbed(settings, clock)
+    if testbed is not None:
+        clock = testbed.clock  # every expiry follows the testbed's movable clock
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -150,14 +155,24 @@ def create_app(
             # /mcp caches validated tokens and sessions; revocations announced on the bus empty it at once.
             app.state.mcp = McpServer(app.state.runtime, sessions, events, delegations)
             events.add_listener(app.state.mcp.on_event)
+            if testbed is not None:
+                await testbed.start(sessions, events, delegations)
             yield
         finally:
+            if testbed is not None:
+                await testbed.stop()
             await events.stop()
             # aiosqlite leaves threads behind (and once hung the process) unless the engine is disposed.
             await engine.dispose()
 
-    return Litestar(
-        route_handlers=[healthz, *oauth_routes, device_router, *mcp_routes],
+    app = Litestar(
+        route_handlers=[
+            healthz,
+            *oauth_routes,
+            device_router,
+            *mcp_routes,
+            *([testbed_routes.testbed_router(testbed)] if testbed is not None else []),
+        ],
         lifespan=[lifespan],
         dependencies={
             "runtime": Provide(provide_runtime),
@@ -166,7 +181,12 @@ def create_app(
             "delegations": Provide(provide_delegations),
         },
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
-        openapi_config=OpenAPIConfig(title="Vouchsim", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Vouchsim",
+            version="0.1.0",
+            path="/schema",
+            components=testbed_routes.openapi_components() if testbed is not None else [],
+        ),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         # Browser-based MCP clients must be able to read the challenge and the session id.
         cors_config=CORSConfig(
@@ -183,3 +203,18 @@ def create_app(
             max_age=600,
         ),
     )
+    if testbed is not None:
+        testbed_routes.install(app, testbed)  # journal and faults, around everything else
+    return app
+
+
+def _testbed(settings: Settings, clock: Clock) -> Testbed | None:
+    """The testbed controls when the settings turn them on; without a token in the settings, one is made and
+    printed (`vouchsim serve` makes and prints it itself, once for every worker)."""
+    if not settings.testbed:
+        return None
+    token = settings.testbed_token
+    if not token:
+        token = random_token(24)
+        print(f"Vouchsim testbed controls on /testbed/; bearer token: {token}", flush=True)
+    return Testbed(settings, OffsetClock(clock), token=token)

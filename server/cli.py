@@ -1,4 +1,5 @@
-"""`vouchsim`: the one command. `serve` runs the server; `companion …` hands over to the companion's own CLI.
+"""`vouchsim`: the one command. `serve` runs the server; `companion …` hands over to the companion's own CLI,
+`testbed …` to the testbed controls' CLI (an HTTP client of `/testbed/`, which lives beside the companion).
 
 The companion runs as its own process (`python -m vouchsim.companion`) so the two halves never import each other:
 they meet only over HTTP, as a real phone and server do.
@@ -26,6 +27,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--workers", type=int, help="server processes sharing the port (VOUCHSIM_WORKERS, default 1; >1: PostgreSQL)"
     )
+    serve.add_argument(
+        "--testbed",
+        action="store_true",
+        default=None,
+        help="turn on the testbed controls under /testbed/ (VOUCHSIM_TESTBED=1; token: VOUCHSIM_TESTBED_TOKEN)",
+    )
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _settings_options(migrate)
     sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)", add_help=False)
+    sub.add_parser("testbed", help="the testbed controls of a server (see `vouchsim testbed --help`)", add_help=False)
     return parser
 
 
@@ -56,6 +64,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             log_level=args.log_level,
             audiences_file=getattr(args, "audiences_file", None),
             workers=getattr(args, "workers", None),
+            testbed=getattr(args, "testbed", None),
         )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"vouchsim: invalid setting: {error}") from None
@@ -72,11 +81,15 @@ def serve(settings: Settings) -> None:
         raise SystemExit(f"vouchsim: {error}") from None
 
     base = settings.issuer or f"http://{settings.host}:{settings.port}"
+    settings, generated_token = _with_testbed_token(settings)
     print(f"Vouchsim on {base}", flush=True)
     print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
     print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
     print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
     print(f"  database: {settings.database_url}", flush=True)
+    if settings.testbed:
+        token = settings.testbed_token if generated_token else "from VOUCHSIM_TESTBED_TOKEN"
+        print(f"  testbed controls: {base}/testbed/ (bearer token: {token})", flush=True)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -101,6 +114,18 @@ def serve(settings: Settings) -> None:
     uvicorn.run("vouchsim.server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
 
 
+def _with_testbed_token(settings: Settings) -> tuple[Settings, bool]:
+    """With the testbed on and no VOUCHSIM_TESTBED_TOKEN, a fresh token (and True): made here once, so every
+    worker shares it, and printed once by `serve`. A token the user set is theirs already and is not printed."""
+    if not settings.testbed or settings.testbed_token:
+        return settings, False
+    import msgspec
+
+    from vouchsim.server.core.crypto import random_token
+
+    return msgspec.structs.replace(settings, testbed_token=random_token(24)), True
+
+
 def migrate(settings: Settings, *, quiet: bool = False) -> None:
     from vouchsim.server.storage.migrate import DatabaseUnavailable, upgrade_database
 
@@ -112,11 +137,15 @@ def migrate(settings: Settings, *, quiet: bool = False) -> None:
         print("database is up to date")
 
 
+# Commands that are other programs' (they meet the server only over HTTP), by the module that runs them.
+_HANDED_OVER = {"companion": "vouchsim.companion", "testbed": "vouchsim.companion.testbed_cli"}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "companion":
+    if argv and argv[0] in _HANDED_OVER:
         # Replace this process: exit codes, signals and the terminal pass straight through.
-        os.execv(sys.executable, [sys.executable, "-m", "vouchsim.companion", *argv[1:]])  # noqa: S606
+        os.execv(sys.executable, [sys.executable, "-m", _HANDED_OVER[argv[0]], *argv[1:]])  # noqa: S606
     args = build_parser().parse_args(argv)
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

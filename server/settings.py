@@ -45,6 +45,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Server processes sharing the port (`vouchsim serve --workers`). More than one needs PostgreSQL: waiting
     # calls are woken across processes only through LISTEN/NOTIFY.
     workers: int = 1
+    # The testbed controls under /testbed/ (server/testbed/): off unless asked for. Their bearer token; empty with
+    # the testbed on: `vouchsim serve` generates one and prints it once.
+    testbed: bool = False
+    testbed_token: str = ""
+    # Entries the request journal keeps (per instance, in process); the oldest go first.
+    testbed_journal_size: int = 10_000
 
     def __post_init__(self) -> None:
         if self.issuer.endswith("/"):
@@ -66,6 +72,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.testbed_journal_size < 1:
+            raise ValueError("testbed_journal_size must be at least 1")
+        if not all("\x21" <= char <= "\x7e" for char in self.testbed_token):
+            raise ValueError("testbed_token must be visible ASCII characters (it travels in a header)")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.workers > 1 and self.is_sqlite:
@@ -93,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 ENV_PREFIX = "VOUCHSIM_"
 _INT_FIELDS = {name for name, kind in Settings.__annotations__.items() if kind == "int"}
+_BOOL_FIELDS = {name for name, kind in Settings.__annotations__.items() if kind == "bool"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def settings_from(environ: Mapping[str, str], **overrides: object) -> Settings:
@@ -102,7 +115,11 @@ def settings_from(environ: Mapping[str, str], **overrides: object) -> Settings:
         raw = environ.get(ENV_PREFIX + field.upper())
         if raw is None or raw == "":
             continue
-        if field in _INT_FIELDS:
+        if field in _BOOL_FIELDS:
+            if raw.strip().lower() not in _TRUE | _FALSE:
+                raise ValueError(f"{ENV_PREFIX}{field.upper()} must be 1 or 0 (true or false), got {raw!r}")
+            values[field] = raw.strip().lower() in _TRUE
+        elif field in _INT_FIELDS:
             try:
                 values[field] = int(raw)
             except ValueError:
@@ -122,4 +139,10 @@ def settings_from_environment(**overrides: object) -> Settings:
 def settings_environment(settings: Settings) -> dict[str, str]:
     """`settings` as `VOUCHSIM_*` variables, which `settings_from` reads back as the same settings (what a
     worker process is started with)."""
-    return {ENV_PREFIX + field.upper(): str(getattr(settings, field)) for field in Settings.__struct_fields__}
+    return {ENV_PREFIX + field.upper(): _env_value(getattr(settings, field)) for field in Settings.__struct_fields__}
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)

@@ -3,10 +3,11 @@
 // exchange); this script only plays the application around it, as the SDK's examples do.
 //
 //   node ts_sdk_client.mjs --server <mcp url> --redirect-url <loopback url> --delegation <json arguments>
-//                          [--vouchsim-person]
+//                          [--vouchsim-person] [--retry-token]
 //
 // It talks to the test in JSON lines: one object per line, each with a "type", in this order.
-//   out  {"type":"http","method","path","status"}   each HTTP request the SDK makes, whenever it makes one
+//   out  {"type":"http","method","path","status","retry_after"}   each HTTP request the SDK makes, whenever it
+//                                                  makes one (retry_after: the answer's Retry-After, or null)
 //   out  {"type":"registered","client_id","token_endpoint_auth_method","has_secret"}
 //   out  {"type":"authorize","url"}                 the SDK wants the person's browser at this URL
 //   in   {"type":"redirect","location"}             where the authorization page sent that browser back
@@ -16,6 +17,8 @@
 //   out  {"type":"identity","result"}               the CallToolResult of identity_get
 //   out  {"type":"delegation","result"}             the CallToolResult of delegation_request (it waits)
 //   out  {"type":"done"}, then exit 0; or, at any point, {"type":"error","message"} and exit 1.
+// With --retry-token, a code exchange the server refuses with temporarily_unavailable is tried once more after
+// the answer's Retry-After seconds, and {"type":"token_retried","error","retry_after"} says so.
 // With --vouchsim-person, nothing is read: the redirect handler completes the page itself with
 // `vouchsim companion authorize-url` exactly as the README's "Other languages" recipe shows (its lines are
 // checked against the README), and "authorize" is followed by {"type":"redirected","location"}.
@@ -34,6 +37,7 @@ const { values: args } = parseArgs({
     "redirect-url": { type: "string" },
     delegation: { type: "string" },
     "vouchsim-person": { type: "boolean", default: false },
+    "retry-token": { type: "boolean", default: false },
     timeout: { type: "string", default: "25" },
   },
 });
@@ -58,12 +62,29 @@ async function receive(type) {
 }
 
 // Records what the SDK sends (auth discovery and registration included: they go through the same fetch).
+let lastRetryAfter = null;
 async function recordingFetch(input, init) {
   const response = await fetch(input, init);
   const request = input instanceof Request ? input : undefined;
   const method = init?.method ?? request?.method ?? "GET";
-  emit({ type: "http", method, path: new URL(request?.url ?? input).pathname, status: response.status });
+  const retryAfter = response.headers.get("retry-after");
+  lastRetryAfter = retryAfter;
+  emit({ type: "http", method, path: new URL(request?.url ?? input).pathname, status: response.status,
+    retry_after: retryAfter });
   return response;
+}
+
+// The code exchange; with --retry-token, once more after a temporarily_unavailable answer's Retry-After.
+async function finishAuth(transport, code) {
+  try {
+    await transport.finishAuth(code);
+  } catch (error) {
+    if (!args["retry-token"] || error?.constructor?.errorCode !== "temporarily_unavailable") throw error;
+    const seconds = Number(lastRetryAfter ?? "1");
+    emit({ type: "token_retried", error: error.constructor.name, retry_after: seconds });
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    await transport.finishAuth(code);
+  }
 }
 
 // The OAuthClientProvider interface, in memory: one agent, one session.
@@ -160,7 +181,7 @@ async function main() {
   if (callback.searchParams.get("state") !== provider.expectedState) throw new Error("state mismatch");
   const code = callback.searchParams.get("code");
   if (!code) throw new Error(`no code in ${location}`);
-  await transport.finishAuth(code);
+  await finishAuth(transport, code);
 
   transport = newTransport();
   await client.connect(transport);

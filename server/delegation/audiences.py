@@ -14,6 +14,7 @@ from typing import Annotated
 
 import msgspec
 
+from vouchsim.server.delegation.tokens import ALGORITHM, Algorithm
 from vouchsim.server.settings import Settings
 
 # fixtures/audiences.json: the wheel carries a copy beside this module (pyproject.toml, force-include); a
@@ -30,6 +31,8 @@ class Audience(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     scopes: Annotated[tuple[Annotated[str, msgspec.Meta(pattern=_SCOPE)], ...], msgspec.Meta(min_length=1)]
     description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    # The delegation token's signing algorithm, for the audience's own verifier (server.delegation.tokens).
+    alg: Algorithm = ALGORITHM
 
 
 class _AudienceFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

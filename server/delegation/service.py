@@ -40,6 +40,8 @@ from vouchsim.server.delegation.errors import (
 from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
 from vouchsim.server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
 from vouchsim.server.delegation.tokens import (
+    ALGORITHM,
+    Algorithm,
     SigningKeyStore,
     delegation_claims,
     mint,
@@ -112,18 +114,20 @@ class DelegationService:
     # -- signing keys --------------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Make the first signing key at startup, so the first request does not race another for it."""
+        """Make the first signing keys (one per algorithm) at startup, so the first request does not race another
+        for them and the JWKS carries a key for each algorithm an audience may ask for."""
         async with self._unit() as unit:
-            await self.keys.signing_key(unit.keys)
+            await self.keys.prepare(unit.keys)
 
     async def jwks(self) -> dict[str, Any]:
         async with self._unit() as unit:
             return await self.keys.jwks(unit.keys)
 
-    async def rotate_keys(self) -> str:
-        """A new signing key; tokens signed by the old one keep verifying until they expire. Returns its kid."""
+    async def rotate_keys(self, algorithm: Algorithm = ALGORITHM) -> str:
+        """A new signing key for `algorithm`; tokens signed by the old one keep verifying until they expire.
+        Returns its kid."""
         async with self._unit() as unit:
-            return await self.keys.rotate(unit.keys)
+            return await self.keys.rotate(unit.keys, algorithm)
 
     # -- the agent (MCP tools) -----------------------------------------------------------------------------
 
@@ -226,10 +230,22 @@ class DelegationService:
             if not _token_live(row, now):
                 return None
             assert row.token_expires_at is not None
-            key = await self.keys.signing_key(unit.keys)
+            algorithm = self._algorithm(row.audience_id)
+            key = await self.keys.signing_key(unit.keys, algorithm)
             return IssuedToken(
-                token=mint(key, self._claims(row, found.client_name, issuer)), expires_at=row.token_expires_at
+                token=mint(key, self._claims(row, found.client_name, issuer), algorithm),
+                expires_at=row.token_expires_at,
             )
+
+    async def expire_due(self) -> int:
+        """Move every pending delegation past its `expires_at` to `expired` now, announcing each, so a call
+        waiting for one is answered at once (after the testbed moved the clock, say). Returns how many."""
+        async with self._unit() as unit:
+            due = await unit.delegations.due(_PENDING, self.clock.now())
+            expired = 0
+            for row in due:
+                expired += await self._move(unit, row, DelegationEvent.TIME)
+            return expired
 
     # -- the trusted device --------------------------------------------------------------------------------
 
@@ -462,6 +478,11 @@ class DelegationService:
     def _until_first_expiry(self, known: dict[str, DelegationView]) -> float:
         pending = [view.expires_at for view in known.values() if view.status == _PENDING]
         return self._seconds_until(min(pending)) if pending else float("inf")
+
+    def _algorithm(self, audience_id: str) -> Algorithm:
+        """The algorithm the audience verifies (the default for one removed from the registry since)."""
+        audience = self.audiences.get(audience_id)
+        return audience.alg if audience is not None else ALGORITHM
 
     def _audience(self, audience_id: str) -> Audience:
         audience = self.audiences.get(audience_id)

@@ -1,28 +1,37 @@
-"""Delegation tokens (docs/delegations.md, "The delegation token"): JWTs signed with Ed25519 (RFC 8037,
-`alg: "Ed25519"` per RFC 9864), `kid` = the key's RFC 7638 thumbprint, published in `/.well-known/jwks.json`
-(RFC 7517).
+"""Delegation tokens (docs/delegations.md, "The delegation token"): JWTs signed, by default, with Ed25519
+(RFC 8037, `alg: "Ed25519"` per RFC 9864), `kid` = the key's RFC 7638 thumbprint, published in
+`/.well-known/jwks.json` (RFC 7517).
+
+An audience may ask for another algorithm (`alg` in the audience file): `EdDSA` (the same curve under the name
+RFC 8037 gave it, which verifiers such as PyJWT know), `ES256` or `RS256` (RFC 7518 §3.4, §3.3). Each algorithm
+has keys of its own, all published, each JWK naming its `alg`, so a verifier picks the key by `kid` and
+checks the algorithm against it.
 
 Signing keys are made on first start and kept in the database, the private half AES-GCM sealed under a key
-derived from the server's HMAC key. The newest unretired key signs. `rotate` makes a new key and retires the
-old one, whose public half stays published for a token lifetime plus a margin, so tokens in flight keep
-verifying. The current key is read from the database on every use (never cached), so a rotation made by one
+derived from the server's HMAC key. Per algorithm, the newest unretired key signs. `rotate` makes a new key and
+retires the old one, whose public half stays published for a token lifetime plus a margin, so tokens in flight
+keep verifying. The current key is read from the database on every use (never cached), so a rotation made by one
 instance is followed by every instance at once; only unsealed keys, immutable per kid, are cached.
 
 Claims: `iss`, a pairwise `sub` (one per user and audience, so two audiences cannot correlate users), `aud`,
 `scope`, `act` (RFC 8693 §4.1: the client acting for the user), `delegation_id`, `jti`, `iat`, `nbf`, `exp`.
-Minting is deterministic for a delegation and a key: Ed25519 signatures are, and the claims come from the record.
+Minting is deterministic for a delegation and a key with Ed25519, EdDSA and RS256 (the claims come from the
+record); ES256 signatures are randomised, so each minting of the same claims differs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import b64url, keyed_hash, seal, unseal
@@ -32,7 +41,10 @@ from vouchsim.server.storage.repositories.signing_keys import SigningKeyReposito
 
 log = logging.getLogger("vouchsim.delegation")
 
-ALGORITHM = "Ed25519"
+Algorithm = Literal["Ed25519", "EdDSA", "ES256", "RS256"]
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
+ALGORITHM: Algorithm = "Ed25519"  # the default
+SigningJwk = OKPKey | ECKey | RSAKey
 SEAL_PURPOSE = "signing-key"
 # How long a retired key stays published beyond the longest token it may have signed (clock skew, caches).
 RETIREMENT_MARGIN = timedelta(seconds=120)
@@ -71,26 +83,60 @@ def delegation_claims(
     }
 
 
-def kid_of(key: OKPKey) -> str:
+def kid_of(key: SigningJwk) -> str:
     kid = key.kid
     assert kid is not None  # every key made here carries its thumbprint as kid
     return kid
 
 
-def mint(key: OKPKey, claims: dict[str, Any]) -> str:
-    header = {"alg": ALGORITHM, "kid": kid_of(key), "typ": "JWT"}
-    return jwt.encode(header, claims, key, algorithms=[ALGORITHM])
+@contextmanager
+def _eddsa_allowed() -> Iterator[None]:
+    """joserfc warns on every use of `EdDSA` (RFC 9864 deprecates the name); an audience that asked for it, for
+    a verifier that knows no other name for Ed25519, gets it without the noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+        yield
+
+
+def mint(key: SigningJwk, claims: dict[str, Any], algorithm: Algorithm = ALGORITHM) -> str:
+    header = {"alg": algorithm, "kid": kid_of(key), "typ": "JWT"}
+    with _eddsa_allowed():
+        return jwt.encode(header, claims, key, algorithms=[algorithm])
 
 
 def verified_claims(token: str, keys: KeySet) -> dict[str, Any] | None:
-    """The claims of a JWT signed by one of `keys` with Ed25519; None for anything else. Times are not checked."""
+    """The claims of a JWT signed by one of `keys` with the algorithm that key is published for; None for
+    anything else. Times are not checked."""
     try:
-        decoded = jwt.decode(token, keys, algorithms=[ALGORITHM])
+        with _eddsa_allowed():
+            decoded = jwt.decode(token, keys, algorithms=list(ALGORITHMS))
     except (JoseError, ValueError, TypeError, KeyError):
         return None
-    if decoded.header.get("alg") != ALGORITHM or not isinstance(decoded.header.get("kid"), str):
+    kid = decoded.header.get("kid")
+    if not isinstance(kid, str):
+        return None
+    key = next((key for key in keys if key.kid == kid), None)
+    # One key, one algorithm: a token may not borrow an Ed25519 key under the EdDSA name or the other way round.
+    if key is None or key.get("alg") != decoded.header.get("alg"):
         return None
     return dict(decoded.claims)
+
+
+def _generate(algorithm: Algorithm) -> SigningJwk:
+    if algorithm == "ES256":
+        return ECKey.generate_key("P-256")
+    if algorithm == "RS256":
+        return RSAKey.generate_key(2048)
+    return OKPKey.generate_key("Ed25519")
+
+
+def _import(data: dict[str, Any]) -> SigningJwk:
+    kind = data.get("kty")
+    if kind == "EC":
+        return ECKey.import_key(data)
+    if kind == "RSA":
+        return RSAKey.import_key(data)
+    return OKPKey.import_key(data)
 
 
 class SigningKeyStore:
@@ -100,23 +146,29 @@ class SigningKeyStore:
         self._secret = hmac_key.hex()
         self.clock = clock
         self.settings = settings
-        self._unsealed: dict[str, OKPKey] = {}
+        self._unsealed: dict[str, SigningJwk] = {}
 
-    async def signing_key(self, keys: SigningKeyRepository) -> OKPKey:
-        """The current key; made on first use, and replaced if it can no longer be unsealed."""
-        row = await keys.current()
+    async def prepare(self, keys: SigningKeyRepository) -> None:
+        """A current key for every algorithm, so the JWKS carries one for each before the first token."""
+        for algorithm in ALGORITHMS:
+            await self.signing_key(keys, algorithm)
+
+    async def signing_key(self, keys: SigningKeyRepository, algorithm: Algorithm = ALGORITHM) -> SigningJwk:
+        """The current key for `algorithm`; made on first use, and replaced if it can no longer be unsealed."""
+        row = await keys.current(algorithm)
         if row is None:
-            return await self._create(keys)
+            return await self._create(keys, algorithm)
         key = self._open(row)
         if key is not None:
             return key
         log.warning("signing key %s cannot be unsealed (was the secret key changed?): rotating", row.kid)
-        return await self._replace(keys, row)
+        return await self._replace(keys, row, algorithm)
 
-    async def rotate(self, keys: SigningKeyRepository) -> str:
-        """A new current key; the old one stays published until every token it signed has expired."""
-        row = await keys.current()
-        key = await self._create(keys) if row is None else await self._replace(keys, row)
+    async def rotate(self, keys: SigningKeyRepository, algorithm: Algorithm = ALGORITHM) -> str:
+        """A new current key for `algorithm`; the old one stays published until every token it signed has
+        expired."""
+        row = await keys.current(algorithm)
+        key = await self._create(keys, algorithm) if row is None else await self._replace(keys, row, algorithm)
         return kid_of(key)
 
     async def jwks(self, keys: SigningKeyRepository) -> dict[str, Any]:
@@ -125,26 +177,26 @@ class SigningKeyStore:
 
     async def key_set(self, keys: SigningKeyRepository) -> KeySet:
         rows = await keys.published(self.clock.now())
-        return KeySet([OKPKey.import_key(dict(row.public_jwk)) for row in rows])
+        return KeySet([_import(dict(row.public_jwk)) for row in rows])
 
-    async def _replace(self, keys: SigningKeyRepository, old: SigningKey) -> OKPKey:
+    async def _replace(self, keys: SigningKeyRepository, old: SigningKey, algorithm: Algorithm) -> SigningJwk:
         now = self.clock.now()
-        key = await self._create(keys)
+        key = await self._create(keys, algorithm)
         publish_until = now + timedelta(seconds=self.settings.delegation_token_ttl) + RETIREMENT_MARGIN
         await keys.retire(old.kid, now, publish_until)
         return key
 
-    async def _create(self, keys: SigningKeyRepository) -> OKPKey:
-        generated = OKPKey.generate_key("Ed25519")
+    async def _create(self, keys: SigningKeyRepository, algorithm: Algorithm) -> SigningJwk:
+        generated = _generate(algorithm)
         kid = generated.thumbprint()
         private = {**generated.as_dict(private=True), "kid": kid}
-        key = OKPKey.import_key(private)
-        public = {**generated.as_dict(private=False), "kid": kid, "alg": ALGORITHM, "use": "sig"}
+        key = _import(private)
+        public = {**generated.as_dict(private=False), "kid": kid, "alg": algorithm, "use": "sig"}
         sealed = seal(self._secret, SEAL_PURPOSE, json.dumps(private).encode())
         await keys.add(
             SigningKey(
                 kid=kid,
-                algorithm=ALGORITHM,
+                algorithm=algorithm,
                 public_jwk=public,
                 private_sealed=sealed,
                 created_at=self.clock.now(),
@@ -153,13 +205,13 @@ class SigningKeyStore:
         self._unsealed[kid] = key
         return key
 
-    def _open(self, row: SigningKey) -> OKPKey | None:
+    def _open(self, row: SigningKey) -> SigningJwk | None:
         cached = self._unsealed.get(row.kid)
         if cached is not None:
             return cached
         plain = unseal(self._secret, SEAL_PURPOSE, row.private_sealed)
         if plain is None:
             return None
-        key = OKPKey.import_key(json.loads(plain))
+        key = _import(json.loads(plain))
         self._unsealed[row.kid] = key
         return key

@@ -4,6 +4,10 @@ Each request carries `Vouch-Device-Id`, `Vouch-Timestamp`, `Vouch-Nonce` and `Vo
 signature over six lines pinning the method, the path and query exactly as sent, the time, a nonce and the
 SHA-256 of the raw body. A request is refused (401 `invalid_signature`) for a bad signature, an unknown or
 revoked device, a timestamp outside `settings.device_clock_skew`, or a nonce that device already used.
+
+The freshness window protects transport (a captured request cannot be replayed later), so it is checked against
+real time, never against the testbed's moved clock (`real_now`): a device whose clock is right keeps working
+after `POST /testbed/clock`, as a real phone would.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature as _BadSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vouchsim.server.core.clock import Clock
+from vouchsim.server.core.clock import Clock, real_now
 from vouchsim.server.core.crypto import b64url_decode
 from vouchsim.server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
 from vouchsim.server.device.errors import InvalidSignature
@@ -135,7 +139,7 @@ class DeviceAuthenticator:
             key.verify(request.signature, message)
         except _BadSignature:
             raise InvalidSignature("The signature does not match this request.") from None
-        now = self.clock.now()
+        now = real_now(self.clock)
         # Compared as numbers first: a far-off timestamp must not reach datetime (year out of range).
         if abs(now.timestamp() - request.timestamp) > self.settings.device_clock_skew:
             raise InvalidSignature("Vouch-Timestamp is too far from the server's clock; check the device's time.")

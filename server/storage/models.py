@@ -253,3 +253,30 @@ class McpSession(Base):
     last_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+
+
+class TestbedState(Base):
+    """What the testbed controls (server/testbed/) keep for every instance of a deployment: the clock offset.
+    One row per setting, read at start and again whenever a change is announced on the event bus."""
+
+    __tablename__ = "testbed_state"
+    __test__ = False  # not a pytest test class, whatever its name
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class TestbedFault(Base):
+    """An injected fault (`POST /testbed/faults`). `remaining` is None for a fault that fires until deleted;
+    firing decrements it with a compare-and-swap, so `times: N` fires N times across every instance."""
+
+    __tablename__ = "testbed_faults"
+    __test__ = False
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    match: Mapped[dict[str, Any]]
+    action: Mapped[dict[str, Any]]
+    times: Mapped[int | None] = mapped_column(Integer)
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    fired: Mapped[int] = mapped_column(Integer, default=0)
+    # Real time (not the testbed clock), so faults keep their order whatever the clock does.
+    created_at: Mapped[datetime]

@@ -78,6 +78,16 @@ class DelegationRepository:
         )
         return [DelegationRow(delegation, name) for delegation, name in rows]
 
+    async def due(self, status: str, now: datetime) -> list[Delegation]:
+        """Delegations in `status` (pending) whose `expires_at` has come, any user's, oldest first."""
+        rows = await self.session.scalars(
+            select(Delegation)
+            .where(Delegation.status == status, Delegation.expires_at <= now)
+            .order_by(Delegation.expires_at, Delegation.id)
+            .execution_options(populate_existing=True)
+        )
+        return list(rows)
+
     async def client_name(self, client_id: str) -> str | None:
         return await self.session.scalar(select(_CLIENT_NAME).where(OAuthClient.client_id == client_id))
 

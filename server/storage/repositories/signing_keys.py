@@ -1,5 +1,5 @@
-"""Keys that sign delegation tokens (`server.delegation.tokens`): the newest unretired key signs; every key
-not past its `publish_until` is published in the JWKS. Retiring is a compare-and-swap, so two racing
+"""Keys that sign delegation tokens (`server.delegation.tokens`): per algorithm, the newest unretired key signs;
+every key not past its `publish_until` is published in the JWKS. Retiring is a compare-and-swap, so two racing
 rotations retire the old key once."""
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ class SigningKeyRepository:
         self.session.add(row)
         await self.session.flush()
 
-    async def current(self) -> SigningKey | None:
-        """The signing key: the newest one not retired (ties broken by kid, so every instance picks the same)."""
+    async def current(self, algorithm: str) -> SigningKey | None:
+        """The signing key for `algorithm`: the newest one not retired (ties broken by kid, so every instance picks
+        the same)."""
         return await self.session.scalar(
             select(SigningKey)
-            .where(SigningKey.retired_at.is_(None))
+            .where(SigningKey.retired_at.is_(None), SigningKey.algorithm == algorithm)
             .order_by(SigningKey.created_at.desc(), SigningKey.kid.desc())
             .limit(1)
         )

@@ -323,9 +323,11 @@ async def test_the_token_verifies_against_the_published_jwks(api: Client, paired
     assert claims["act"] == {"sub": paired.client_id, "client_name": "Acme Agent Client"}
 
 
-async def test_the_first_key_exists_before_any_request(api: Client) -> None:
+async def test_the_first_keys_exist_before_any_request(api: Client) -> None:
+    """One per algorithm an audience may ask for (docs/delegations.md)."""
     keys = (await api.get("/.well-known/jwks.json")).json()["keys"]
-    assert len(keys) == 1 and keys[0]["alg"] == "Ed25519" and "d" not in keys[0]
+    assert sorted(key["alg"] for key in keys) == sorted(["Ed25519", "EdDSA", "ES256", "RS256"])
+    assert not [key for key in keys if {"d", "p", "q"} & set(key)]  # never a private half
 
 
 async def test_revoke_makes_the_token_inactive(api: Client, paired: Paired) -> None:

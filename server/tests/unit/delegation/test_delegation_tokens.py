@@ -17,7 +17,7 @@ from server.tests.delegation_support import HMAC_KEY, ISSUER, World, ask, decide
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.delegation.tokens import RETIREMENT_MARGIN, SigningKeyStore, mint, pairwise_subject
+from vouchsim.server.delegation.tokens import ALGORITHMS, RETIREMENT_MARGIN, SigningKeyStore, mint, pairwise_subject
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import SigningKey
 
@@ -114,11 +114,15 @@ async def test_the_first_key_is_made_once(
     await service.prepare()
     await service.prepare()
     jwks = await service.jwks()
-    assert await count_keys(sessions) == 1
-    [key] = jwks["keys"]
+    assert await count_keys(sessions) == 4  # one per algorithm an audience may ask for
+    by_alg = {key["alg"]: key for key in jwks["keys"]}
+    assert sorted(by_alg) == sorted(ALGORITHMS)
+    key = by_alg["Ed25519"]
     assert {key["kty"], key["crv"], key["alg"], key["use"]} == {"OKP", "Ed25519", "sig"}
-    assert "d" not in key  # never the private half
+    assert (by_alg["EdDSA"]["crv"], by_alg["ES256"]["crv"], by_alg["RS256"]["kty"]) == ("Ed25519", "P-256", "RSA")
+    assert not [k for k in jwks["keys"] if {"d", "p", "q"} & set(k)]  # never the private half
     assert key["kid"] == OKPKey.import_key(key).thumbprint()  # RFC 7638
+    assert len({k["kid"] for k in jwks["keys"]}) == 4  # EdDSA has a key of its own, not Ed25519's again
 
 
 async def test_the_private_key_is_stored_sealed(
