@@ -145,11 +145,13 @@ class DocumentFetcher:
         allow_hosts: Collection[str] = (),
         resolver: Resolver = system_resolver,
         limits: FetchLimits = FetchLimits(),
+        allowed_ports: Collection[int] = (DEFAULT_PORT,),
     ) -> None:
         self._ssl_context = ssl_context
         self._allow_hosts = normalise_allow_hosts(allow_hosts)
         self._resolve = resolver
         self.limits = limits
+        self._allowed_ports = frozenset(allowed_ports)
 
     def is_allowed_host(self, target: ClientIdUrl) -> bool:
         """Whether `VOUCHSIM_CIMD_ALLOW_HOSTS` names this host (with this port, or with none)."""
@@ -158,10 +160,11 @@ class DocumentFetcher:
 
     async def fetch(self, target: ClientIdUrl) -> FetchedDocument:
         allowed = self.is_allowed_host(target)
-        if not allowed and target.port != DEFAULT_PORT:
+        if not allowed and target.port not in self._allowed_ports:
+            ports = ", ".join(str(port) for port in sorted(self._allowed_ports))
             raise errors.PortRefused(
                 f"The client_id {target.url} names port {target.port}; this server fetches metadata documents "
-                f"from port {DEFAULT_PORT} only (a testbed can allow the host with VOUCHSIM_CIMD_ALLOW_HOSTS)."
+                f"from port {ports} only (a testbed can allow the host with VOUCHSIM_CIMD_ALLOW_HOSTS)."
             )
         try:
             with anyio.fail_after(self.limits.total_timeout):

@@ -65,8 +65,6 @@ def looks_like_url(client_id: str) -> bool:
 
 def _host_problem(host: str) -> str | None:
     if host.startswith("["):
-        if not host.endswith("]"):
-            return "its IPv6 host is not closed by ']'"
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
@@ -110,6 +108,8 @@ def parse_client_id_url(client_id: str) -> ClientIdUrl:
     host, port_text = authority, ""
     if authority.startswith("["):
         closing = authority.find("]")
+        if closing < 0:
+            raise refuse("its IPv6 host is not closed by ']'")
         host, port_text = authority[: closing + 1], authority[closing + 1 :]
         if port_text and not port_text.startswith(":"):
             raise refuse("its authority is malformed")
