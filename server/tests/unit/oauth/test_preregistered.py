@@ -94,7 +94,7 @@ def test_a_bad_file_is_one_line_naming_the_file_and_the_problem(tmp_path: Path, 
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ClientsFileError, match="cannot read the clients file .*nope.json: No such file"):
+    with pytest.raises(ClientsFileError, match=r"cannot read the clients file .*nope\.json: No such file"):
         PreregisteredClients.load(tmp_path / "nope.json")
 
 
