@@ -121,6 +121,8 @@ def _allow_host_problem(entry: str) -> str | None:
     """Why `entry` is not `host`, `host:port`, `[ipv6]` or `[ipv6]:port`, or None."""
     host, port = entry, ""
     if entry.startswith("["):
+        if "]" not in entry:
+            return "has an IPv6 address not closed by ']'"
         host, _, rest = entry.partition("]")
         host += "]"
         if rest and not rest.startswith(":"):
