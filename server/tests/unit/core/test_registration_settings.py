@@ -101,3 +101,9 @@ def test_serve_stops_with_one_line_for_a_bad_setting(tmp_path: Path) -> None:
     assert _serve(tmp_path, "--registration", "everything") == (
         "vouchsim: invalid setting: registration must name cimd, dcr, both (cimd,dcr), or be none"
     )
+
+
+def test_every_setting_has_a_row_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    missing = [name for name in Settings.__struct_fields__ if f"| `VOUCHSIM_{name.upper()}` |" not in readme]
+    assert missing == []
