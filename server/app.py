@@ -27,11 +27,14 @@ from vouchsim.server.delegation.tokens import SigningKeyStore
 from vouchsim.server.device.routes import device_router
 from vouchsim.server.mcp.routes import mcp_routes
 from vouchsim.server.mcp.transport import McpServer
+from vouchsim.server.oauth.cimd.fetch import tls_context
+from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.oauth.routes import TEMPLATES, oauth_routes
 from vouchsim.server.settings import Settings, settings_from_environment
 from vouchsim.server.storage.engine import create_engine, create_sessionmaker
 from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.migrate import upgrade
+from vouchsim.server.storage.repositories.clients import ClientRepository
 from vouchsim.server.storage.repositories.keys import get_or_create_key
 from vouchsim.server.storage.session import own_transactions
 from vouchsim.server.testbed import routes as testbed_routes
@@ -125,12 +128,16 @@ def create_app_from_environment() -> Litestar:
 def create_app(
     settings: Settings, *, clock: Clock | None = None, audiences: AudienceRegistry | None = None
 ) -> Litestar:
-    """Raises `AudienceFileError` at once when the audience file (settings.audiences_file) is not usable."""
+    """Raises `AudienceFileError`, `ClientsFileError` or `CaFileError` at once when the audience file, the clients
+    file or the CIMD CA file (settings.audiences_file, clients_file, cimd_ca_file) is not usable."""
     clock = clock or SystemClock()
     registry = audiences if audiences is not None else AudienceRegistry.from_settings(settings)
     testbed = _testbed(settings, clock)
     if testbed is not None:
         clock = testbed.clock  # every expiry follows the testbed's movable clock
+    preregistered = PreregisteredClients.from_settings(settings)
+    if settings.cimd_ca_file:
+        tls_context(settings.cimd_ca_file)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -144,6 +151,8 @@ def create_app(
                 key = settings.secret_key or await get_or_create_key(
                     session, "hmac", lambda: random_token(32), clock.now()
                 )
+                if retired := await preregistered.seed(ClientRepository(session), clock.now()):
+                    log.info("pre-registered clients no longer in the clients file: %s", ", ".join(retired))
             hmac_key = key.encode()
             app.state.runtime = Runtime(settings, clock, hmac_key)
             keys = SigningKeyStore(hmac_key, clock, settings)

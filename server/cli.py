@@ -33,6 +33,20 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="turn on the testbed controls under /testbed/ (VOUCHSIM_TESTBED=1; token: VOUCHSIM_TESTBED_TOKEN)",
     )
+    serve.add_argument(
+        "--registration",
+        help="registration paths offered besides pre-registered clients: cimd,dcr (default), cimd, dcr or none "
+        "(VOUCHSIM_REGISTRATION)",
+    )
+    serve.add_argument("--clients-file", help="pre-registered clients, JSON (VOUCHSIM_CLIENTS_FILE; default none)")
+    serve.add_argument(
+        "--cimd-allow-hosts",
+        help="hosts whose client metadata documents may be fetched although loopback or private, e.g. "
+        "127.0.0.1:9443 (VOUCHSIM_CIMD_ALLOW_HOSTS; testbeds only)",
+    )
+    serve.add_argument(
+        "--cimd-ca-file", help="extra CA bundle (PEM) for fetching client metadata documents (VOUCHSIM_CIMD_CA_FILE)"
+    )
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +79,10 @@ def _settings(args: argparse.Namespace) -> Settings:
             audiences_file=getattr(args, "audiences_file", None),
             workers=getattr(args, "workers", None),
             testbed=getattr(args, "testbed", None),
+            registration=getattr(args, "registration", None),
+            clients_file=getattr(args, "clients_file", None),
+            cimd_allow_hosts=getattr(args, "cimd_allow_hosts", None),
+            cimd_ca_file=getattr(args, "cimd_ca_file", None),
         )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"vouchsim: invalid setting: {error}") from None
@@ -74,10 +92,14 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from vouchsim.server.delegation.audiences import AudienceFileError, AudienceRegistry
+    from vouchsim.server.oauth.cimd.fetch import CaFileError, tls_context
+    from vouchsim.server.oauth.preregistered import ClientsFileError, PreregisteredClients
 
-    try:
-        audiences = AudienceRegistry.from_settings(settings)  # a bad file stops the command before anything runs
-    except AudienceFileError as error:
+    try:  # a bad file stops the command before anything runs
+        audiences = AudienceRegistry.from_settings(settings)
+        PreregisteredClients.from_settings(settings)
+        tls_context(settings.cimd_ca_file)
+    except (AudienceFileError, ClientsFileError, CaFileError) as error:
         raise SystemExit(f"vouchsim: {error}") from None
 
     base = settings.issuer or f"http://{settings.host}:{settings.port}"

@@ -41,6 +41,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Browser origins allowed to call `/mcp` besides the issuer's own and loopback ones, comma-separated
     # (`https://inspector.example.com,https://app.example.com`); any other `Origin` is refused (DNS rebinding).
     allowed_origins: str = ""
+    # Client registration (docs/client-registration.md). Which paths a client may take besides the pre-registered
+    # clients: `cimd` (Client ID Metadata Documents), `dcr` (RFC 7591 dynamic registration), both, or `none`.
+    registration: str = "cimd,dcr"
+    # Pre-registered clients, a JSON file (docs/client-registration.md). Empty: none.
+    clients_file: str = ""
+    # Hosts whose metadata documents may be fetched although they are loopback or private, for a testbed serving
+    # its document itself: `127.0.0.1:9443,localhost:8443` (`host` alone: any port). Never for production.
+    cimd_allow_hosts: str = ""
+    # A PEM bundle of extra CAs trusted when fetching metadata documents (a test server's own certificate).
+    cimd_ca_file: str = ""
     log_level: str = "info"
     # Server processes sharing the port (`vouchsim serve --workers`). More than one needs PostgreSQL: waiting
     # calls are woken across processes only through LISTEN/NOTIFY.
@@ -87,6 +97,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("pairing_max_attempts must be at least 1")
         if self.refresh_grace < 0:
             raise ValueError("refresh_grace must not be negative")
+        if not self.registration_modes and self.registration.strip().lower() != "none":
+            raise ValueError("registration must name cimd, dcr, both (cimd,dcr), or be none")
+        for host in self.cimd_allow_host_list:
+            if problem := _allow_host_problem(host):
+                raise ValueError(f"cimd_allow_hosts: {host!r} {problem}")
         for origin in self.allowed_origin_list:
             scheme, _, rest = origin.partition("://")
             if scheme not in ("http", "https") or not rest or "/" in rest:
@@ -97,10 +112,46 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
 
     @property
+    def registration_modes(self) -> frozenset[str]:
+        """The registration paths offered besides pre-registered clients: a subset of {"cimd", "dcr"}; empty for
+        `none` (and for a value that names something else, which `__post_init__` refuses)."""
+        modes = {mode.strip().lower() for mode in self.registration.split(",") if mode.strip()}
+        return frozenset(modes) if modes and modes <= REGISTRATION_MODES else frozenset()
+
+    @property
+    def cimd_allow_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.cimd_allow_hosts.split(",") if h.strip())
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
 
+def _allow_host_problem(entry: str) -> str | None:
+    """Why `entry` is not `host`, `host:port`, `[ipv6]` or `[ipv6]:port`, or None."""
+    host, port = entry, ""
+    if entry.startswith("["):
+        if "]" not in entry:
+            return "has an IPv6 address not closed by ']'"
+        host, _, rest = entry.partition("]")
+        host += "]"
+        if rest and not rest.startswith(":"):
+            return "is not host or host:port"
+        port = rest[1:]
+        if rest and not port:
+            return "has an empty port"
+    elif ":" in entry:
+        host, _, port = entry.partition(":")
+        if not port:
+            return "has an empty port"
+    if not host or "/" in entry or "@" in entry or "://" in entry:
+        return "is not host or host:port (no scheme, no path)"
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        return "has a port that is not between 1 and 65535"
+    return None
+
+
+REGISTRATION_MODES = frozenset({"cimd", "dcr"})
 ENV_PREFIX = "VOUCHSIM_"
 _INT_FIELDS = {name for name, kind in Settings.__annotations__.items() if kind == "int"}
 _BOOL_FIELDS = {name for name, kind in Settings.__annotations__.items() if kind == "bool"}

@@ -3,7 +3,7 @@
 Open registration (no initial access token), as MCP clients expect. Checked before Authlib's own claim
 validation: redirect URIs (https, or http on loopback; no fragment) → `invalid_redirect_uri`, and the types of
 the fields we rely on → `invalid_client_metadata`. Unknown metadata is ignored (RFC 7591 §2), except the
-non-standard `provider_id`, which is kept and echoed.
+non-standard `provider_id` and OIDC's `application_type` (`web` or `native`), which are kept and echoed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from authlib.oauth2.rfc7591 import (
 
 from vouchsim.server.core.crypto import new_id, random_token
 from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.client_metadata import APPLICATION_TYPES, DEFAULT_GRANT_TYPES
 from vouchsim.server.oauth.engine import _bridge
 from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
-
-DEFAULT_GRANT_TYPES = ["authorization_code", "refresh_token"]
 
 
 def _check_string_list(data: dict[str, Any], name: str) -> None:
@@ -45,6 +44,8 @@ def prepare_metadata(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("client_name", "scope", "token_endpoint_auth_method"):
         _check_string(data, name)
     _check_string(data, "provider_id", 128)
+    if data.get("application_type") is not None and data["application_type"] not in APPLICATION_TYPES:
+        raise InvalidClientMetadataError("application_type must be web or native")  # OIDC Registration §2
     uris = data.get("redirect_uris")
     if not uris:
         raise InvalidRedirectURIError("redirect_uris is required for the authorization code flow")
@@ -94,6 +95,8 @@ class Registration(ClientRegistrationEndpoint):  # type: ignore[misc]
             metadata[name] = request.payload.data[name]
         if request.payload.data.get("provider_id") is not None:
             metadata["provider_id"] = request.payload.data["provider_id"]
+        if request.payload.data.get("application_type") is not None:  # stored and echoed (MCP 2026-07-28, SEP-837)
+            metadata["application_type"] = request.payload.data["application_type"]
         return metadata
 
     def generate_client_info(self, request: Any) -> dict[str, Any]:

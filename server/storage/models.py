@@ -64,11 +64,22 @@ class DeviceNonce(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+# Long enough for a Client ID Metadata Document URL (server.oauth.cimd.urls.MAX_LENGTH).
+CLIENT_ID = String(512)
+
+
 class OAuthClient(Base):
-    """A client registered through RFC 7591. Append-only: registrations are never silently dropped."""
+    """An OAuth client. `kind` says where it came from:
+
+    - `registered`: RFC 7591 dynamic registration. Append-only: registrations are never silently dropped.
+    - `cimd`: a Client ID Metadata Document; the row is the last validated copy, refreshed in place at each fetch
+      (`metadata_fetched_at`, `metadata_expires_at`), so codes, tokens and connections have a client to refer to.
+    - `preregistered`: from `VOUCHSIM_CLIENTS_FILE`, refreshed in place at each start; `retired_at` is set when it
+      is no longer in the file.
+    """
 
     __tablename__ = "oauth_clients"
-    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, primary_key=True)
     client_secret_hash: Mapped[str | None] = mapped_column(String(64))
     client_name: Mapped[str | None] = mapped_column(String(256))
     redirect_uris: Mapped[list[str]]
@@ -81,6 +92,10 @@ class OAuthClient(Base):
     client_metadata: Mapped[dict[str, Any]]
     client_id_issued_at: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16), default="registered", server_default="registered")
+    metadata_fetched_at: Mapped[datetime | None]
+    metadata_expires_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
 
 
 class BrowserSession(Base):
@@ -102,7 +117,7 @@ class AuthorizationRequest(Base):
     __tablename__ = "authorization_requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     browser_session_id: Mapped[str] = mapped_column(ForeignKey("browser_sessions.id"), index=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
     redirect_uri: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(String(512))
     state: Mapped[str | None] = mapped_column(Text)
@@ -139,7 +154,7 @@ class RuntimeConnection(Base):
     __tablename__ = "runtime_connections"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
     scope: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime]
@@ -151,7 +166,7 @@ class AuthorizationCode(Base):
     __tablename__ = "authorization_codes"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"))
     redirect_uri: Mapped[str] = mapped_column(Text)
@@ -171,7 +186,7 @@ class OAuthToken(Base):
     __table_args__ = (Index("ix_oauth_tokens_grant_id", "grant_id"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     grant_id: Mapped[str] = mapped_column(String(64))
-    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
     authorization_code_id: Mapped[str | None] = mapped_column(ForeignKey("authorization_codes.id"), index=True)
@@ -219,7 +234,7 @@ class Delegation(Base):
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
     connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
     audience_id: Mapped[str] = mapped_column(String(128))
     scopes: Mapped[list[str]]
@@ -245,7 +260,7 @@ class McpSession(Base):
     __tablename__ = "mcp_sessions"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
     connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
     protocol_version: Mapped[str] = mapped_column(String(16))
     client_info: Mapped[dict[str, Any]]
