@@ -26,6 +26,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--workers", type=int, help="server processes sharing the port (VOUCHSIM_WORKERS, default 1; >1: PostgreSQL)"
     )
+    serve.add_argument(
+        "--mcp-versions",
+        help="MCP protocol versions /mcp offers, comma-separated (VOUCHSIM_MCP_VERSIONS; default all four: "
+        "2026-07-28,2025-11-25,2025-06-18,2025-03-26)",
+    )
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +61,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             log_level=args.log_level,
             audiences_file=getattr(args, "audiences_file", None),
             workers=getattr(args, "workers", None),
+            mcp_versions=getattr(args, "mcp_versions", None),
         )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"vouchsim: invalid setting: {error}") from None
@@ -76,6 +82,7 @@ def serve(settings: Settings) -> None:
     print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
     print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
     print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
+    print(f"  MCP versions: {', '.join(settings.mcp_version_list)}", flush=True)
     print(f"  database: {settings.database_url}", flush=True)
     options: dict[str, Any] = {
         "host": settings.host,
