@@ -482,6 +482,9 @@ class McpServer:
             if not work.done():
                 log.info("MCP client went away; its waiting call is cancelled")
                 work.cancel()
+                await asyncio.wait({work})  # stopped, not just told to stop
+                if not work.cancelled() and work.exception() is not None:
+                    log.info("a call failed while its client went away: %r", work.exception())
                 raise RequestCancelled("The client went away.")
             return work.result()
         finally:
@@ -550,4 +553,5 @@ class McpServer:
             yield sse_event(jsonrpc.ResultMessage(id=request.id, result=rendered))
         finally:
             if not call.done():
+                log.info("MCP client went away; its streamed call is cancelled")
                 call.cancel()
