@@ -25,7 +25,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
 from vouchsim.server.core.clock import Clock
-from vouchsim.server.core.crypto import b64url, keyed_hash, seal, unseal
+from vouchsim.server.core.crypto import seal, unseal
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import SigningKey
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
@@ -36,11 +36,6 @@ ALGORITHM = "Ed25519"
 SEAL_PURPOSE = "signing-key"
 # How long a retired key stays published beyond the longest token it may have signed (clock skew, caches).
 RETIREMENT_MARGIN = timedelta(seconds=120)
-
-
-def pairwise_subject(hmac_key: bytes, user_id: str, audience_id: str) -> str:
-    """The user's subject towards one audience: a keyed hash, stable, and unlinkable across audiences."""
-    return b64url(bytes.fromhex(keyed_hash(hmac_key, f"sub:{user_id}:{audience_id}")))
 
 
 def delegation_claims(
