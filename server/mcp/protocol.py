@@ -168,7 +168,7 @@ def discover_result(versions: Versions) -> dict[str, Any]:
     return modern_result(
         {
             "supportedVersions": list(versions.modern),
-            "capabilities": {"tools": {"listChanged": False}},
+            "capabilities": {"tools": {"listChanged": False}, "extensions": {TASKS_EXTENSION: {}}},
             "instructions": INSTRUCTIONS,
             "ttlMs": DISCOVER_TTL_MS,
             "cacheScope": "public",

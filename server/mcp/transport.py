@@ -35,10 +35,11 @@ from urllib.parse import urlsplit
 import msgspec
 
 from vouchsim.server.core.crypto import hash_secret
+from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import resource_url
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.mcp import era, jsonrpc, protocol
+from vouchsim.server.mcp import era, jsonrpc, protocol, tasks
 from vouchsim.server.mcp.cache import McpCache
 from vouchsim.server.mcp.era import Envelope, RoutingHeaders
 from vouchsim.server.mcp.errors import (
@@ -57,7 +58,9 @@ from vouchsim.server.mcp.errors import (
     UnknownMethod,
 )
 from vouchsim.server.mcp.sessions import McpSessions, SessionView, check_binding, needs_touch, session_key
+from vouchsim.server.mcp.tasks import McpTasks
 from vouchsim.server.mcp.tools import Tool, ToolContext, ToolResult, tool_named, visible_tools
+from vouchsim.server.mcp.tools.delegation import REQUEST_REFUSED
 from vouchsim.server.oauth import scopes
 from vouchsim.server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
 from vouchsim.server.storage.events import EventBus
@@ -213,6 +216,7 @@ class McpServer:
         self.progress_interval = progress_interval
         self.transaction = own_transactions(sessions)
         self.versions = protocol.Versions(runtime.settings.mcp_version_list)
+        self.tasks = McpTasks(runtime.clock, runtime.hmac_key)
         # (stored session id, encoded request id) → the task running that call
         self._in_flight: dict[tuple[str, bytes], asyncio.Task[ToolResult]] = {}
 
@@ -425,8 +429,43 @@ class McpServer:
             return self._result(request, scope.result(tools))
         if request.method == "server/discover":
             return self._result(request, protocol.discover_result(self.versions))
+        if request.method in tasks.METHODS:
+            return await self._task_method(grant, scope, incoming, request)
         # Removed by 2026-07-28 (ping, logging/setLevel, resources/subscribe, …) or never offered here.
         raise UnknownMethod(f"Method not found: {request.method[:100]}")
+
+    async def _task_method(
+        self, grant: AccessGrant, scope: Scope, incoming: Incoming, request: jsonrpc.Request
+    ) -> Reply:
+        """`tasks/get`, `tasks/update`, `tasks/cancel` (server.mcp.tasks): the extension declared, the delegation
+        scope held (a task holds a delegation's outcome), then the task of this very client."""
+        assert scope.envelope is not None
+        tasks.require_extension(scope.envelope)
+        task_id = tasks.task_id_of(request.params)
+        if scopes.DELEGATION not in grant.scopes:
+            raise ScopeRequired(
+                f"Tasks hold delegations; they need the scope {scopes.DELEGATION!r}.",
+                scope=scopes.join([*grant.scopes, scopes.DELEGATION]),
+                request_id=request.id,
+            )
+        context = self._context(grant, scope, incoming)
+        if request.method == "tasks/get":
+            return self._result(request, scope.result(await self.tasks.get(context, task_id)))
+        if request.method == "tasks/cancel":
+            await self.tasks.cancel(context, task_id)
+        else:
+            await self.tasks.update(context, task_id)
+        return self._result(request, scope.result({}))
+
+    def _context(self, grant: AccessGrant, scope: Scope, incoming: Incoming) -> ToolContext:
+        return ToolContext(
+            grant=grant,
+            issuer=incoming.issuer,
+            hmac_key=self.runtime.hmac_key,
+            protocol_version=scope.protocol_version,
+            transaction=self.transaction,
+            delegations=self.delegations,
+        )
 
     def _tools(self, grant: AccessGrant, scope: Scope) -> list[dict[str, Any]]:
         return [tool.describe(scope.protocol_version) for tool in visible_tools(grant.scopes)]
@@ -451,14 +490,14 @@ class McpServer:
         arguments = tool.parse_arguments(params.get("arguments"))
         meta = params.get("_meta")
         progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
-        context = ToolContext(
-            grant=grant,
-            issuer=incoming.issuer,
-            hmac_key=self.runtime.hmac_key,
-            protocol_version=scope.protocol_version,
-            transaction=self.transaction,
-            delegations=self.delegations,
-        )
+        context = self._context(grant, scope, incoming)
+        if tasks.wants_task(tool, arguments, scope.envelope):
+            try:
+                return self._result(request, scope.result(await self.tasks.start(context, arguments), "task"))
+            except VouchsimError as error:  # refused at once (an unknown audience, …): the tool's own answer
+                return self._result(
+                    request, scope.result(ToolResult.problem(error, REQUEST_REFUSED).render(scope.protocol_version))
+                )
         waits = tool.may_wait(arguments)
         if incoming.accepts_sse and jsonrpc.is_request_id(progress_token) and waits:
             return StreamedReply(self._stream(scope, tool, arguments, context, request, progress_token))
