@@ -1,9 +1,10 @@
 """Which era a POST to `/mcp` speaks, and the 2026-07-28 validation ladder (basic/versioning, "Backward
 Compatibility"; basic/transports/streamable-http, "Request Metadata" and "Server Validation").
 
-A request is **modern** when its `params._meta` carries `io.modelcontextprotocol/protocolVersion`, or when its
-`MCP-Protocol-Version` header names anything but a handshake version; `initialize` is always legacy. Everything
-else is **legacy**: a 2025 session, as before (a missing header still means 2025-03-26).
+A request is **modern** when its `params._meta` carries `io.modelcontextprotocol/protocolVersion` (an `initialize`
+stamped so is a 2026 request for a removed method: 404), or when its `MCP-Protocol-Version` header names anything
+but a handshake version (except on `initialize`, the handshake itself). Everything else is **legacy**: a 2025
+session, as before (a missing header still means 2025-03-26).
 
 A modern request is checked in this order, the first failure answering (the order both official SDKs use):
 
@@ -72,11 +73,11 @@ def _meta(message: jsonrpc.Message) -> object:
 
 
 def is_modern(message: jsonrpc.Message, headers: RoutingHeaders) -> bool:
-    if isinstance(message, jsonrpc.Request) and message.method == "initialize":
-        return False
     meta = _meta(message)
     if isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta:
-        return True
+        return True  # even `initialize`, which 2026-07-28 removed: 404
+    if isinstance(message, jsonrpc.Request) and message.method == "initialize":
+        return False  # the handshake, whatever its header says
     version = (headers.protocol_version or "").strip()
     return bool(version) and version not in KNOWN_LEGACY
 

@@ -59,10 +59,12 @@ class Versions:
         return tuple(version for version in self.offered if version in LEGACY)
 
     def refuse(self, requested: str) -> ProtocolVersionRefused:
-        """The specification's `UnsupportedProtocolVersionError` for `requested`, naming every version offered."""
+        """The specification's `UnsupportedProtocolVersionError` for `requested`. `supported` names the versions a
+        request can use as it is, per request: the modern ones (as `server/discover` does; legacy ones are reached
+        through `initialize`), or on a legacy-only server its handshake versions, so a client falls back to them."""
         return ProtocolVersionRefused(
             "Unsupported protocol version",
-            data={"supported": list(self.offered), "requested": requested[:40]},
+            data={"supported": list(self.modern or self.offered), "requested": requested[:40]},
         )
 
 

@@ -23,7 +23,8 @@ def request(method: str = "tools/call", **params: Any) -> jsonrpc.Request:
 @pytest.mark.parametrize(
     ("message", "header", "modern"),
     [
-        (request("initialize", _meta=META), "2026-07-28", False),  # the handshake is always legacy
+        (request("initialize", _meta=META), "2026-07-28", True),  # stamped as 2026: a removed method, 404
+        (request("initialize"), "2026-07-28", False),  # the handshake, whatever its header says
         (request("tools/list", _meta=META), None, True),  # the body's _meta decides
         (request("tools/list"), "2026-07-28", True),  # a version of no handshake
         (request("tools/list"), "1900-01-01", True),  # so it gets the modern -32022, not -32000
@@ -69,7 +70,8 @@ def test_step_3_names_every_offered_version() -> None:
     with pytest.raises(ProtocolVersionRefused) as caught:
         era.envelope(request("tools/list", _meta=meta), headers, Versions(("2026-07-28", "2025-11-25")))
     assert caught.value.status == 400 and caught.value.rpc_code == -32022
-    assert caught.value.data == {"supported": ["2026-07-28", "2025-11-25"], "requested": "2027-01-01"}
+    # The versions a request can use as it is (server/discover's list); 2025 ones are reached by initialize.
+    assert caught.value.data == {"supported": ["2026-07-28"], "requested": "2027-01-01"}
     with pytest.raises(ProtocolVersionRefused):
         era.envelope(
             request("tools/list", _meta=META), RoutingHeaders("2026-07-28", "tools/list"), Versions(("2025-11-25",))
