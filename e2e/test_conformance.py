@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
+import selectors
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -63,15 +63,18 @@ class Proxy:
 
 
 @pytest.fixture
-async def proxy(
-    live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion, tmp_path: Path
-) -> Any:
-    """The bearer proxy in front of the live server, holding a token of a client paired through the real flow."""
-    tokens = await tokens_for(
-        http, live_server.base_url, await authorize(http, live_server.base_url, browser, companion)
-    )
+async def access_token(live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, companion: Companion) -> str:
+    """A token of a client paired through the real flow (the suite cannot do OAuth itself)."""
+    done = await authorize(http, live_server.base_url, browser, companion)
+    token: str = (await tokens_for(http, live_server.base_url, done))["access_token"]
+    return token
+
+
+@pytest.fixture
+def proxy(live_server: LiveServer, access_token: str, tmp_path: Path) -> Iterator[Proxy]:
+    """The bearer proxy in front of the live server, in its own process, stopped at the end."""
     token_file = tmp_path / "token"
-    token_file.write_text(tokens["access_token"])
+    token_file.write_text(access_token)
     port = free_port()
     command = [
         sys.executable,
@@ -87,8 +90,10 @@ async def proxy(
     process = subprocess.Popen(command, cwd=REPO, env=clean_environment(), stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        with anyio.fail_after(20):
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=20), "the bearer proxy did not start within 20 s"
+        line = process.stdout.readline()
         assert line.startswith("proxy listening on"), line
         yield Proxy(f"http://127.0.0.1:{port}/mcp", process)
     finally:
