@@ -5,7 +5,8 @@
 # With --e2e (what `make test` runs), also what the e2e suite drives besides Python:
 #   - Debian's chromium, the real browser of the authorization-page tests (Playwright's own browser download
 #     does not work on a closed network; the tests point Playwright at /usr/bin/chromium);
-#   - the Node clients in e2e/node (the official TypeScript MCP SDK and mcp-remote), with `npm ci` from its
+#   - the Node clients in e2e/node (the official TypeScript MCP SDK v1 and v2, mcp-remote, the conformance suite
+#     and the Node 22 it runs on, from the npm registry), with `npm ci` from its
 #     package-lock.json; Node.js 20+ and npm must be on the machine.
 # Safe to run again: every step checks first.
 set -euo pipefail

@@ -142,7 +142,7 @@ def main(
     if args.command_fn is _demo:  # the demo runs its own server and state: no config, no keystore
         from vouchsim.companion.demo.app import run_demo
 
-        return run_demo(auto=args.auto, headless=args.headless, keep=args.keep)
+        return run_demo(auto=args.auto, headless=args.headless, keep=args.keep, protocol=args.protocol)
     cli = Cli(
         config,
         Keystore(config.state_dir),
@@ -237,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--auto", action="store_true", help="answer the companion automatically, exit when done")
     demo.add_argument("--headless", action="store_true", help="run the TUI without a terminal (tests, CI)")
     demo.add_argument("--keep", action="store_true", help="keep the demo's state directory (database, logs)")
+    demo.add_argument(
+        "--protocol",
+        choices=["auto", "legacy"],
+        default="auto",
+        help="the agent's MCP negotiation: auto (the SDK's default: 2026-07-28 via server/discover, falling back to "
+        "the handshake) or legacy (force the 2025 initialize handshake)",
+    )
     return parser
 
 

@@ -162,10 +162,13 @@ class ServerFactory:
     log_dir: Path
     servers: list[LiveServer] = field(default_factory=list)
 
-    def start(self, env: Mapping[str, str] | None = None) -> LiveServer:
+    def start(self, env: Mapping[str, str] | None = None, *, fixed_issuer: bool = False) -> LiveServer:
         """A new server on a new database, once it answers /healthz. Blocking: from a coroutine, call it
-        through `anyio.to_thread.run_sync`."""
+        through `anyio.to_thread.run_sync`. `fixed_issuer`: its issuer is its own base URL whatever `Host` a
+        request carries (VOUCHSIM_ISSUER), so it can be reached through a proxy that keeps `Host` as sent."""
         server = LiveServer(self.databases.new(), self.log_dir / f"server-{len(self.servers)}.log", env)
+        if fixed_issuer:
+            server.env["VOUCHSIM_ISSUER"] = server.base_url
         self.servers.append(server)
         return server.start()
 

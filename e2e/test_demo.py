@@ -38,10 +38,24 @@ def port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.requirement("DEMO-AUTO")
-def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind() -> None:
+@pytest.mark.parametrize(
+    ("options", "negotiated"),
+    [
+        pytest.param((), "Agent: connected; protocol 2026-07-28 (stateless", id="default"),
+        pytest.param(
+            ("--protocol", "legacy"),
+            "Agent: connected; protocol 2025-11-25 (initialize handshake",
+            id="legacy",
+            marks=pytest.mark.requirement("DEMO-PROTOCOL"),
+        ),
+    ],
+)
+@pytest.mark.requirement("DEMO-AUTO", "DEMO-PROTOCOL")
+def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind(
+    options: tuple[str, ...], negotiated: str
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "vouchsim.companion", "demo", "--auto", "--headless"],
+        [sys.executable, "-m", "vouchsim.companion", "demo", "--auto", "--headless", *options],
         cwd=REPO,
         env=clean_environment(),
         stdin=subprocess.DEVNULL,
@@ -56,6 +70,7 @@ def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind() -> No
     for expected in (
         "HTTP POST /oauth/register → 201",  # discovery and registration by the SDK
         "Browser: QR saved into the companion's camera folder",
+        negotiated,  # the SDK's negotiation, shown
         "Agent: identity_get → subject",
         "Agent: the delegation is approved",
         '    aud: "aud_test_payments"',

@@ -206,6 +206,8 @@ def create_app(
                 "Content-Type",
                 "Mcp-Session-Id",
                 "MCP-Protocol-Version",
+                "Mcp-Method",
+                "Mcp-Name",
                 "Last-Event-ID",
             ],
             expose_headers=["WWW-Authenticate", "Mcp-Session-Id"],

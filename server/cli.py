@@ -47,6 +47,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--cimd-ca-file", help="extra CA bundle (PEM) for fetching client metadata documents (VOUCHSIM_CIMD_CA_FILE)"
     )
+    serve.add_argument(
+        "--mcp-versions",
+        help="MCP protocol versions /mcp offers, comma-separated (VOUCHSIM_MCP_VERSIONS; default all four: "
+        "2026-07-28,2025-11-25,2025-06-18,2025-03-26)",
+    )
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +88,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             clients_file=getattr(args, "clients_file", None),
             cimd_allow_hosts=getattr(args, "cimd_allow_hosts", None),
             cimd_ca_file=getattr(args, "cimd_ca_file", None),
+            mcp_versions=getattr(args, "mcp_versions", None),
         )
     except (ValueError, TypeError) as error:
         raise SystemExit(f"vouchsim: invalid setting: {error}") from None
@@ -108,6 +114,7 @@ def serve(settings: Settings) -> None:
     print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
     print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
     print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
+    print(f"  MCP versions: {', '.join(settings.mcp_version_list)}", flush=True)
     print(f"  database: {settings.database_url}", flush=True)
     if settings.testbed:
         token = settings.testbed_token if generated_token else "from VOUCHSIM_TESTBED_TOKEN"

@@ -9,6 +9,8 @@ import msgspec
 
 DEFAULT_PORT = 8741  # not a registered service port; 8000/8080/5432 are commonly taken
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/vouchsim.db"
+# Every MCP protocol version the server can speak, newest first (server.mcp.protocol says what each era means).
+MCP_VERSIONS = ("2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cimd_allow_hosts: str = ""
     # A PEM bundle of extra CAs trusted when fetching metadata documents (a test server's own certificate).
     cimd_ca_file: str = ""
+    # The MCP protocol versions `/mcp` offers, comma-separated, from 2026-07-28 (stateless, `server/discover`) and
+    # 2025-11-25, 2025-06-18, 2025-03-26 (the `initialize` handshake and sessions). Fewer than all four makes a
+    # modern-only or a legacy-only server, to test a client's fallback against; the others are refused with the
+    # errors the specification gives for unsupported versions.
+    mcp_versions: str = ",".join(MCP_VERSIONS)
     log_level: str = "info"
     # Server processes sharing the port (`vouchsim serve --workers`). More than one needs PostgreSQL: waiting
     # calls are woken across processes only through LISTEN/NOTIFY.
@@ -102,6 +109,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for host in self.cimd_allow_host_list:
             if problem := _allow_host_problem(host):
                 raise ValueError(f"cimd_allow_hosts: {host!r} {problem}")
+        versions = [v.strip() for v in self.mcp_versions.split(",") if v.strip()]
+        if not versions:
+            raise ValueError(f"mcp_versions: name at least one of {', '.join(MCP_VERSIONS)}")
+        for version in versions:
+            if version not in MCP_VERSIONS:
+                raise ValueError(f"mcp_versions: {version!r} is not one of {', '.join(MCP_VERSIONS)}")
         for origin in self.allowed_origin_list:
             scheme, _, rest = origin.partition("://")
             if scheme not in ("http", "https") or not rest or "/" in rest:
@@ -121,6 +134,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def cimd_allow_host_list(self) -> tuple[str, ...]:
         return tuple(h.strip().lower() for h in self.cimd_allow_hosts.split(",") if h.strip())
+
+    @property
+    def mcp_version_list(self) -> tuple[str, ...]:
+        """The offered MCP versions, newest first, each once."""
+        named = {v.strip() for v in self.mcp_versions.split(",")}
+        return tuple(version for version in MCP_VERSIONS if version in named)
 
     @property
     def is_sqlite(self) -> bool:

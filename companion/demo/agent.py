@@ -8,6 +8,9 @@ page's QR into the companion's camera folder (with the page's cookie, as a brows
 for the pairing code (typed by the person, or in `--auto` taken from the companion's own pairing result),
 and post it with the page's CSRF field. The 303 that answers is where a browser would go next: its
 `code`, `state` and `iss` go back to the SDK through the `callback_handler`.
+
+The protocol version is the SDK's to negotiate: by default (`Client(mode="auto")`) it probes `server/discover` and
+speaks 2026-07-28 statelessly; `protocol="legacy"` (`--protocol legacy`) forces the 2025 `initialize` handshake.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from mcp.client.auth import OAuthClientProvider
-from mcp.client.session import ClientSession
+from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from vouchsim.companion.demo.server import free_port
 from vouchsim.companion.testing.browser import PageParser
@@ -39,6 +43,7 @@ StepReporter = Callable[[str], None]
 CodeSource = Callable[[], Awaitable[str]]
 
 CLIENT_NAME: Final = "Vouchsim demo agent"
+PROTOCOLS: Final = ("auto", "legacy")  # the SDK's negotiation modes the demo offers (`--protocol`)
 HTTP_TIMEOUT: Final = 60.0  # longer than a delegation wait budget (at most 50 s)
 MAX_CODE_ATTEMPTS: Final = 5  # the server burns a pairing after five wrong codes
 WAIT_SECONDS: Final = 50
@@ -167,9 +172,12 @@ class _Browser:
 
 
 async def run_agent(
-    server_url: str, camera_dir: Path, *, pairing_code: CodeSource, on_step: StepReporter
+    server_url: str, camera_dir: Path, *, pairing_code: CodeSource, on_step: StepReporter, protocol: str = "auto"
 ) -> AgentResult:
-    """The whole script. Raises AgentError (or an SDK/HTTP error) when a step fails."""
+    """The whole script. Raises AgentError (or an SDK/HTTP error) when a step fails. `protocol`: the SDK's
+    negotiation mode, "auto" (its default) or "legacy"."""
+    if protocol not in PROTOCOLS:
+        raise AgentError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     mcp_url = f"{server_url.rstrip('/')}/mcp"
     browser = _Browser(camera_dir, pairing_code, on_step)
 
@@ -194,17 +202,16 @@ async def run_agent(
         redirect_handler=browser.redirect_handler,
         callback_handler=browser.callback_handler,
     )
-    on_step(f"Agent: connecting to {mcp_url} with the MCP Python SDK")
+    negotiation = "its default negotiation" if protocol == "auto" else "the 2025 initialize handshake (forced)"
+    on_step(f"Agent: connecting to {mcp_url} with the MCP Python SDK, {negotiation}")
     try:
         async with (
             httpx2.AsyncClient(
                 auth=provider, timeout=httpx2.Timeout(HTTP_TIMEOUT), event_hooks={"response": [show]}
             ) as http,
-            streamable_http_client(mcp_url, http_client=http) as (read, write),
-            ClientSession(read, write) as session,
+            Client(streamable_http_client(mcp_url, http_client=http), mode=protocol) as session,
         ):
-            await session.initialize()
-            on_step("Agent: MCP session open")
+            on_step(f"Agent: connected; protocol {session.protocol_version} ({_era(session.protocol_version)})")
             identity = _structured(await session.call_tool("identity_get", {}), "identity_get")
             on_step(f"Agent: identity_get → subject {identity.get('subject')} (scopes {identity.get('scopes')})")
             delegation = await _delegate(session, on_step)
@@ -217,7 +224,13 @@ async def run_agent(
     return AgentResult(identity, delegation, claims)
 
 
-async def _delegate(session: ClientSession, on_step: StepReporter) -> dict[str, Any]:
+def _era(version: str) -> str:
+    if version in MODERN_PROTOCOL_VERSIONS:
+        return "stateless: server/discover, no session"
+    return "initialize handshake, Mcp-Session-Id session"
+
+
+async def _delegate(session: Client, on_step: StepReporter) -> dict[str, Any]:
     """Ask without waiting (to show the binding message first), then wait for the device's decision."""
     scopes = " ".join(PAYMENTS["scopes"])
     on_step(f"Agent: delegation_request → {PAYMENTS['audienceId']} ({scopes})")

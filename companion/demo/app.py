@@ -107,10 +107,13 @@ class DemoApp(CompanionApp):
     CSS_PATH = str(Path(__file__).resolve().parent.parent / "app.tcss")  # the companion's own look
     TITLE = "Vouchsim demo"
 
-    def __init__(self, config: CompanionConfig, *, server_url: str, camera_dir: Path, auto: bool) -> None:
+    def __init__(
+        self, config: CompanionConfig, *, server_url: str, camera_dir: Path, auto: bool, protocol: str = "auto"
+    ) -> None:
         super().__init__(config, device_name=DEVICE_NAME)
         self.server_url = server_url
         self.camera_dir = camera_dir
+        self.protocol = protocol  # the agent's MCP negotiation: "auto" (the SDK's default) or "legacy"
         self.auto = auto
         self.transcript: list[str] = []
         self.result: AgentResult | None = None
@@ -137,7 +140,11 @@ class DemoApp(CompanionApp):
         try:
             await self._point_camera()
             self.result = await run_agent(
-                self.server_url, self.camera_dir, pairing_code=self._next_code, on_step=self.step
+                self.server_url,
+                self.camera_dir,
+                pairing_code=self._next_code,
+                on_step=self.step,
+                protocol=self.protocol,
             )
         except asyncio.CancelledError:
             raise
@@ -255,7 +262,7 @@ async def enrol_demo_device(state_dir: Path, server_url: str) -> None:
     PinStore(state_dir).set(DEMO_PIN)
 
 
-def run_demo(*, auto: bool, headless: bool = False, keep: bool = False) -> int:
+def run_demo(*, auto: bool, headless: bool = False, keep: bool = False, protocol: str = "auto") -> int:
     """Start the server, enrol, run the TUI; stop the server whatever happens. The exit status."""
     exit_on_termination()
     state = Path(tempfile.mkdtemp(prefix="vouchsim-demo-"))
@@ -270,7 +277,7 @@ def run_demo(*, auto: bool, headless: bool = False, keep: bool = False) -> int:
             return 1
         asyncio.run(enrol_demo_device(state / "companion", server.base_url))
         config = CompanionConfig(state_dir=state / "companion", server_url=server.base_url)
-        app = DemoApp(config, server_url=server.base_url, camera_dir=state / "camera", auto=auto)
+        app = DemoApp(config, server_url=server.base_url, camera_dir=state / "camera", auto=auto, protocol=protocol)
         app.run(headless=headless)
         status = app.return_code if app.return_code is not None else 1
         for line in app.transcript:  # the agent's side, kept on the terminal after the TUI is gone

@@ -26,6 +26,7 @@ import anyio
 
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import new_id
+from vouchsim.server.core.subjects import audience_subject
 from vouchsim.server.delegation import decisions
 from vouchsim.server.delegation.audiences import Audience, AudienceRegistry
 from vouchsim.server.delegation.binding import binding_message
@@ -45,7 +46,6 @@ from vouchsim.server.delegation.tokens import (
     SigningKeyStore,
     delegation_claims,
     mint,
-    pairwise_subject,
     verified_claims,
 )
 from vouchsim.server.settings import Settings
@@ -494,7 +494,7 @@ class DelegationService:
         assert row.token_jti is not None and row.decided_at is not None and row.token_expires_at is not None
         return delegation_claims(
             issuer=issuer,
-            subject=pairwise_subject(self.hmac_key, row.user_id, row.audience_id),
+            subject=audience_subject(self.hmac_key, row.user_id, row.audience_id),
             audience_id=row.audience_id,
             scopes=list(row.scopes),
             client_id=row.client_id,

@@ -34,7 +34,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from vouchsim.server.core.clock import Clock
-from vouchsim.server.core.crypto import b64url, keyed_hash, seal, unseal
+from vouchsim.server.core.crypto import seal, unseal
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import SigningKey
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
@@ -48,11 +48,6 @@ SigningJwk = OKPKey | ECKey | RSAKey
 SEAL_PURPOSE = "signing-key"
 # How long a retired key stays published beyond the longest token it may have signed (clock skew, caches).
 RETIREMENT_MARGIN = timedelta(seconds=120)
-
-
-def pairwise_subject(hmac_key: bytes, user_id: str, audience_id: str) -> str:
-    """The user's subject towards one audience: a keyed hash, stable, and unlinkable across audiences."""
-    return b64url(bytes.fromhex(keyed_hash(hmac_key, f"sub:{user_id}:{audience_id}")))
 
 
 def delegation_claims(

@@ -2,8 +2,10 @@
 Streamable HTTP transport answers with. `routes.py` turns them into responses, in one place.
 
 Codes: -32700 parse error, -32600 invalid request, -32601 method not found, -32602 invalid params, -32603
-internal error (JSON-RPC 2.0); -32000 for transport failures (session, protocol version, origin), as the MCP
-SDKs do; -32001 for a refused access token, whose details travel in the `WWW-Authenticate` challenge.
+internal error (JSON-RPC 2.0); -32000 for transport failures of the 2025 versions (session, protocol version,
+origin), as the MCP SDKs do; -32001 for a refused access token, whose details travel in the `WWW-Authenticate`
+challenge. 2026-07-28 defines its own (basic/index, "Error Codes"): -32020 header mismatch, -32021 missing
+client capability, -32022 unsupported protocol version, each with 400; a method it does not know is 404.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ INTERNAL_ERROR = -32603
 TRANSPORT_ERROR = -32000
 UNAUTHORIZED = -32001
 REQUEST_CANCELLED = -32800
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 
 class McpError(VouchsimError):
@@ -62,6 +67,13 @@ class MethodNotFound(McpError):
     """This server does not offer that method."""
 
     rpc_code = METHOD_NOT_FOUND
+
+
+class UnknownMethod(MethodNotFound):
+    """2026-07-28: a method this server does not implement, or one the revision removed (`ping`,
+    `logging/setLevel`, …), is 404 with -32601 (basic/transports/streamable-http, "Protocol Version Header")."""
+
+    status = 404
 
 
 class InvalidParams(McpError):
@@ -114,9 +126,42 @@ class ScopeRequired(McpError):
 
 
 class UnsupportedProtocolVersion(McpError):
-    """The `MCP-Protocol-Version` header names a version this server does not speak."""
+    """A request of a 2025 session names, in `MCP-Protocol-Version`, a version this server does not speak (the
+    2025 SDKs expect -32000 here)."""
 
     rpc_code = TRANSPORT_ERROR
+    status = 400
+
+
+class InvalidEnvelope(InvalidParams):
+    """2026-07-28: `params._meta` lacks the protocol version or the client capabilities (basic/index,
+    "Per-request protocol fields")."""
+
+    status = 400
+
+
+class HeaderMismatch(McpError):
+    """2026-07-28 `HeaderMismatch`: a routing header (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) is
+    missing, repeated, malformed or disagrees with the body (basic/transports/streamable-http, "Server
+    Validation")."""
+
+    rpc_code = HEADER_MISMATCH
+    status = 400
+
+
+class MissingClientCapability(McpError):
+    """2026-07-28 `MissingRequiredClientCapabilityError`: the request needs a capability its `_meta` did not
+    declare; `data.requiredCapabilities` names it."""
+
+    rpc_code = MISSING_CLIENT_CAPABILITY
+    status = 400
+
+
+class ProtocolVersionRefused(McpError):
+    """2026-07-28 `UnsupportedProtocolVersionError`: a version this server does not offer; `data` holds
+    `supported` and `requested` (basic/versioning)."""
+
+    rpc_code = UNSUPPORTED_PROTOCOL_VERSION
     status = 400
 
 

@@ -1,23 +1,72 @@
-"""MCP lifecycle (basic/lifecycle): protocol version negotiation and the `initialize` result.
+"""MCP protocol versions (basic/versioning) and the results that describe the server: `initialize` for the
+2025 versions, `server/discover` for 2026-07-28.
 
-Spoken: 2025-11-25 (preferred), 2025-06-18 and 2025-03-26. A client asking for another version is offered our
-latest (the client then decides whether to go on). After `initialize` every request carries
-`MCP-Protocol-Version`; without it the server assumes 2025-03-26 (basic/transports, "Protocol Version Header"),
-and a version this server does not speak is refused with 400.
+Two eras share `/mcp`:
+- **legacy** (2025-11-25, preferred, 2025-06-18 and 2025-03-26): an `initialize` handshake picks the version and
+  opens a session. A client asking for another version is offered our newest legacy one (it then decides whether
+  to go on). After `initialize` every request carries `MCP-Protocol-Version`; without it the server assumes
+  2025-03-26 (basic/transports, "Protocol Version Header"), and a version this server does not speak is refused
+  with 400.
+- **modern** (2026-07-28): no handshake and no session; every request names its version and the client's
+  capabilities in `_meta` (server.mcp.era). `server/discover` (MUST, server/discover) tells what is offered.
+
+Which versions are offered is a setting (`VOUCHSIM_MCP_VERSIONS`), so a client's fallback can be tested against a
+modern-only or a legacy-only server: `Versions` is that choice.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
-from vouchsim.server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
+from vouchsim.server.mcp.errors import InvalidParams, ProtocolVersionRefused, UnsupportedProtocolVersion
 
+MODERN: Final = ("2026-07-28",)
+LATEST_MODERN: Final = "2026-07-28"
+# The handshake versions this server can speak, newest first; `LATEST` is what `initialize` offers by default.
+LEGACY: Final = ("2025-11-25", "2025-06-18", "2025-03-26")
 LATEST: Final = "2025-11-25"
-SUPPORTED: Final = ("2025-11-25", "2025-06-18", "2025-03-26")
+SUPPORTED: Final = LEGACY
+ALL: Final = (*MODERN, *LEGACY)
+# Handshake versions a client may name in `MCP-Protocol-Version` (2024-11-05 never sends it, but a header naming it
+# is still a legacy request, refused as one).
+KNOWN_LEGACY: Final = (*LEGACY, "2024-11-05")
 # What a request without `MCP-Protocol-Version` is taken to speak (backwards compatibility).
 ASSUMED_WITHOUT_HEADER: Final = "2025-03-26"
+
+# Cache hints (server/utilities/caching): results of `server/discover` change only with a restart and hold nothing
+# of the user; `tools/list` is filtered by the token's scopes, so only the same authorization context may reuse it.
+DISCOVER_TTL_MS: Final = 3_600_000
+TOOLS_TTL_MS: Final = 300_000
+TASKS_EXTENSION: Final = "io.modelcontextprotocol/tasks"
+SERVER_INFO_KEY: Final = "io.modelcontextprotocol/serverInfo"
+
+
+@dataclass(frozen=True)
+class Versions:
+    """The versions this server offers (`VOUCHSIM_MCP_VERSIONS`), newest first."""
+
+    offered: tuple[str, ...] = ALL
+
+    @property
+    def modern(self) -> tuple[str, ...]:
+        return tuple(version for version in self.offered if version in MODERN)
+
+    @property
+    def legacy(self) -> tuple[str, ...]:
+        return tuple(version for version in self.offered if version in LEGACY)
+
+    def refuse(self, requested: str) -> ProtocolVersionRefused:
+        """The specification's `UnsupportedProtocolVersionError` for `requested`. `supported` names the versions a
+        request can use as it is, per request: the modern ones (as `server/discover` does; legacy ones are reached
+        through `initialize`), or on a legacy-only server its handshake versions, so a client falls back to them."""
+        return ProtocolVersionRefused(
+            "Unsupported protocol version",
+            data={"supported": list(self.modern or self.offered), "requested": requested[:40]},
+        )
+
 
 SERVER_NAME = "vouchsim"
 SERVER_TITLE = "Vouchsim"
@@ -34,20 +83,28 @@ INSTRUCTIONS = (
 )
 
 
-def negotiate(requested: str) -> str:
-    """The version to answer `initialize` with: the client's when we speak it, else our latest."""
-    return requested if requested in SUPPORTED else LATEST
+def negotiate(requested: str, versions: Versions = Versions()) -> str:
+    """The version to answer `initialize` with: the client's when we offer it, else our newest legacy one.
+
+    A server offering no legacy version refuses the handshake naming what it offers (basic/versioning: a
+    modern-only server SHOULD name its versions in any error to `initialize`)."""
+    legacy = versions.legacy
+    if not legacy:
+        raise versions.refuse(requested)
+    return requested if requested in legacy else legacy[0]
 
 
-def header_version(value: str | None) -> str:
-    """The version a request speaks, from its `MCP-Protocol-Version` header."""
-    if value is None or not value.strip():
-        return ASSUMED_WITHOUT_HEADER
-    version = value.strip()
-    if version not in SUPPORTED:
+def header_version(value: str | None, versions: Versions = Versions()) -> str:
+    """The version a legacy request speaks, from its `MCP-Protocol-Version` header."""
+    version = value.strip() if value is not None and value.strip() else ASSUMED_WITHOUT_HEADER
+    legacy = versions.legacy
+    if not legacy:
+        raise versions.refuse(version)
+    if version not in legacy:
+        named = "" if value is not None and value.strip() else " (a request without MCP-Protocol-Version)"
         raise UnsupportedProtocolVersion(
-            f"Unsupported protocol version {version[:40]!r}; this server speaks {', '.join(SUPPORTED)}.",
-            data={"supported": list(SUPPORTED), "requested": version[:40]},
+            f"Unsupported protocol version {version[:40]!r}{named}; this server speaks {', '.join(legacy)}.",
+            data={"supported": list(legacy), "requested": version[:40]},
         )
     return version
 
@@ -90,3 +147,32 @@ def initialize_result(version: str) -> dict[str, Any]:
         "serverInfo": server_info,
         "instructions": INSTRUCTIONS,
     }
+
+
+# -- 2026-07-28 --------------------------------------------------------------------------------------------------
+SERVER_INFO: Final = {"name": SERVER_NAME, "title": SERVER_TITLE, "version": SERVER_VERSION}
+
+
+def modern_result(result: dict[str, Any], result_type: str = "complete") -> dict[str, Any]:
+    """A result as 2026-07-28 sends it: `resultType` (MUST, basic/index "ResultType") and the server's identity in
+    `_meta` (SHOULD, "Per-response protocol fields"; `serverInfo` left the body in the final revision)."""
+    meta = result.get("_meta")
+    return {
+        "resultType": result_type,
+        **result,
+        "_meta": {**(meta if isinstance(meta, dict) else {}), SERVER_INFO_KEY: SERVER_INFO},
+    }
+
+
+def discover_result(versions: Versions) -> dict[str, Any]:
+    """`server/discover` (MUST): the modern versions offered (legacy ones are reached only through `initialize`),
+    what the server can do, and how long a client may keep this answer (`DiscoverResult` is cacheable)."""
+    return modern_result(
+        {
+            "supportedVersions": list(versions.modern),
+            "capabilities": {"tools": {"listChanged": False}, "extensions": {TASKS_EXTENSION: {}}},
+            "instructions": INSTRUCTIONS,
+            "ttlMs": DISCOVER_TTL_MS,
+            "cacheScope": "public",
+        }
+    )

@@ -20,7 +20,6 @@ from litestar.response import Stream
 
 from vouchsim.server.mcp import jsonrpc
 from vouchsim.server.mcp.errors import (
-    TRANSPORT_ERROR,
     UNAUTHORIZED,
     BodyTooLarge,
     InvalidRequest,
@@ -79,13 +78,38 @@ def _response(outcome: Outcome) -> Response[Any]:
     )
 
 
+_ROUTING_HEADERS = frozenset({b"mcp-protocol-version", b"mcp-method", b"mcp-name"})
+
+
+def _repeated_routing_header(request: Request[Any, Any, Any]) -> str | None:
+    """A routing header sent twice cannot be trusted (a proxy may read the first, we the last): from the raw list."""
+    seen: set[bytes] = set()
+    for name, _value in request.scope["headers"]:
+        key = name.lower()
+        if key in _ROUTING_HEADERS:
+            if key in seen:
+                return key.decode()
+            seen.add(key)
+    return None
+
+
 def _incoming(request: Request[Any, Any, Any], issuer: str) -> Incoming:
     headers = request.headers
+
+    async def disconnected() -> None:
+        # The body has been read: the next ASGI message is the client going away (or the reply being done).
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
     return Incoming(
         issuer=issuer,
         session_id=headers.get("mcp-session-id"),
         protocol_version=headers.get("mcp-protocol-version"),
         accepts_sse=accepts_event_stream(headers.get("accept")),
+        method=headers.get("mcp-method"),
+        name=headers.get("mcp-name"),
+        repeated_header=_repeated_routing_header(request),
+        disconnected=disconnected,
     )
 
 
@@ -129,7 +153,7 @@ async def mcp_post(request: Request[Any, Any, Any], state: State) -> Response[An
 
 @delete("/mcp", status_code=200, tags=["mcp"], include_in_schema=False)
 async def mcp_delete(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    """End the session named by `Mcp-Session-Id`."""
+    """End the session named by `Mcp-Session-Id` (405 with the 2026 header: that revision has no sessions)."""
 
     async def work(mcp: McpServer, issuer: str) -> Response[Any]:
         grant = await mcp.authenticate(request.headers.get("authorization"), issuer)
@@ -144,9 +168,7 @@ async def mcp_get(request: Request[Any, Any, Any], state: State) -> Response[Any
 
     async def work(mcp: McpServer, issuer: str) -> Response[Any]:
         await mcp.authenticate(request.headers.get("authorization"), issuer)
-        message = "Method Not Allowed: this server offers no GET stream; POST messages instead."
-        body = jsonrpc.encode(jsonrpc.error_message(None, TRANSPORT_ERROR, message))
-        return _json(405, body, {"Allow": "POST, DELETE"})
+        return _response(mcp.method_not_allowed("GET", modern=_incoming(request, issuer).names_modern_version))
 
     return await _serve(request, state, work)
 

@@ -1,18 +1,26 @@
 """The Streamable HTTP transport (basic/transports), HTTP-free: `routes.py` reads the request, calls `McpServer`,
 and turns what comes back (`Reply`, `StreamedReply`) or what it raises (`McpError`, `BearerError`) into a response.
 
-Per POST: the bearer token (from the cache when it was validated moments ago), then one JSON-RPC message.
-`initialize` opens a session; anything else needs one (`Mcp-Session-Id`) and a protocol version we speak.
-Notifications and client responses are acknowledged with 202. Requests are answered as JSON, or as an SSE
-stream when the client accepts one and the call streams: a `tools/call` that waits for the trusted device and
-carries a `progressToken` sends `notifications/progress` while it waits, then its result.
+Per POST: the bearer token (from the cache when it was validated moments ago), then one JSON-RPC message, of
+one of two eras (server.mcp.era):
+- 2025 (legacy): `initialize` opens a session; anything else needs one (`Mcp-Session-Id`) and a protocol version
+  we speak. Notifications and client responses are acknowledged with 202.
+- 2026-07-28 (modern): no session is read, needed or minted. The request's `_meta` and routing headers pass the
+  validation ladder, then everything the call needs comes from the bearer grant and that `_meta`. Every result
+  carries `resultType` and the server's identity; `server/discover` describes the server; methods the revision
+  removed (`ping`, …) are 404.
+Requests are answered as JSON, or as an SSE stream when the client accepts one and the call streams: a
+`tools/call` that waits for the trusted device and carries a `progressToken` sends `notifications/progress` while
+it waits, then its result. A client that hangs up cancels its call, whichever the reply: the SSE stream's end
+cancels it, and a JSON reply's waiting call races the connection's end (`Incoming.disconnected`).
 
 `/mcp` owns its transactions instead of taking the request's: the hot path must not touch the database when the
 cache answers, and a waiting call must not hold a connection (the delegation service opens its own, too).
 
-A waiting call can be cancelled with `notifications/cancelled` (basic/utilities/cancellation) from any request
-of its session: those served by this process directly; on PostgreSQL the cancellation is also announced on the
-event bus, so the instance that holds the call hears it (best effort).
+A 2025 session's waiting call can also be cancelled with `notifications/cancelled`
+(basic/utilities/cancellation) from any request of its session: those served by this process directly; on
+PostgreSQL the cancellation is also announced on the event bus, so the instance that holds the call hears it
+(best effort).
 """
 
 from __future__ import annotations
@@ -27,24 +35,32 @@ from urllib.parse import urlsplit
 import msgspec
 
 from vouchsim.server.core.crypto import hash_secret
+from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import resource_url
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.mcp import jsonrpc, protocol
+from vouchsim.server.mcp import era, jsonrpc, protocol, tasks
 from vouchsim.server.mcp.cache import McpCache
+from vouchsim.server.mcp.era import Envelope, RoutingHeaders
 from vouchsim.server.mcp.errors import (
+    INVALID_REQUEST,
+    TRANSPORT_ERROR,
     ForbiddenOrigin,
     InternalError,
     InvalidParams,
+    InvalidRequest,
     McpError,
     MethodNotFound,
     RequestCancelled,
     ScopeRequired,
     SessionNotFound,
     SessionRequired,
+    UnknownMethod,
 )
 from vouchsim.server.mcp.sessions import McpSessions, SessionView, check_binding, needs_touch, session_key
+from vouchsim.server.mcp.tasks import McpTasks
 from vouchsim.server.mcp.tools import Tool, ToolContext, ToolResult, tool_named, visible_tools
+from vouchsim.server.mcp.tools.delegation import REQUEST_REFUSED
 from vouchsim.server.oauth import scopes
 from vouchsim.server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
 from vouchsim.server.storage.events import EventBus
@@ -68,6 +84,39 @@ class Incoming:
     session_id: str | None = None
     protocol_version: str | None = None
     accepts_sse: bool = False
+    method: str | None = None  # `Mcp-Method`
+    name: str | None = None  # `Mcp-Name`
+    repeated_header: str | None = None  # a routing header sent more than once
+    # Returns once the client has gone away (None: no way to tell), so a JSON reply's waiting call can stop.
+    disconnected: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def routing(self) -> RoutingHeaders:
+        return RoutingHeaders(self.protocol_version, self.method, self.name, self.repeated_header)
+
+    @property
+    def names_modern_version(self) -> bool:
+        """The `MCP-Protocol-Version` header names a version of no handshake (2026-07-28, or one unknown)."""
+        version = (self.protocol_version or "").strip()
+        return bool(version) and version not in protocol.KNOWN_LEGACY
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one request runs with besides the grant: its version, and how it can be cancelled. A 2025 request's
+    scope comes from its session; a 2026-07-28 one's from its `_meta` (`envelope`), with no session at all."""
+
+    protocol_version: str
+    envelope: Envelope | None = None
+    # 2025 sessions: (stored session id, encoded request id), for `notifications/cancelled`.
+    in_flight_key: tuple[str, bytes] | None = None
+
+    @property
+    def modern(self) -> bool:
+        return self.envelope is not None
+
+    def result(self, result: dict[str, Any], result_type: str = "complete") -> dict[str, Any]:
+        return protocol.modern_result(result, result_type) if self.modern else result
 
 
 @dataclass(frozen=True)
@@ -166,6 +215,8 @@ class McpServer:
         self.cache = cache or McpCache(runtime.clock)
         self.progress_interval = progress_interval
         self.transaction = own_transactions(sessions)
+        self.versions = protocol.Versions(runtime.settings.mcp_version_list)
+        self.tasks = McpTasks(runtime.clock, runtime.hmac_key)
         # (stored session id, encoded request id) → the task running that call
         self._in_flight: dict[tuple[str, bytes], asyncio.Task[ToolResult]] = {}
 
@@ -204,6 +255,10 @@ class McpServer:
 
     async def post(self, grant: AccessGrant, incoming: Incoming, body: bytes) -> Outcome:
         message = jsonrpc.parse(body)
+        if era.is_modern(message, incoming.routing):
+            return await self._modern(grant, incoming, message)
+        if not self.versions.legacy:
+            raise self._legacy_refused(incoming, message)
         if isinstance(message, jsonrpc.Request) and message.method == "initialize":
             return await self._initialize(grant, message)
         session = await self._session(grant, incoming)
@@ -212,10 +267,13 @@ class McpServer:
             return Reply(202)
         if isinstance(message, jsonrpc.ClientResponse):
             return Reply(202)  # we never ask the client anything, so there is nothing to match it with
-        return await self._request(grant, session, incoming, message)
+        scope = Scope(session.protocol_version, in_flight_key=(session.id, msgspec.json.encode(message.id)))
+        return await self._request(grant, scope, incoming, message)
 
     async def delete(self, grant: AccessGrant, incoming: Incoming) -> Reply:
-        """End the session (and any call of it still waiting here)."""
+        """End the session (and any call of it still waiting here). 2026-07-28 has no sessions to end: 405."""
+        if incoming.names_modern_version or not self.versions.legacy:
+            return self.method_not_allowed("DELETE", modern=True)
         session = await self._session(grant, incoming, touch=False)
         async with self.transaction() as db:
             await self._sessions(db).end(session.id)
@@ -224,6 +282,38 @@ class McpServer:
             if key[0] == session.id:
                 task.cancel()
         return Reply(204)
+
+    def method_not_allowed(self, method: str, *, modern: bool) -> Reply:
+        """GET (no server-to-client stream is offered) or DELETE (2026-07-28: no sessions): 405 with `Allow`."""
+        allow = "POST, DELETE" if self.versions.legacy else "POST"
+        text = f"Method Not Allowed: this server offers no {method} on /mcp; POST messages instead."
+        # 2026-07-28 answers carry no code of the -32000 range (basic/index, "Error Codes").
+        error = jsonrpc.error_message(None, INVALID_REQUEST if modern else TRANSPORT_ERROR, text)
+        return Reply(405, jsonrpc.encode(error), {"Allow": allow})
+
+    def _legacy_refused(self, incoming: Incoming, message: jsonrpc.Message) -> McpError:
+        """A modern-only server refuses every 2025 request, naming what it offers (basic/versioning)."""
+        requested = (incoming.protocol_version or "").strip() or protocol.ASSUMED_WITHOUT_HEADER
+        if isinstance(message, jsonrpc.Request) and message.method == "initialize":
+            asked = (message.params or {}).get("protocolVersion")
+            requested = asked if isinstance(asked, str) else requested
+        error = self.versions.refuse(requested)
+        error.request_id = message.id if isinstance(message, jsonrpc.Request) else None
+        return error
+
+    # -- 2026-07-28 ------------------------------------------------------------------------------------------------
+    async def _modern(self, grant: AccessGrant, incoming: Incoming, message: jsonrpc.Message) -> Outcome:
+        """A stateless request: no session is read or made; `Mcp-Session-Id` and `Last-Event-ID` are ignored."""
+        if isinstance(message, jsonrpc.Notification):
+            return Reply(202)  # none is defined on HTTP in 2026-07-28 (a stream's end is the cancellation)
+        if isinstance(message, jsonrpc.ClientResponse):
+            raise InvalidRequest("Invalid Request: a 2026-07-28 client sends no responses.")
+        try:
+            envelope = era.envelope(message, incoming.routing, self.versions)
+        except McpError as error:
+            error.request_id = message.id
+            raise
+        return await self._request(grant, Scope(envelope.protocol_version, envelope), incoming, message)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def _sessions(self, db: DbSession) -> McpSessions:
@@ -235,7 +325,11 @@ class McpServer:
         except McpError as error:
             error.request_id = request.id
             raise
-        version = protocol.negotiate(params.protocol_version)
+        try:
+            version = protocol.negotiate(params.protocol_version, self.versions)
+        except McpError as error:
+            error.request_id = request.id
+            raise
         generation = self.cache.generation
         async with self.transaction() as db:
             session_id, session = await self._sessions(db).open(grant, version, protocol.client_info(params))
@@ -247,7 +341,7 @@ class McpServer:
         """The live session named by `Mcp-Session-Id`, bound to this token's user, client and connection."""
         if incoming.session_id is None:
             raise SessionRequired("Bad Request: an Mcp-Session-Id header is required (initialize first).")
-        protocol.header_version(incoming.protocol_version)
+        protocol.header_version(incoming.protocol_version, self.versions)
         key = session_key(incoming.session_id)
         if key is None:
             raise SessionNotFound()
@@ -304,17 +398,16 @@ class McpServer:
         return True
 
     # -- requests -----------------------------------------------------------------------------------------------
-    async def _request(
-        self, grant: AccessGrant, session: SessionView, incoming: Incoming, request: jsonrpc.Request
-    ) -> Outcome:
+    async def _request(self, grant: AccessGrant, scope: Scope, incoming: Incoming, request: jsonrpc.Request) -> Outcome:
         try:
+            if scope.modern:
+                return await self._modern_method(grant, scope, incoming, request)
             if request.method == "ping":
                 return self._result(request, {})
             if request.method == "tools/list":
-                tools = [tool.describe(session.protocol_version) for tool in visible_tools(grant.scopes)]
-                return self._result(request, {"tools": tools})
+                return self._result(request, {"tools": self._tools(grant, scope)})
             if request.method == "tools/call":
-                return await self._call(grant, session, incoming, request)
+                return await self._call(grant, scope, incoming, request)
             raise MethodNotFound(f"Method not found: {request.method[:100]}")
         except ScopeRequired:
             raise  # an HTTP-level answer (403 with a challenge), not a JSON-RPC one
@@ -325,12 +418,62 @@ class McpServer:
             log.exception("MCP request %s failed", request.method[:100])
             raise InternalError("Internal error: something went wrong on our side.", request_id=request.id) from None
 
+    async def _modern_method(
+        self, grant: AccessGrant, scope: Scope, incoming: Incoming, request: jsonrpc.Request
+    ) -> Outcome:
+        if request.method == "tools/call":
+            return await self._call(grant, scope, incoming, request)
+        if request.method == "tools/list":
+            # CacheableResult (server/utilities/caching): the list depends on the token's scopes, so "private".
+            tools = {"tools": self._tools(grant, scope), "ttlMs": protocol.TOOLS_TTL_MS, "cacheScope": "private"}
+            return self._result(request, scope.result(tools))
+        if request.method == "server/discover":
+            return self._result(request, protocol.discover_result(self.versions))
+        if request.method in tasks.METHODS:
+            return await self._task_method(grant, scope, incoming, request)
+        # Removed by 2026-07-28 (ping, logging/setLevel, resources/subscribe, …) or never offered here.
+        raise UnknownMethod(f"Method not found: {request.method[:100]}")
+
+    async def _task_method(
+        self, grant: AccessGrant, scope: Scope, incoming: Incoming, request: jsonrpc.Request
+    ) -> Reply:
+        """`tasks/get`, `tasks/update`, `tasks/cancel` (server.mcp.tasks): the extension declared, the delegation
+        scope held (a task holds a delegation's outcome), then the task of this very client."""
+        assert scope.envelope is not None
+        tasks.require_extension(scope.envelope)
+        task_id = tasks.task_id_of(request.params)
+        if scopes.DELEGATION not in grant.scopes:
+            raise ScopeRequired(
+                f"Tasks hold delegations; they need the scope {scopes.DELEGATION!r}.",
+                scope=scopes.join([*grant.scopes, scopes.DELEGATION]),
+                request_id=request.id,
+            )
+        context = self._context(grant, scope, incoming)
+        if request.method == "tasks/get":
+            return self._result(request, scope.result(await self.tasks.get(context, task_id)))
+        if request.method == "tasks/cancel":
+            await self.tasks.cancel(context, task_id)
+        else:
+            await self.tasks.update(context, task_id)
+        return self._result(request, scope.result({}))
+
+    def _context(self, grant: AccessGrant, scope: Scope, incoming: Incoming) -> ToolContext:
+        return ToolContext(
+            grant=grant,
+            issuer=incoming.issuer,
+            hmac_key=self.runtime.hmac_key,
+            protocol_version=scope.protocol_version,
+            transaction=self.transaction,
+            delegations=self.delegations,
+        )
+
+    def _tools(self, grant: AccessGrant, scope: Scope) -> list[dict[str, Any]]:
+        return [tool.describe(scope.protocol_version) for tool in visible_tools(grant.scopes)]
+
     def _result(self, request: jsonrpc.Request, result: dict[str, Any]) -> Reply:
         return Reply(200, jsonrpc.encode(jsonrpc.ResultMessage(id=request.id, result=result)))
 
-    async def _call(
-        self, grant: AccessGrant, session: SessionView, incoming: Incoming, request: jsonrpc.Request
-    ) -> Outcome:
+    async def _call(self, grant: AccessGrant, scope: Scope, incoming: Incoming, request: jsonrpc.Request) -> Outcome:
         params = request.params or {}
         name = params.get("name")
         if not isinstance(name, str):
@@ -347,26 +490,53 @@ class McpServer:
         arguments = tool.parse_arguments(params.get("arguments"))
         meta = params.get("_meta")
         progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
-        context = ToolContext(
-            grant=grant,
-            issuer=incoming.issuer,
-            hmac_key=self.runtime.hmac_key,
-            protocol_version=session.protocol_version,
-            transaction=self.transaction,
-            delegations=self.delegations,
-        )
-        key = (session.id, msgspec.json.encode(request.id))
-        if incoming.accepts_sse and jsonrpc.is_request_id(progress_token) and tool.may_wait(arguments):
-            return StreamedReply(self._stream(key, tool, arguments, context, request, progress_token))
+        context = self._context(grant, scope, incoming)
+        if tasks.wants_task(tool, arguments, scope.envelope):
+            try:
+                return self._result(request, scope.result(await self.tasks.start(context, arguments), "task"))
+            except VouchsimError as error:  # refused at once (an unknown audience, …): the tool's own answer
+                return self._result(
+                    request, scope.result(ToolResult.problem(error, REQUEST_REFUSED).render(scope.protocol_version))
+                )
+        waits = tool.may_wait(arguments)
+        if incoming.accepts_sse and jsonrpc.is_request_id(progress_token) and waits:
+            return StreamedReply(self._stream(scope, tool, arguments, context, request, progress_token))
+        call = self._run(scope, lambda: tool.run(context, arguments))
         try:
-            result = await self._run(key, lambda: tool.run(context, arguments))
+            result = await (self._unless_gone(call, incoming) if waits else call)
         except RequestCancelled as error:
             error.request_id = request.id
             raise
-        return self._result(request, result.render(session.protocol_version))
+        return self._result(request, scope.result(result.render(scope.protocol_version)))
 
-    async def _run(self, key: tuple[str, bytes], call: Callable[[], Awaitable[ToolResult]]) -> ToolResult:
-        """Run a tool call as its own task, so `notifications/cancelled` can end it without ending the request."""
+    async def _unless_gone(self, call: Awaitable[ToolResult], incoming: Incoming) -> ToolResult:
+        """A waiting call answered as JSON: ended when the client hangs up (basic/transports, "Cancellation"),
+        rather than waiting on for a connection nobody reads."""
+        if incoming.disconnected is None:
+            return await call
+        work = asyncio.ensure_future(call)
+        gone = asyncio.ensure_future(incoming.disconnected())
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                log.info("MCP client went away; its waiting call is cancelled")
+                work.cancel()
+                await asyncio.wait({work})  # stopped, not just told to stop
+                if not work.cancelled() and work.exception() is not None:
+                    log.info("a call failed while its client went away: %r", work.exception())
+                raise RequestCancelled("The client went away.")
+            return work.result()
+        finally:
+            for task in (work, gone):
+                if not task.done():
+                    task.cancel()
+
+    async def _run(self, scope: Scope, call: Callable[[], Awaitable[ToolResult]]) -> ToolResult:
+        """Run a tool call; in a 2025 session as its own task, so `notifications/cancelled` can end it without
+        ending the request (2026-07-28 on HTTP has no such notification: closing the stream cancels)."""
+        key = scope.in_flight_key
+        if key is None:
+            return await call()
 
         async def work() -> ToolResult:
             return await call()
@@ -386,7 +556,7 @@ class McpServer:
 
     async def _stream(
         self,
-        key: tuple[str, bytes],
+        scope: Scope,
         tool: Tool,
         arguments: Any,
         context: ToolContext,
@@ -396,7 +566,7 @@ class McpServer:
         """The SSE body of a waiting call: progress notifications, then the result (none if it was cancelled)."""
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         context = replace(context, progress=_SseProgress(progress_token, queue, self.progress_interval))
-        call = asyncio.ensure_future(self._run(key, lambda: tool.run(context, arguments)))
+        call = asyncio.ensure_future(self._run(scope, lambda: tool.run(context, arguments)))
         try:
             while not call.done() or not queue.empty():
                 if not queue.empty():
@@ -418,7 +588,9 @@ class McpServer:
                     jsonrpc.error_message(request.id, InternalError.rpc_code, "Internal error: something went wrong.")
                 )
                 return
-            yield sse_event(jsonrpc.ResultMessage(id=request.id, result=result.render(context.protocol_version)))
+            rendered = scope.result(result.render(scope.protocol_version))
+            yield sse_event(jsonrpc.ResultMessage(id=request.id, result=rendered))
         finally:
             if not call.done():
+                log.info("MCP client went away; its streamed call is cancelled")
                 call.cancel()

@@ -119,6 +119,10 @@ class EventBus:
                 if not self._queues[topic]:
                     del self._queues[topic]
 
+    def waiting_on(self, topic: str) -> int:
+        """How many subscriptions wait on `topic` now (a call that went away must hold none)."""
+        return len(self._queues.get(topic, ()))
+
     def add_listener(self, listener: Callable[[str], None]) -> None:
         """Called with every topic published (cache invalidation listens to everything)."""
         self._listeners.append(listener)

@@ -295,3 +295,22 @@ class TestbedFault(Base):
     fired: Mapped[int] = mapped_column(Integer, default=0)
     # Real time (not the testbed clock), so faults keep their order whatever the clock does.
     created_at: Mapped[datetime]
+
+
+class McpTask(Base):
+    """A task of the MCP Tasks extension (2026-07-28): a `delegation_request` answered at once and polled with
+    `tasks/get`. Only the SHA-256 of the task id is stored; the task is bound to the user, client and runtime
+    connection of the token that created it. Once terminal it never changes: the tool result it froze is kept
+    sealed (AES-GCM under the server key: it may hold a delegation token) until `expires_at`."""
+
+    __tablename__ = "mcp_tasks"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, ForeignKey("oauth_clients.client_id"))
+    connection_id: Mapped[str] = mapped_column(ForeignKey("runtime_connections.id"), index=True)
+    delegation_id: Mapped[str] = mapped_column(ForeignKey("delegations.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    result_sealed: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    last_updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -21,6 +21,7 @@ from vouchsim.server.storage.models import (
     Device,
     DeviceNonce,
     McpSession,
+    McpTask,
     OAuthClient,
     OAuthToken,
     PairingSession,
@@ -38,6 +39,7 @@ KEPT = ("server_keys", "signing_keys", "testbed_state", "alembic_version")
 # Children before parents (foreign keys). Signing keys and the server's HMAC key are kept: audiences may have
 # cached the JWKS, and CSRF tokens and pairwise subjects stay stable across resets.
 _WIPED = (
+    McpTask,
     Delegation,
     McpSession,
     OAuthToken,

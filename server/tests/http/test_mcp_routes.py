@@ -200,9 +200,12 @@ def test_the_protocol_version_header(flow: Flow) -> None:
     assert mcp.request("ping").status_code == 200
     mcp.version = None  # absent: taken as 2025-03-26, which we speak
     assert mcp.request("ping").status_code == 200
-    mcp.version = "2026-07-28"
+    mcp.version = "2024-11-05"  # a handshake version we do not speak: the 2025 answer
     body = rpc_error(mcp.request("ping"), 400, -32000)
     assert "2025-11-25" in body["error"]["message"]
+    mcp.version = "2026-07-28"  # no handshake version: a 2026-07-28 request, which needs its _meta first
+    body = rpc_error(mcp.request("ping"), 400, -32602)
+    assert "_meta" in body["error"]["message"] and body["id"] == 1
 
 
 def test_notifications_and_responses_are_accepted_without_a_body(flow: Flow) -> None:

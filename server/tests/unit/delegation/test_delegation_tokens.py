@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.tests.delegation_support import HMAC_KEY, ISSUER, World, ask, decide
 from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.core.subjects import audience_subject
 from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.delegation.tokens import ALGORITHMS, RETIREMENT_MARGIN, SigningKeyStore, mint, pairwise_subject
+from vouchsim.server.delegation.tokens import ALGORITHMS, RETIREMENT_MARGIN, SigningKeyStore, mint
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import SigningKey
 
@@ -48,7 +49,7 @@ async def test_the_token_carries_the_documented_claims(service: DelegationServic
     assert view.decided_at is not None and view.token_expires_at is not None
     assert claims == {
         "iss": ISSUER,
-        "sub": pairwise_subject(HMAC_KEY, world.phone.user_id, "aud_test_payments"),
+        "sub": audience_subject(HMAC_KEY, world.phone.user_id, "aud_test_payments"),
         "aud": "aud_test_payments",
         "scope": "payments.identity payments.prepare",
         "act": {"sub": world.runtime.client_id, "client_name": "Acme Agent"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vouchsim.server.mcp import protocol
-from vouchsim.server.mcp.errors import InvalidParams, UnsupportedProtocolVersion
+from vouchsim.server.mcp.errors import InvalidParams, ProtocolVersionRefused, UnsupportedProtocolVersion
 
 
 @pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18", "2025-03-26"])
@@ -53,3 +53,27 @@ def test_initialize_params_need_a_protocol_version() -> None:
     for bad in (None, {}, {"protocolVersion": 5}, {"protocolVersion": "2025-06-18", "clientInfo": "me"}):
         with pytest.raises(InvalidParams):
             protocol.initialize_params(bad)
+
+
+def test_the_offered_versions_shape_negotiation() -> None:
+    legacy_only = protocol.Versions(("2025-06-18",))
+    assert protocol.negotiate("2025-11-25", legacy_only) == "2025-06-18"
+    assert protocol.header_version("2025-06-18", legacy_only) == "2025-06-18"
+    with pytest.raises(UnsupportedProtocolVersion):
+        protocol.header_version(None, legacy_only)  # 2025-03-26 is assumed, and not offered
+    modern_only = protocol.Versions(("2026-07-28",))
+    with pytest.raises(ProtocolVersionRefused) as caught:
+        protocol.negotiate("2025-11-25", modern_only)
+    assert caught.value.data == {"supported": ["2026-07-28"], "requested": "2025-11-25"}
+
+
+def test_the_discover_result() -> None:
+    result = protocol.discover_result(protocol.Versions())
+    assert result["resultType"] == "complete" and result["supportedVersions"] == ["2026-07-28"]
+    assert result["_meta"] == {"io.modelcontextprotocol/serverInfo": protocol.SERVER_INFO}
+    assert result["ttlMs"] >= 0 and result["cacheScope"] == "public"
+
+
+def test_a_modern_result_keeps_its_own_meta() -> None:
+    result = protocol.modern_result({"_meta": {"a": 1}, "x": 2}, "task")
+    assert result == {"resultType": "task", "x": 2, "_meta": {"a": 1, protocol.SERVER_INFO_KEY: protocol.SERVER_INFO}}

@@ -8,6 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from vouchsim.server.core.subjects import audience_subject, client_subject
 from vouchsim.server.mcp.errors import InvalidParams
 from vouchsim.server.mcp.tools import (
     DEFAULT_WAIT_SECONDS,
@@ -15,7 +16,6 @@ from vouchsim.server.mcp.tools import (
     TOOLS,
     RequestArguments,
     ToolResult,
-    pairwise_subject,
     tool_named,
     visible_tools,
 )
@@ -128,9 +128,33 @@ def test_results_carry_structured_content_from_2025_06_18() -> None:
 
 def test_the_pairwise_subject_is_stable_per_client_and_unlinkable() -> None:
     key = b"k" * 32
-    subject = pairwise_subject(key, "usr_1", "vsc_a")
-    assert subject == pairwise_subject(key, "usr_1", "vsc_a")
-    assert subject != pairwise_subject(key, "usr_1", "vsc_b")
-    assert subject != pairwise_subject(key, "usr_2", "vsc_a")
-    assert subject != pairwise_subject(b"j" * 32, "usr_1", "vsc_a")
+    subject = client_subject(key, "usr_1", "vsc_a")
+    assert subject == client_subject(key, "usr_1", "vsc_a")
+    assert subject != client_subject(key, "usr_1", "vsc_b")
+    assert subject != client_subject(key, "usr_2", "vsc_a")
+    assert subject != client_subject(b"j" * 32, "usr_1", "vsc_a")
     assert "usr_1" not in subject and len(subject) == 64
+    # The client's subject and the audience's never coincide, even for a client and an audience of the same name.
+    assert client_subject(key, "usr_1", "x") != audience_subject(key, "usr_1", "x")
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=lambda tool: tool.name)
+def test_input_schemas_are_generated_from_the_argument_structs(tool: Any) -> None:
+    """One source: the Struct that checks the arguments is the schema's origin (descriptions included)."""
+    import msgspec
+
+    generated = msgspec.json.schema(tool.arguments)["$defs"][tool.arguments.__name__]
+    assert tool.input_schema["properties"] == generated.get("properties", {})
+    assert tool.input_schema["additionalProperties"] is False
+    assert tool.input_schema.get("required", []) == generated.get("required", [])
+    for name, prop in tool.input_schema["properties"].items():
+        assert prop.get("description") or prop.get("items", {}).get("description"), name
+
+
+def test_the_request_schema_publishes_its_defaults_and_bounds() -> None:
+    schema = tool_named("delegation_request").input_schema  # type: ignore[union-attr]
+    assert schema["required"] == ["audienceId", "purpose", "scopes"]
+    assert schema["properties"]["timeoutSeconds"]["default"] == DEFAULT_WAIT_SECONDS
+    assert schema["properties"]["timeoutSeconds"]["maximum"] == MAX_WAIT_SECONDS
+    assert schema["properties"]["waitForApproval"]["default"] is True
+    assert schema["properties"]["scopes"]["maxItems"] == 32

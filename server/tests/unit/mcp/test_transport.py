@@ -347,3 +347,95 @@ async def test_a_waiting_call_is_cancelled_through_another_instance(
     async with asyncio.timeout(10):
         rest = [events_of(chunk) async for chunk in reply.events]
     assert all("result" not in message for message in rest)
+
+
+# -- 2026-07-28: a client that hangs up cancels its call -----------------------------------------------------------
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def modern_call(request_id: int, name: str, arguments: dict[str, Any], progress_token: object = None) -> bytes:
+    meta: dict[str, Any] = dict(MODERN_META)
+    if progress_token is not None:
+        meta["progressToken"] = progress_token
+    params = {"name": name, "arguments": arguments, "_meta": meta}
+    return body({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+
+
+def modern_incoming(name: str, *, sse: bool, gone: asyncio.Event | None = None) -> Incoming:
+    async def disconnected() -> None:
+        assert gone is not None
+        await gone.wait()
+
+    return Incoming(
+        issuer=ISSUER,
+        protocol_version="2026-07-28",
+        method="tools/call",
+        name=name,
+        accepts_sse=sse,
+        disconnected=disconnected if gone is not None else None,
+    )
+
+
+async def wait_until_waiting(bus: EventBus, topic: str, waiters: int) -> None:
+    async with asyncio.timeout(10):
+        while True:  # the waits run in tasks of their own: look until they got there
+            if bus.waiting_on(topic) == waiters:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_json_wait_ends_when_its_client_goes_away(
+    server: McpServer, world: World, clock: FrozenClock, bus: EventBus
+) -> None:
+    """No SSE, no progress token: the reply would be JSON after up to 45 s; the client's going ends the wait."""
+    grant = grant_for(world.runtime, clock)
+    delegation_id = await pending(server, grant, await open_session(server, grant))
+    gone = asyncio.Event()
+    incoming = modern_incoming("delegation_status", sse=False, gone=gone)
+    wait = {"delegationId": delegation_id, "waitForApproval": True, "timeoutSeconds": 45}
+    call_ = asyncio.ensure_future(server.post(grant, incoming, modern_call(3, "delegation_status", wait)))
+    await wait_until_waiting(bus, f"delegation:{delegation_id}", 1)
+    gone.set()
+    async with asyncio.timeout(10):
+        with pytest.raises(RequestCancelled) as caught:
+            await call_
+    assert caught.value.request_id == 3
+    assert bus.waiting_on(f"delegation:{delegation_id}") == 0  # nothing waits on for a dead connection
+
+
+async def test_a_json_wait_that_ends_first_leaves_no_watcher(
+    server: McpServer, world: World, clock: FrozenClock
+) -> None:
+    grant = grant_for(world.runtime, clock)
+    gone = asyncio.Event()
+    incoming = modern_incoming("delegation_request", sse=False, gone=gone)
+    arguments = {
+        "audienceId": "aud_test_payments",
+        "purpose": "Pay.",
+        "scopes": ["payments.identity"],
+        "timeoutSeconds": 0.1,
+    }
+    reply = await server.post(grant, incoming, modern_call(4, "delegation_request", arguments))
+    assert isinstance(reply, Reply) and reply.body is not None
+    result = json.loads(reply.body)["result"]
+    assert result["resultType"] == "complete" and result["structuredContent"]["status"] == "pending"
+
+
+async def test_a_streamed_wait_ends_when_its_stream_is_closed(
+    server: McpServer, world: World, clock: FrozenClock, bus: EventBus
+) -> None:
+    grant = grant_for(world.runtime, clock)
+    delegation_id = await pending(server, grant, await open_session(server, grant))
+    wait = {"delegationId": delegation_id, "waitForApproval": True, "timeoutSeconds": 45}
+    reply = await server.post(
+        grant, modern_incoming("delegation_status", sse=True), modern_call(5, "delegation_status", wait, "p")
+    )
+    assert isinstance(reply, StreamedReply)
+    first = events_of(await anext(reply.events))
+    assert first["method"] == "notifications/progress"
+    await wait_until_waiting(bus, f"delegation:{delegation_id}", 1)
+    await reply.events.aclose()  # what the framework does when the client hangs up
+    await wait_until_waiting(bus, f"delegation:{delegation_id}", 0)
