@@ -4,8 +4,8 @@ The app is the one place that talks to the server. Screens and widgets show what
 (attributes) and report what the person did (messages, `companion.messages`); the app answers each
 message with a background worker, and every failure of every worker ends in `_report`, which turns it
 into a toast and, where a screen has a place for it, an inline message. The live delegation stream is
-one long-running worker that reconnects with backoff whenever the server goes away, and says so in the
-status bar.
+one long-running worker around the core's `DelegationFollower` (the same one `watch`, the side-car and the test
+kit use), which reconnects with backoff whenever the server goes away; the app says so in the status bar.
 
 Everything the outside world provides is passed in: the config, how to make an HTTP client for a server
 URL, the clock, the randomness, the sleep between retries and folder polls, and the PIN store.
@@ -18,7 +18,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
 from typing import Final
@@ -46,12 +45,13 @@ from vouchsim.companion.core.errors import (
     KeystoreError,
     NotEnrolledError,
     TransportError,
-    UnexpectedResponseError,
 )
+from vouchsim.companion.core.follower import DelegationFollower, LinkEvent
 from vouchsim.companion.core.keystore import Enrolment, Keystore, fingerprint, public_key_bytes
 from vouchsim.companion.core.pin import PinStore
 from vouchsim.companion.core.schemas import Connection, Delegation
 from vouchsim.companion.core.signing import Clock, RandomBytes
+from vouchsim.companion.core.text import clean, sentence
 from vouchsim.companion.messages import (
     DecisionChosen,
     DelegationLapsed,
@@ -70,7 +70,6 @@ from vouchsim.companion.screens.help import HelpScreen
 from vouchsim.companion.screens.home import HomeScreen
 from vouchsim.companion.screens.pairing import PairingAnswer, PairingCodeScreen, PairingConfirmScreen
 from vouchsim.companion.screens.scan import ScanKind, ScanStatus
-from vouchsim.companion.widgets.format import clean
 from vouchsim.companion.widgets.status_bar import Link, LinkState
 
 HttpFactory = Callable[[str], httpx.AsyncClient]
@@ -144,21 +143,6 @@ def default_device_name() -> str:
     return f"Vouchsim companion on {socket.gethostname()}"[:MAX_NAME_LENGTH]
 
 
-class Backoff:
-    """Reconnection delays: 0.5 s doubling up to 10 s, back to the start once a stream opens."""
-
-    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
-        self._first, self._cap = first, cap
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._cap)
-        return delay
-
-
 def supersedes(incoming: Delegation, known: Delegation | None) -> bool:
     """Whether `incoming` is news about `known`. A stream event and a list answer can cross on the wire,
     and a status never goes back towards pending (pending, then approved, then revoked or closed), so an
@@ -168,8 +152,7 @@ def supersedes(incoming: Delegation, known: Delegation | None) -> bool:
 
 def explain(error: CompanionError) -> str:
     """The error as the app shows it: the sentence, then what to do."""
-    hint = TUI_HINTS.get(type(error), error.hint)
-    return f"{error} {hint}".strip()
+    return sentence(str(error), TUI_HINTS.get(type(error), error.hint))
 
 
 class CompanionApp(App[None]):
@@ -356,37 +339,31 @@ class CompanionApp(App[None]):
         self._run(self._follow, name="stream", exclusive=True)
 
     async def _follow(self) -> None:
-        backoff = Backoff()
+        """The core's follower: each delegation the server sends lands in the lists; it reconnects by itself."""
+        follower = DelegationFollower(self.api, on_link=self._link_changed, sleep=self._sleep)
+        try:
+            await follower.run(self._delegation_arrived)
+        except ApiError as exc:  # a refusal (bad signature, device removed) does not heal by waiting
+            self._set_link("refused", f"{explain(exc)} Press r to retry.")
+            self._report(exc, "stream")
+        except CompanionError as exc:
+            self._set_link("refused", explain(exc))
+            self._report(exc, "stream")
 
-        def opened() -> None:
-            backoff.reset()
+    def _link_changed(self, event: LinkEvent) -> None:
+        if event.state == "connecting":
+            self._set_link("connecting", "")
+        elif event.state == "online":
             self._set_link("online")
             self._refresh_delegations()
             self._load_connections()
+        else:
+            self._set_link("offline", f"{event.problem} Retrying in {event.retry_in:g} s; r retries now.")
 
-        while True:
-            self._set_link("connecting", "")
-            try:
-                async with aclosing(self.api.stream_delegations(on_open=opened)) as stream:
-                    async for delegation in stream:
-                        self._merge(delegation)
-                        self._publish_delegations()
-                problem = "The server closed the live connection."
-            except (TransportError, UnexpectedResponseError) as exc:
-                problem = str(exc)
-            except ApiError as exc:
-                if exc.status < 500:  # a refusal (bad signature, device removed) does not heal by waiting
-                    self._set_link("refused", f"{explain(exc)} Press r to retry.")
-                    self._report(exc, "stream")
-                    return
-                problem = f"The server answered {exc.status} {exc.error_code}."
-            except CompanionError as exc:
-                self._set_link("refused", explain(exc))
-                self._report(exc, "stream")
-                return
-            delay = backoff.next()
-            self._set_link("offline", f"{problem} Retrying in {delay:g} s; r retries now.")
-            await self._sleep(delay)
+    async def _delegation_arrived(self, delegation: Delegation) -> bool:
+        self._merge(delegation)
+        self._publish_delegations()
+        return False  # follow until the app goes
 
     def _refresh_delegations(self) -> None:
         self._run(self._load_delegations, name="refresh", exclusive=True)

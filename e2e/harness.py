@@ -21,12 +21,12 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import anyio
 import httpx
 
+from vouchsim.companion.core.authorization import PageParser
 from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.keystore import Keystore
-from vouchsim.companion.demo.server import DemoServer, ServerStartError
-from vouchsim.companion.demo.server import clean_environment as clean_environment  # the e2e tests' too
-from vouchsim.companion.demo.server import free_port as free_port
-from vouchsim.companion.testing.browser import PageParser
+from vouchsim.companion.server_process import ServerProcess, ServerStartError
+from vouchsim.companion.server_process import clean_environment as clean_environment  # the e2e tests' too
+from vouchsim.companion.server_process import free_port as free_port
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 60.0  # seconds for one companion CLI command
@@ -95,7 +95,7 @@ class ServerFailed(AssertionError):
     """The server process did not start, or logged a traceback or a 5xx answer."""
 
 
-class LiveServer(DemoServer):
+class LiveServer(ServerProcess):
     """One `python -m vouchsim.server serve` process on 127.0.0.1 (the demo's process handling: start, /healthz, stop),
     logging to a file that the suite checks for tracebacks and 5xx answers."""
 

@@ -20,9 +20,9 @@ from textual.widgets import Input
 from e2e.harness import REPO, clean_environment
 from vouchsim.companion.core.config import CompanionConfig
 from vouchsim.companion.demo.app import DEMO_PIN, DemoApp, enrol_demo_device
-from vouchsim.companion.demo.server import DemoServer
 from vouchsim.companion.screens.delegation import DelegationConfirmScreen
 from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.server_process import ServerProcess
 from vouchsim.companion.widgets.delegation_card import DelegationCard
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind() -> No
 async def test_the_person_types_the_code_and_approves_on_the_companion(tmp_path: Path) -> None:
     """Manual mode, driven with Textual's Pilot: the QR reaches the camera by itself, the person confirms
     with the demo PIN, types the code into the agent panel, and approves the delegation with `a`."""
-    server = DemoServer(tmp_path)
+    server = ServerProcess(tmp_path)
     await anyio.to_thread.run_sync(server.start)
     try:
         await enrol_demo_device(tmp_path / "companion", server.base_url)

@@ -1,4 +1,7 @@
-"""`vouchsim`: the one command. `serve` runs the server; `companion …` hands over to the companion's own CLI.
+"""Vouchsim, the one command: `serve`, `migrate`, and the companion's own `companion …` and `sidecar …`.
+
+`serve` runs the server; `companion …` hands over to the companion's CLI, and `sidecar …` to the companion's
+side-car (a server and a rules-driven device for another project's CI).
 
 The companion runs as its own process (`python -m vouchsim.companion`) so the two halves never import each other:
 they meet only over HTTP, as a real phone and server do.
@@ -15,6 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from vouchsim.server.settings import DEFAULT_PORT, Settings, settings_environment, settings_from_environment
+
+
+# Commands that are the companion's: run as their own processes, never imported (the halves meet over HTTP).
+HANDED_OVER = {"companion": "vouchsim.companion", "sidecar": "vouchsim.companion.sidecar"}
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _settings_options(migrate)
     sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)", add_help=False)
+    sub.add_parser(
+        "sidecar",
+        help="a server and a trusted device deciding by rules, for CI (see `vouchsim sidecar --help`)",
+        add_help=False,
+    )
     return parser
 
 
@@ -114,9 +126,11 @@ def migrate(settings: Settings, *, quiet: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "companion":
-        # Replace this process: exit codes, signals and the terminal pass straight through.
-        os.execv(sys.executable, [sys.executable, "-m", "vouchsim.companion", *argv[1:]])  # noqa: S606
+    if argv and argv[0] in HANDED_OVER:
+        # Replace this process: exit codes, signals and the terminal pass straight through. -P: nothing from the
+        # working directory on sys.path, so a project's own `vouchsim/` folder cannot stand in for ours.
+        module = HANDED_OVER[argv[0]]
+        os.execv(sys.executable, [sys.executable, "-P", "-m", module, *argv[1:]])  # noqa: S606
     args = build_parser().parse_args(argv)
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -32,8 +32,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from vouchsim.companion.demo.server import free_port
-from vouchsim.companion.testing.browser import PageParser
+from vouchsim.companion.core.authorization import PageParser
+from vouchsim.companion.server_process import free_port
 
 StepReporter = Callable[[str], None]
 CodeSource = Callable[[], Awaitable[str]]

@@ -36,14 +36,14 @@ from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.config import CompanionConfig
 from vouchsim.companion.core.keystore import Enrolment, Keystore
 from vouchsim.companion.core.pin import PinStore
+from vouchsim.companion.core.text import clean
 from vouchsim.companion.demo.agent import AgentResult, run_agent
-from vouchsim.companion.demo.server import DemoServer, ServerStartError, exit_on_termination
 from vouchsim.companion.messages import DecisionChosen
 from vouchsim.companion.screens.delegation import DelegationConfirmScreen
 from vouchsim.companion.screens.home import HomeScreen
 from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
 from vouchsim.companion.screens.scan import PLACEHOLDERS, ScanView
-from vouchsim.companion.widgets.format import clean
+from vouchsim.companion.server_process import ServerProcess, ServerStartError, exit_on_termination
 
 DEMO_PIN: Final = "0000"
 DEVICE_NAME: Final = "Vouchsim demo phone"
@@ -259,7 +259,7 @@ def run_demo(*, auto: bool, headless: bool = False, keep: bool = False) -> int:
     """Start the server, enrol, run the TUI; stop the server whatever happens. The exit status."""
     exit_on_termination()
     state = Path(tempfile.mkdtemp(prefix="vouchsim-demo-"))
-    server = DemoServer(state)
+    server = ServerProcess(state)
     status = 1
     try:
         print(f"Vouchsim demo: starting the server on {server.base_url} (state in {state})…", flush=True)

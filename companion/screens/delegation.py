@@ -15,9 +15,9 @@ from vouchsim.companion.core.decisions import SignedDecision
 from vouchsim.companion.core.keystore import Enrolment
 from vouchsim.companion.core.schemas import Delegation
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import clean, clean_list
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.field_row import FieldRow
-from vouchsim.companion.widgets.format import clean, clean_list
 
 VERBS: dict[str, tuple[str, str, ButtonVariant]] = {
     "approve": ("Approve", "Sign and approve", "success"),

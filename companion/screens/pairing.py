@@ -22,9 +22,9 @@ from vouchsim.companion.core.errors import CompanionError
 from vouchsim.companion.core.pin import PinStore
 from vouchsim.companion.core.schemas import PairingApproval, PairingContext
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import clean, clean_list, instant
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.field_row import FieldRow
-from vouchsim.companion.widgets.format import clean, clean_list, instant
 from vouchsim.companion.widgets.pairing_code import PairingCode
 
 MAX_PIN_ATTEMPTS: Final = 3

@@ -12,10 +12,10 @@ from textual.widgets import Button, Static
 from vouchsim.companion.core.decisions import Decision
 from vouchsim.companion.core.schemas import Delegation
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import clean, clean_list
 from vouchsim.companion.messages import DecisionChosen, DelegationLapsed
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.field_row import FieldRow
-from vouchsim.companion.widgets.format import clean, clean_list
 
 
 class DelegationCard(Vertical, can_focus=True):

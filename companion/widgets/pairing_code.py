@@ -6,7 +6,7 @@ from typing import Final
 
 from textual.widgets import Static
 
-from vouchsim.companion.widgets.format import pairing_code
+from vouchsim.companion.core.text import pairing_code
 
 # 5x5 glyphs for the RFC 8628 §6.1 alphabet the server draws codes from (BCDFGHJKLMNPQRSTVWXZ) and the dash.
 GLYPHS: Final[dict[str, tuple[str, ...]]] = {
