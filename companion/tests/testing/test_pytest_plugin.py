@@ -181,6 +181,7 @@ def test_the_device_approves_and_denies_by_hand_and_by_auto(live: VouchsimServer
         first = _request_delegation(live.base_url, token)
         assert [d.delegation_id for d in device.pending()] == [first]
         assert device.deny(first).status == "denied"
+        log_before = len(live.log_lines())
         device.auto("approve-all")
         second = _request_delegation(live.base_url, token)
         deadline = time.monotonic() + 10
@@ -188,4 +189,8 @@ def test_the_device_approves_and_denies_by_hand_and_by_auto(live: VouchsimServer
             time.sleep(0.05)
         device.stop()
         assert device.decided == [(second, "approve")]
+        # auto() follows the server's delegation stream (companion.core.follower), as `watch` does: no polling.
+        requests = [line for line in live.log_lines()[log_before:] if '"GET /device/' in line]
+        assert any("/device/delegations/stream" in line for line in requests), requests
+        assert not any("/device/delegations?" in line for line in requests), requests
         assert device.pending() == []
