@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vouchsim.server.settings import DEFAULT_PORT, Settings, settings_environment, settings_from_environment
-
+from vouchsim.server.settings import (
+    DEFAULT_PORT,
+    LOG_FORMAT,
+    Settings,
+    settings_environment,
+    settings_from_environment,
+)
 
 # Commands that are the companion's: run as their own processes, never imported (the halves meet over HTTP).
 HANDED_OVER = {"companion": "vouchsim.companion", "sidecar": "vouchsim.companion.sidecar"}
@@ -82,46 +90,84 @@ def serve(settings: Settings) -> None:
         audiences = AudienceRegistry.from_settings(settings)  # a bad file stops the command before anything runs
     except AudienceFileError as error:
         raise SystemExit(f"vouchsim: {error}") from None
+    # The port first: one that is taken is one line, before any database is touched and before the banner.
+    listener = _listen(settings.host, settings.port)
+    try:
+        # The schema is brought up to date here, once, so an unreachable database is one clear line, not a
+        # traceback from inside the server's start-up (which then finds nothing left to migrate).
+        schema = migrate(settings, quiet=True)
+        base = settings.issuer or f"http://{_url_host(settings.host)}:{settings.port}"
+        print(f"Vouchsim on {base}", flush=True)
+        print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
+        print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
+        print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
+        print(f"  database: {schema}", flush=True)
+        options: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_level": settings.log_level,
+            "proxy_headers": False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
+            "server_header": False,
+            # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
+            "timeout_graceful_shutdown": 3,
+        }
+        if settings.workers == 1:
+            from vouchsim.server.app import create_app
 
-    base = settings.issuer or f"http://{settings.host}:{settings.port}"
-    print(f"Vouchsim on {base}", flush=True)
-    print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
-    print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
-    print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
-    print(f"  database: {settings.database_url}", flush=True)
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "proxy_headers": False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
-        "server_header": False,
-        # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
-        "timeout_graceful_shutdown": 3,
-    }
-    # The schema is brought up to date here, once, so an unreachable database is one clear line, not a traceback
-    # from inside the server's start-up (which then finds nothing left to migrate).
-    migrate(settings, quiet=True)
-    if settings.workers == 1:
-        from vouchsim.server.app import create_app
+            server = uvicorn.Server(uvicorn.Config(create_app(settings, audiences=audiences), **options))
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[listener])
+            if not server.started:
+                raise SystemExit(3)  # uvicorn's status for a start-up that failed (it logged why)
+            return
+        from uvicorn.supervisors import Multiprocess
 
-        uvicorn.run(create_app(settings, audiences=audiences), **options)
-        return
-    # Each worker builds its own app from the environment (this supervising process builds none): hand it these
-    # settings.
-    print(f"  workers: {settings.workers}", flush=True)
-    os.environ.update(settings_environment(settings))
-    uvicorn.run("vouchsim.server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
+        # Each worker builds its own app from the environment (this supervising process builds none): hand it
+        # these settings.
+        print(f"  workers: {settings.workers}", flush=True)
+        os.environ.update(settings_environment(settings))
+        config = uvicorn.Config(
+            "vouchsim.server.app:create_app_from_environment", factory=True, workers=settings.workers, **options
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(config, sockets=[listener]).run()
+    finally:
+        listener.close()
 
 
-def migrate(settings: Settings, *, quiet: bool = False) -> None:
-    from vouchsim.server.storage.migrate import DatabaseUnavailable, upgrade_database
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one line saying why there cannot be one."""
+    try:
+        return socket.create_server((host, port), family=_family(host), backlog=2048)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"vouchsim: port {port} on {host} is already in use (another server?); choose another with --port "
+                "or VOUCHSIM_PORT"
+            ) from None
+        raise SystemExit(f"vouchsim: cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def migrate(settings: Settings, *, quiet: bool = False) -> str:
+    """Bring the schema up to date; the database as the banner shows it (password hidden, schema revision)."""
+    from vouchsim.server.storage.migrate import DatabaseUnavailable, display_url, upgrade_database
 
     try:
-        asyncio.run(upgrade_database(settings.database_url))
+        change = asyncio.run(upgrade_database(settings.database_url))
     except DatabaseUnavailable as error:
         raise SystemExit(f"vouchsim: {error}") from None
+    shown = f"{display_url(settings.database_url)} ({change.describe()})"
     if not quiet:
-        print("database is up to date")
+        print(f"database is up to date: {shown}")
+    return shown
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -133,8 +179,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.execv(sys.executable, [sys.executable, "-P", "-m", module, *argv[1:]])  # noqa: S606
     args = build_parser().parse_args(argv)
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the banner says which schema; its steps are noise
     if args.command == "serve":
         serve(settings)
     elif args.command == "migrate":
