@@ -140,7 +140,7 @@ async def test_the_decider_decides_each_pending_delegation_once(server: FakeDevi
 async def test_ask_goes_to_the_person_or_is_left_pending(server: FakeDeviceServer, state_dir: Path) -> None:
     server.add_delegation()
     server.add_delegation(audience_id="aud_test_files")
-    rules = parse_rules("default = \"ask\"\n")
+    rules = parse_rules('default = "ask"\n')
     asked: list[str] = []
 
     async def ask(delegation: Delegation) -> str:
@@ -171,9 +171,14 @@ async def test_decide_as_they_come_follows_new_requests_without_polling(
 ) -> None:
     async with device_of(server, state_dir) as device:
         decider = AutoDecider(device, policy_for("approve-all"))
-        watching = asyncio.create_task(decide_as_they_come(decider, once=True))
-        while not server.subscribers:  # the stream is open
-            await asyncio.sleep(0.01)
+        online = asyncio.Event()
+
+        def link(event: LinkEvent) -> None:
+            if event.state == "online":
+                online.set()
+
+        watching = asyncio.create_task(decide_as_they_come(decider, once=True, on_link=link))
+        await asyncio.wait_for(online.wait(), 5)
         record = server.add_delegation()  # announced on the open stream
         await asyncio.wait_for(watching, 5)
     assert record["status"] == "approved"
