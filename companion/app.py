@@ -20,10 +20,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Final
 
 import httpx
 import msgspec
+from platformdirs import user_downloads_path
 from textual import on
 from textual.app import App
 from textual.binding import Binding
@@ -43,20 +45,22 @@ from vouchsim.companion.core.errors import (
     DeviceExistsError,
     InvalidSignatureError,
     KeystoreError,
+    McpEndpointError,
     NotEnrolledError,
     TransportError,
 )
 from vouchsim.companion.core.follower import DelegationFollower, LinkEvent
 from vouchsim.companion.core.keystore import Enrolment, Keystore, fingerprint, public_key_bytes
 from vouchsim.companion.core.pin import PinStore
-from vouchsim.companion.core.schemas import Connection, Delegation
+from vouchsim.companion.core.schemas import Connection, Delegation, PairingApproval, PairingContext
 from vouchsim.companion.core.signing import Clock, RandomBytes
-from vouchsim.companion.core.text import clean, sentence
+from vouchsim.companion.core.text import clean, pairing_code, sentence, when
 from vouchsim.companion.messages import (
     DecisionChosen,
     DelegationLapsed,
     EnrolmentFinished,
     EnrolmentSubmitted,
+    PairingCodeLapsed,
     PinChosen,
     RevokeChosen,
     ScanSubmitted,
@@ -68,8 +72,10 @@ from vouchsim.companion.screens.delegation import DelegationConfirmScreen
 from vouchsim.companion.screens.enrol import EnrolScreen
 from vouchsim.companion.screens.help import HelpScreen
 from vouchsim.companion.screens.home import HomeScreen
-from vouchsim.companion.screens.pairing import PairingAnswer, PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.pairing import PairingAnswer, PairingConfirmScreen
 from vouchsim.companion.screens.scan import ScanKind, ScanStatus
+from vouchsim.companion.widgets.code_dock import ShownCode
+from vouchsim.companion.widgets.hint_bar import Hint
 from vouchsim.companion.widgets.status_bar import Link, LinkState
 
 HttpFactory = Callable[[str], httpx.AsyncClient]
@@ -78,6 +84,7 @@ Job = Callable[[], Awaitable[None]]
 
 USER_AGENT: Final = "vouchsim-companion-tui"
 POLL_INTERVAL: Final = 0.5
+CODE_POLL_INTERVAL: Final = 1.0  # while a pairing code is docked: has a connection of its client appeared yet?
 
 DARK = Theme(
     name="vouchsim-dark",
@@ -110,6 +117,7 @@ LIGHT = Theme(
 TUI_HINTS: dict[type[CompanionError], str] = {
     DeviceExistsError: "This key is already enrolled there; to start over, remove the state directory.",
     NotEnrolledError: "Restart the app to enrol.",
+    McpEndpointError: "Type the server's base URL instead.",
     InvalidSignatureError: "Check this computer's clock; if the device was removed on the server, enrol again.",
     ConnectionNotFoundError: "The list is refreshed.",
     DelegationNotFoundError: "The list is refreshed.",
@@ -125,7 +133,7 @@ TITLES: dict[str, str] = {
     "refresh": "Could not load the delegations",
     "stream": "Live updates stopped",
 }
-BACKGROUND = frozenset({"connections", "refresh"})  # loads nobody asked for by hand
+BACKGROUND = frozenset({"connections", "refresh", "code-use"})  # loads nobody asked for by hand
 # How far a delegation's status has moved; a stale answer must not move one back.
 _PROGRESS = {"pending": 0, "approved": 1}
 
@@ -150,6 +158,13 @@ def supersedes(incoming: Delegation, known: Delegation | None) -> bool:
     return known is None or _PROGRESS.get(incoming.status, 2) >= _PROGRESS.get(known.status, 2)
 
 
+def screenshot_directory(downloads: Path | None = None) -> Path:
+    """Where a screenshot goes: the Downloads folder when there is one, else the working directory (Textual's
+    default, the Downloads folder, fails on machines that have none, such as servers and containers)."""
+    folder = downloads if downloads is not None else user_downloads_path()
+    return folder if folder.is_dir() else Path.cwd()
+
+
 def explain(error: CompanionError) -> str:
     """The error as the app shows it: the sentence, then what to do."""
     return sentence(str(error), TUI_HINTS.get(type(error), error.hint))
@@ -163,7 +178,9 @@ class CompanionApp(App[None]):
         Binding("f1", "help", "Help", show=False),
         Binding("t", "toggle_theme", "Theme"),
         Binding("r", "reconnect", "Reconnect"),
-        Binding("q", "quit", "Quit"),
+        # `q` outside a text field (where it is a letter); ctrl+q from anywhere, and that is what the footer shows.
+        Binding("q", "quit", "Quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     link: reactive[Link] = reactive(Link, init=False)
@@ -180,6 +197,7 @@ class CompanionApp(App[None]):
         poll_interval: float = POLL_INTERVAL,
         device_name: str | None = None,
         dark: bool = True,
+        screenshots: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -199,6 +217,8 @@ class CompanionApp(App[None]):
         self._connections: tuple[Connection, ...] = ()
         self._scanning = False
         self._lost = False  # the live connection was up, then broke: say so when it is back
+        self._screenshots = screenshots
+        self.pairing_problem = ""  # the last pairing that did not go through, for the hint bar, until the next one
 
     # --- start and stop ------------------------------------------------------------------------------------
 
@@ -277,6 +297,7 @@ class CompanionApp(App[None]):
         elif self._lost and new.state == "online":
             self._lost = False
             self.notify(f"Connected to {clean(new.server)} again.", title="Back online")
+        self.show_next_step()
 
     def _set_link(self, state: LinkState, detail: str = "") -> None:
         self.link = replace(self.link, state=state, detail=detail)
@@ -293,6 +314,41 @@ class CompanionApp(App[None]):
                 reverse=True,
             )
         )
+        self.show_next_step()
+
+    # --- the hint bar: the next step, always on screen ---------------------------------------------------
+
+    def show_next_step(self) -> None:
+        if self.home is not None:
+            self.home.hint = self.next_step()
+
+    def next_step(self) -> Hint:
+        """What the person can do next (the demo tells its own story here)."""
+        home = self.home
+        if home is None:
+            return Hint()
+        if self.link.state == "refused":
+            return Hint("The server refused this device (see above): r tries again.", "problem")
+        if isinstance(self.screen, PairingConfirmScreen):
+            return Hint("Type your PIN and press Enter to approve the pairing; Esc declines it.")
+        if home.code is not None:
+            code = home.code
+            return Hint(
+                f"Type the code {pairing_code(code.approval.pairing_code)} into {code.where}: it is valid until "
+                f"{when(code.approval.code_expires_at)}."
+            )
+        if home.pending:
+            newest = home.pending[0]
+            more = "; ↑ ↓ choose another" if len(home.pending) > 1 else ""
+            return Hint(
+                f"a approves, d denies the request of {clean(newest.client_name)} "
+                f"(binding {clean(newest.binding_message)}){more}."
+            )
+        if self.pairing_problem:
+            return Hint(self.pairing_problem, "problem")
+        if self.link.state == "offline":
+            return Hint("The server is not answering: the app reconnects by itself, r tries now.", "problem")
+        return Hint("Waiting for requests. s scans the QR of an authorization page to pair an application; ? help.")
 
     def _merge(self, delegation: Delegation) -> None:
         if supersedes(delegation, self._delegations.get(delegation.delegation_id)):
@@ -439,19 +495,80 @@ class CompanionApp(App[None]):
         context = await api.claim(payload)  # checks the QR names our server before any request
         client = clean(context.client_name)
         self._scan_status("working", f"{client} wants to pair: waiting for your answer…")
+        self.pairing_problem = ""
         screen = PairingConfirmScreen(context, pins=self.pins, clock=self._clock)
+        self.call_after_refresh(self.show_next_step)  # once the question is on screen
         answer = await self.push_screen_wait(screen)
         if answer is PairingAnswer.APPROVED:
+            known = frozenset(c.connection_id for c in await api.connections())
             approval = await api.approve_pairing(context.pairing_id)
-            self._scan_status("done", f"Approved {client}: type the code on the authorization page.")
-            await self.push_screen_wait(PairingCodeScreen(approval, client_name=context.client_name, clock=self._clock))
-            self._load_connections()
-        elif answer is PairingAnswer.EXPIRED:
-            self._scan_status("error", f"The pairing request from {client} expired before it was approved.")
+            self._scan_status("done", f"Approved {client}: type the code it was given where it asks for it.")
+            shown = self.code_for(context, approval)
+            self._show_code(shown)
+            self.pairing_answered(context, answer)
+            self._run(partial(self._watch_code_use, shown, known), name="code-use", exclusive=True)
+            return
+        if answer is PairingAnswer.EXPIRED:
+            self.pairing_problem = f"The pairing request from {client} expired before it was approved."
         else:
             await api.decline_pairing(context.pairing_id)
             why = "Too many wrong PINs: declined" if answer is PairingAnswer.PIN_LOCKED else "Declined"
-            self._scan_status("done", f"{why} {client}; the application is told access was denied.")
+            self.pairing_problem = f"{why} {client}: the application is told access was denied."
+        self._scan_status("error", self.pairing_problem, self.retry_pairing_hint())
+        self.pairing_answered(context, answer)
+        self.show_next_step()
+
+    def code_for(self, context: PairingContext, approval: PairingApproval) -> ShownCode:
+        """The pairing code to dock, and where the person types it (the demo: its agent panel)."""
+        return ShownCode(approval, context.client_name, context.client_id)
+
+    def retry_pairing_hint(self) -> str:
+        """How to pair again after a decline or an expiry (the demo has a key for it)."""
+        return "Reload the application's authorization page for a new QR, then scan it."
+
+    def pairing_answered(self, context: PairingContext, answer: PairingAnswer) -> None:
+        """The person answered a pairing request (the demo follows its story here)."""
+
+    def _show_code(self, shown: ShownCode | None) -> None:
+        if self.home is not None:
+            self.home.code = shown
+        self.show_next_step()
+
+    async def _watch_code_use(self, shown: ShownCode, known: frozenset[str]) -> None:
+        """The docked code is used once a new connection of its client appears; then it goes."""
+        while self.home is not None and self.home.code == shown:
+            await self._sleep(CODE_POLL_INTERVAL)
+            try:
+                connections = tuple(await self.api.connections())
+            except TransportError:
+                continue  # the status bar says the server is away; look again later
+            used = any(
+                c.client_id == shown.client_id and c.connection_id not in known and c.revoked_at is None
+                for c in connections
+            )
+            if used and self.home is not None and self.home.code == shown:
+                self._connections = connections
+                self.home.connections = connections
+                self.code_used(shown)
+                return
+
+    def code_used(self, shown: ShownCode) -> None:
+        """The pairing code was typed where it belongs: the application is paired."""
+        self._show_code(None)
+        client = clean(shown.client_name)
+        self._scan_status("done", f"Paired {client}: it is listed under Connections.")
+        self.notify(f"{client} is paired with your account.", title="Paired")
+
+    @on(PairingCodeLapsed)
+    def _code_lapsed(self, event: PairingCodeLapsed) -> None:
+        home = self.home
+        if home is None or home.code is None or home.code.approval != event.approval:
+            return
+        client = clean(home.code.client_name)
+        self._show_code(None)
+        self.pairing_problem = f"The pairing code for {client} expired before it was used."
+        self._scan_status("error", self.pairing_problem, self.retry_pairing_hint())
+        self.show_next_step()
 
     @on(DecisionChosen)
     def _decision_chosen(self, event: DecisionChosen) -> None:
@@ -482,10 +599,12 @@ class CompanionApp(App[None]):
         self._run(partial(self._revoke, event.delegation), name="revoke", exclusive=True)
 
     async def _revoke(self, delegation: Delegation) -> None:
+        until = f" ({when(delegation.token_expires_at)})" if delegation.token_expires_at else ""
         question = ConfirmScreen(
             "Revoke this delegation?",
-            f"{clean(delegation.client_name)} loses the right to act for you at {clean(delegation.audience_name)}: "
-            "its token stops working at once.",
+            f"{clean(delegation.client_name)} loses the right to act for you at {clean(delegation.audience_name)}. "
+            "An audience that checks its token online (introspection) refuses it at once; one that verifies it "
+            f"offline against the server's published keys (JWKS) accepts it until it expires{until}.",
             confirm="Revoke",
         )
         if not await self.push_screen_wait(question):
@@ -521,6 +640,13 @@ class CompanionApp(App[None]):
             self._refresh_delegations()
 
     # --- actions ----------------------------------------------------------------------------------------
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Textual's screenshot (the command palette's "Screenshot"), into a folder that exists."""
+        folder = path or str(self._screenshots or screenshot_directory())
+        return super().deliver_screenshot(filename, folder, time_format)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

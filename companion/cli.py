@@ -150,7 +150,7 @@ def main(
 
         return run(config)
     if args.command_fn is _demo:  # the demo runs its own server and state: no config, no keystore
-        from vouchsim.companion.demo.app import run_demo
+        from vouchsim.companion.demo.run import run_demo
 
         return run_demo(auto=args.auto, headless=args.headless, keep=args.keep)
     cli = Cli(

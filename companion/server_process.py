@@ -90,6 +90,12 @@ class ServerProcess:
     def start(self, on_progress: Callable[[str], None] | None = None) -> ServerProcess:
         """Start the process and wait until it answers /healthz; ServerStartError (after stopping it) if not.
         `on_progress` gets each line the server logs while it starts (what it is doing during those seconds)."""
+        self.launch()
+        return self.wait_until_ready(on_progress)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting: the caller can do its own start-up meanwhile (the demo imports its
+        TUI and agent while the server imports its own), then `wait_until_ready()`."""
         # -P: nothing from the working directory on sys.path, so a project's own `server/` or `vouchsim/` folder
         # cannot stand in for ours.
         command = [sys.executable, "-P", "-m", "vouchsim.server", "serve"]
@@ -107,6 +113,10 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if guard else None,
             )
+        return self
+
+    def wait_until_ready(self, on_progress: Callable[[str], None] | None = None) -> ServerProcess:
+        """Wait until the launched process answers /healthz; ServerStartError (after stopping it) if it does not."""
         try:
             self._wait_until_healthy(on_progress)
         except BaseException:
@@ -129,6 +139,9 @@ class ServerProcess:
                     raise ServerStartError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
                 try:
                     if http.get(f"{self.base_url}/healthz").status_code == 200:
+                        if on_progress is not None:
+                            for line in self.log_lines()[shown:]:
+                                on_progress(line)
                         return
                 except httpx.TransportError:
                     pass

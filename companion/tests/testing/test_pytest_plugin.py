@@ -194,3 +194,14 @@ def test_the_device_approves_and_denies_by_hand_and_by_auto(live: VouchsimServer
         assert any("/device/delegations/stream" in line for line in requests), requests
         assert not any("/device/delegations?" in line for line in requests), requests
         assert device.pending() == []
+
+
+def test_enrol_with_the_mcp_endpoint_names_the_base_url(live: VouchsimServer, tmp_path: Path) -> None:
+    """`--server …/mcp` (the URL MCP clients are given) gets a sentence naming the base URL, not "Not Found"."""
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["enrol", "--server", live.mcp_url, "--state", str(tmp_path)], environ={}, stdout=out, stderr=err)
+    assert code == 1
+    assert err.getvalue() == (
+        f"vouchsim companion: {live.mcp_url} is the server's MCP endpoint (the URL MCP clients are given); the "
+        f"companion talks to the server's base URL, {live.base_url}. Use --server {live.base_url}.\n"
+    )
