@@ -131,12 +131,7 @@ def main(
     """Run one command and return its exit status."""
     err = stderr or sys.stderr
     try:
-        args = build_parser().parse_args(argv)
-        config = load_config(
-            os.environ if environ is None else environ,
-            state_dir=args.state or args.app_state,
-            server_url=getattr(args, "server", None) or args.app_server,
-        )
+        args, config = parse_command_line(argv, os.environ if environ is None else environ)
     except UsageError as exc:
         print(clean(str(exc)), file=err)
         return EXIT_USAGE
@@ -164,6 +159,20 @@ def main(
         sleep,
     )
     return _run(args.command_fn, cli, args, err)
+
+
+def parse_command_line(
+    argv: Sequence[str] | None, environ: Mapping[str, str]
+) -> tuple[argparse.Namespace, CompanionConfig]:
+    """The command and the config it runs with. `--state` and `--server` are taken before the command (the TUI's,
+    which has no command) or after it (each command's), over the environment's variables."""
+    args = build_parser().parse_args(argv)
+    config = load_config(
+        environ,
+        state_dir=args.state or args.app_state,
+        server_url=getattr(args, "server", None) or args.app_server,
+    )
+    return args, config
 
 
 def _run(command: Command, cli: Cli, args: argparse.Namespace, err: TextIO) -> int:
