@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
-from typing import Final
+from pathlib import Path, PurePath
+from typing import ClassVar, Final
 
 import httpx
 import msgspec
@@ -171,7 +171,8 @@ def explain(error: CompanionError) -> str:
 
 
 class CompanionApp(App[None]):
-    CSS_PATH = "app.tcss"
+    # Textual's CSSPathType, spelled out: the demo adds its own sheet to this one (a list).
+    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = "app.tcss"
     TITLE = "Vouchsim companion"
     BINDINGS = [
         Binding("question_mark", "help", "Help"),

@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,20 +96,16 @@ class ServerFailed(AssertionError):
 
 
 class LiveServer(ServerProcess):
-    """One `python -m vouchsim.server serve` process on 127.0.0.1 (the demo's process handling: start, /healthz, stop),
+    """One `python -m vouchsim.server serve` process on 127.0.0.1 (companion.server_process: start, /healthz, stop),
     logging to a file that the suite checks for tracebacks and 5xx answers."""
 
     def __init__(self, database_url: str, log_path: Path, env: Mapping[str, str] | None = None) -> None:
         super().__init__(log_path.parent, database_url=database_url, env=env, log_path=log_path)
         self.blamed = False  # a test already failed for an error in this log; do not report it twice
 
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
-
-    def start(self) -> LiveServer:
+    def start(self, on_progress: Callable[[str], None] | None = None) -> LiveServer:
         try:
-            super().start()
+            super().start(on_progress)
         except ServerStartError as error:
             raise ServerFailed(str(error)) from None
         return self

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -28,7 +28,7 @@ from vouchsim.companion.widgets.code_dock import PairingCodeDock
 pytestmark = pytest.mark.e2e
 
 DEMO_TIMEOUT = 90.0
-S = TypeVar("S", bound=Screen[object])
+S = TypeVar("S", bound=Screen[Any])
 SERVER_LINE = re.compile(r"starting the server on http://127\.0\.0\.1:(\d+)")
 
 

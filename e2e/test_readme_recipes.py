@@ -75,7 +75,8 @@ def workflow_job(section: str) -> dict[str, Any]:
 def step(job: dict[str, Any], name: str) -> dict[str, Any]:
     found = [candidate for candidate in job["steps"] if str(candidate.get("name", "")).startswith(name)]
     assert len(found) == 1, f"the README's workflow has no single step named {name!r}"
-    return found[0]
+    only: dict[str, Any] = found[0]
+    return only
 
 
 def github_expressions(value: str, runner_temp: Path) -> str:

@@ -100,7 +100,7 @@ class DemoHomeScreen(HomeScreen):
 
 
 class DemoApp(CompanionApp):
-    CSS_PATH = [str(APP_DIR / "app.tcss"), str(APP_DIR / "demo" / "demo.tcss")]  # the companion's look, plus
+    CSS_PATH = [APP_DIR / "app.tcss", APP_DIR / "demo" / "demo.tcss"]  # the companion's look, and the demo's
     TITLE = "Vouchsim demo"
     BINDINGS = [Binding("n", "new_pairing", "New pairing")]
 
