@@ -2,18 +2,21 @@
 project's CI, in one command.
 
 It starts the server (`python -m vouchsim.server serve`, SQLite under `DIR/server/` unless `--database-url` says
-otherwise), waits until it answers `/healthz`, enrols the device in `DIR/device/` unless it is enrolled there already,
-and runs the rules watcher (`companion.core.follower`, as `vouchsim companion watch --rules` does). Once the watcher
+otherwise; on `--port`, else the port of the state directory's last run if it is free, else a free one), waits until
+it answers `/healthz`, enrols the device in `DIR/device/` unless it is enrolled there already, and runs the rules
+watcher (`companion.core.follower`, as `vouchsim companion watch --rules` does). Once the watcher
 is connected it prints, on stdout, the lines a CI step appends to `$GITHUB_ENV`:
 
     VOUCHSIM_SERVER_URL=http://127.0.0.1:8741
     VOUCHSIM_MCP_URL=http://127.0.0.1:8741/mcp
     VOUCHSIM_COMPANION_STATE=/abs/DIR/device
+    VOUCHSIM_SIDECAR_PID=12345
 
 and closes stdout, so whoever reads it sees the end of the output exactly when the side-car is ready (or has
-failed). The companion's commands read the first and last of these, so `vouchsim companion authorize-url URL` needs
-no options after them. Everything else (start-up, the link, one line per decision) goes to stderr. SIGTERM, SIGHUP
-or Ctrl-C stop the watcher and the server; a server that dies stops the side-car with status 1.
+failed). The companion's commands read VOUCHSIM_SERVER_URL and VOUCHSIM_COMPANION_STATE, so `vouchsim companion
+authorize-url URL` needs no options after them; `kill $VOUCHSIM_SIDECAR_PID` stops it all. Everything else
+(start-up, the link, one line per decision) goes to stderr. SIGTERM, SIGHUP or Ctrl-C stop the watcher and the
+server; a server that dies stops the side-car with status 1.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +45,7 @@ PROG: Final = "vouchsim sidecar"
 DEVICE_NAME: Final = "Vouchsim side-car device"
 READY_TIMEOUT: Final = 30.0  # from a healthy server to a connected watcher
 SERVER_POLL: Final = 0.5  # how often the side-car looks whether its server is still running
+PORT_FILE: Final = "port"  # the port of the last run, under DIR/server
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 TERMINATED: Final = (128 + 1, 128 + 15)  # SIGHUP, SIGTERM (exit_on_termination): a stop that was asked for
 
@@ -63,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rules", metavar="FILE", type=Path, required=True, help="the TOML rules file (decisions)")
     parser.add_argument("--state", metavar="DIR", type=Path, required=True, help="where the database and device live")
-    parser.add_argument("--port", metavar="P", type=int, help="the server's port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--port",
+        metavar="P",
+        type=int,
+        help="the server's port on 127.0.0.1 (default: the last run's, else a free one)",
+    )
     parser.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (default: SQLite under DIR/server)")
     return parser
 
@@ -78,7 +88,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         return _fail(exc)
     state = args.state.expanduser().resolve()
     (state / "server").mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(state / "server", port=args.port, database_url=args.database_url)
+    port = args.port or _last_port(state / "server")
+    server = ServerProcess(state / "server", port=port, database_url=args.database_url)
+    (state / "server" / PORT_FILE).write_text(f"{server.port}\n")
     exit_on_termination()  # SIGTERM and SIGHUP unwind through the `finally` below, as Ctrl-C does
     try:
         _note(f"starting the server on {server.base_url} (state in {state})")
@@ -144,6 +156,21 @@ async def _serve(server: ServerProcess, keystore: Keystore, policy: Policy, stdo
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _last_port(folder: Path) -> int | None:
+    """The port this state directory's server had last time, when it is free again: the same URL, so the same
+    issuer, so the device enrolled then still fits (a new port would mean a new issuer and a new enrolment)."""
+    try:
+        port = int((folder / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
+
+
 def _stop_signals() -> asyncio.Queue[int]:
     """SIGTERM, SIGHUP and SIGINT, as they arrive, for the loop to stop on in order (not as exceptions thrown into
     whichever task happens to run)."""
@@ -196,6 +223,7 @@ def _announce(server: ServerProcess, keystore: Keystore, stdout: TextIO | None) 
         f"VOUCHSIM_SERVER_URL={server.base_url}",
         f"VOUCHSIM_MCP_URL={server.mcp_url}",
         f"VOUCHSIM_COMPANION_STATE={keystore.state_dir}",
+        f"VOUCHSIM_SIDECAR_PID={os.getpid()}",
     )
     out = stdout or sys.stdout
     out.write("".join(f"{line}\n" for line in lines))
