@@ -152,7 +152,7 @@ def test_the_readme_redirect_handler_is_the_one_the_agent_runs() -> None:
     assert script_lines[at : at + len(lines)] == lines
 
 
-@pytest.mark.requirement("README-CI-RECIPE", "SIDECAR", "TS-SDK-OAUTH-CLIENT", "DELEGATION-APPROVE")
+@pytest.mark.requirement("README-CI-RECIPE", "CI-SIDECAR", "TS-SDK-OAUTH-CLIENT", "DELEGATION-APPROVE")
 async def test_the_readme_ci_recipe_runs_a_typescript_sdk_agent_through_the_real_flow(tmp_path: Path) -> None:
     node = node_executable()
     installed_package("@modelcontextprotocol/sdk")

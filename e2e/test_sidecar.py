@@ -67,7 +67,7 @@ def rules(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.requirement("SIDECAR")
+@pytest.mark.requirement("CI-SIDECAR")
 def test_ctrl_c_stops_it_and_its_server_and_its_state_is_reused(tmp_path: Path, rules: Path) -> None:
     state = tmp_path / "vouchsim"
     with sidecar(state, rules) as (process, ready):
@@ -97,7 +97,7 @@ def test_ctrl_c_stops_it_and_its_server_and_its_state_is_reused(tmp_path: Path, 
     assert "enrolling a new key" in log_of(state), log_of(state)
 
 
-@pytest.mark.requirement("SIDECAR")
+@pytest.mark.requirement("CI-SIDECAR")
 def test_a_server_that_dies_stops_the_sidecar_with_status_1(tmp_path: Path, rules: Path) -> None:
     state = tmp_path / "vouchsim"
     with sidecar(state, rules) as (process, ready):
@@ -110,7 +110,7 @@ def test_a_server_that_dies_stops_the_sidecar_with_status_1(tmp_path: Path, rule
     assert not listening(port_of(ready["VOUCHSIM_SERVER_URL"]))
 
 
-@pytest.mark.requirement("SIDECAR")
+@pytest.mark.requirement("CI-SIDECAR")
 def test_a_broken_rules_file_stops_it_before_anything_starts(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text('default = "maybe"\n')
