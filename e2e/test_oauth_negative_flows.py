@@ -99,7 +99,7 @@ async def test_five_wrong_codes_burn_the_pairing(
         response = await browser.submit_code(page, wrong)
         assert response.status_code == 400, response.text
         again = Page.of(response)
-        assert "not the code" in again.alerts, again.alerts
+        assert "not the pairing code" in again.alerts, again.alerts
         assert f"{tries_left} {'try' if tries_left == 1 else 'tries'} left" in again.html
         page = again
 
