@@ -1,6 +1,13 @@
 # The README's commands. Each target installs what is missing first (.ci/setup.sh).
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
+# What `make lint` checks, and `make test` before the suite: lint, formatting, and types (the e2e suite included).
+define LINT
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy -p vouchsim.server -p vouchsim.companion -p e2e
+endef
+
 .PHONY: setup setup-e2e demo serve companion test lint fmt migration
 
 setup:
@@ -12,20 +19,18 @@ setup-e2e:  ## also Debian's chromium and the Node MCP clients of e2e/node
 demo: setup  ## the whole story in one terminal: server, scripted MCP agent, companion TUI (ARGS=--auto)
 	$(UV) run vouchsim companion demo $(ARGS)
 
-serve: setup
-	$(UV) run vouchsim serve
+serve: setup  ## the server alone (ARGS="--port 9000", say)
+	$(UV) run vouchsim serve $(ARGS)
 
-companion: setup
+companion: setup  ## the companion: the TUI, or a command (ARGS="whoami")
 	$(UV) run vouchsim companion $(ARGS)
 
-test: setup-e2e  ## the whole suite: lint, import contracts, unit, HTTP and e2e tests
-	$(UV) run ruff check .
+test: setup-e2e  ## the whole suite: lint, formatting, types, import contracts, unit, HTTP and e2e tests
+	$(LINT)
 	$(UV) run pytest
 
 lint: setup
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
-	$(UV) run mypy -p vouchsim.server -p vouchsim.companion
+	$(LINT)
 
 fmt: setup
 	$(UV) run ruff check --fix .

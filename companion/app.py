@@ -4,8 +4,8 @@ The app is the one place that talks to the server. Screens and widgets show what
 (attributes) and report what the person did (messages, `companion.messages`); the app answers each
 message with a background worker, and every failure of every worker ends in `_report`, which turns it
 into a toast and, where a screen has a place for it, an inline message. The live delegation stream is
-one long-running worker that reconnects with backoff whenever the server goes away, and says so in the
-status bar.
+one long-running worker around the core's `DelegationFollower` (the same one `watch`, the side-car and the test
+kit use), which reconnects with backoff whenever the server goes away; the app says so in the status bar.
 
 Everything the outside world provides is passed in: the config, how to make an HTTP client for a server
 URL, the clock, the randomness, the sleep between retries and folder polls, and the PIN store.
@@ -18,13 +18,14 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
-from typing import Final
+from pathlib import Path, PurePath
+from typing import ClassVar, Final
 
 import httpx
 import msgspec
+from platformdirs import user_downloads_path
 from textual import on
 from textual.app import App
 from textual.binding import Binding
@@ -44,19 +45,22 @@ from vouchsim.companion.core.errors import (
     DeviceExistsError,
     InvalidSignatureError,
     KeystoreError,
+    McpEndpointError,
     NotEnrolledError,
     TransportError,
-    UnexpectedResponseError,
 )
+from vouchsim.companion.core.follower import DelegationFollower, LinkEvent
 from vouchsim.companion.core.keystore import Enrolment, Keystore, fingerprint, public_key_bytes
 from vouchsim.companion.core.pin import PinStore
-from vouchsim.companion.core.schemas import Connection, Delegation
+from vouchsim.companion.core.schemas import Connection, Delegation, PairingApproval, PairingContext
 from vouchsim.companion.core.signing import Clock, RandomBytes
+from vouchsim.companion.core.text import clean, pairing_code, sentence, when
 from vouchsim.companion.messages import (
     DecisionChosen,
     DelegationLapsed,
     EnrolmentFinished,
     EnrolmentSubmitted,
+    PairingCodeLapsed,
     PinChosen,
     RevokeChosen,
     ScanSubmitted,
@@ -68,9 +72,10 @@ from vouchsim.companion.screens.delegation import DelegationConfirmScreen
 from vouchsim.companion.screens.enrol import EnrolScreen
 from vouchsim.companion.screens.help import HelpScreen
 from vouchsim.companion.screens.home import HomeScreen
-from vouchsim.companion.screens.pairing import PairingAnswer, PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.pairing import PairingAnswer, PairingConfirmScreen
 from vouchsim.companion.screens.scan import ScanKind, ScanStatus
-from vouchsim.companion.widgets.format import clean
+from vouchsim.companion.widgets.code_dock import ShownCode
+from vouchsim.companion.widgets.hint_bar import Hint
 from vouchsim.companion.widgets.status_bar import Link, LinkState
 
 HttpFactory = Callable[[str], httpx.AsyncClient]
@@ -79,6 +84,7 @@ Job = Callable[[], Awaitable[None]]
 
 USER_AGENT: Final = "vouchsim-companion-tui"
 POLL_INTERVAL: Final = 0.5
+CODE_POLL_INTERVAL: Final = 1.0  # while a pairing code is docked: has a connection of its client appeared yet?
 
 DARK = Theme(
     name="vouchsim-dark",
@@ -111,6 +117,7 @@ LIGHT = Theme(
 TUI_HINTS: dict[type[CompanionError], str] = {
     DeviceExistsError: "This key is already enrolled there; to start over, remove the state directory.",
     NotEnrolledError: "Restart the app to enrol.",
+    McpEndpointError: "Type the server's base URL instead.",
     InvalidSignatureError: "Check this computer's clock; if the device was removed on the server, enrol again.",
     ConnectionNotFoundError: "The list is refreshed.",
     DelegationNotFoundError: "The list is refreshed.",
@@ -126,7 +133,7 @@ TITLES: dict[str, str] = {
     "refresh": "Could not load the delegations",
     "stream": "Live updates stopped",
 }
-BACKGROUND = frozenset({"connections", "refresh"})  # loads nobody asked for by hand
+BACKGROUND = frozenset({"connections", "refresh", "code-use"})  # loads nobody asked for by hand
 # How far a delegation's status has moved; a stale answer must not move one back.
 _PROGRESS = {"pending": 0, "approved": 1}
 
@@ -144,21 +151,6 @@ def default_device_name() -> str:
     return f"Vouchsim companion on {socket.gethostname()}"[:MAX_NAME_LENGTH]
 
 
-class Backoff:
-    """Reconnection delays: 0.5 s doubling up to 10 s, back to the start once a stream opens."""
-
-    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
-        self._first, self._cap = first, cap
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._cap)
-        return delay
-
-
 def supersedes(incoming: Delegation, known: Delegation | None) -> bool:
     """Whether `incoming` is news about `known`. A stream event and a list answer can cross on the wire,
     and a status never goes back towards pending (pending, then approved, then revoked or closed), so an
@@ -166,21 +158,30 @@ def supersedes(incoming: Delegation, known: Delegation | None) -> bool:
     return known is None or _PROGRESS.get(incoming.status, 2) >= _PROGRESS.get(known.status, 2)
 
 
+def screenshot_directory(downloads: Path | None = None) -> Path:
+    """Where a screenshot goes: the Downloads folder when there is one, else the working directory (Textual's
+    default, the Downloads folder, fails on machines that have none, such as servers and containers)."""
+    folder = downloads if downloads is not None else user_downloads_path()
+    return folder if folder.is_dir() else Path.cwd()
+
+
 def explain(error: CompanionError) -> str:
     """The error as the app shows it: the sentence, then what to do."""
-    hint = TUI_HINTS.get(type(error), error.hint)
-    return f"{error} {hint}".strip()
+    return sentence(str(error), TUI_HINTS.get(type(error), error.hint))
 
 
 class CompanionApp(App[None]):
-    CSS_PATH = "app.tcss"
+    # Textual's CSSPathType, spelled out: the demo adds its own sheet to this one (a list).
+    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = "app.tcss"
     TITLE = "Vouchsim companion"
     BINDINGS = [
         Binding("question_mark", "help", "Help"),
         Binding("f1", "help", "Help", show=False),
         Binding("t", "toggle_theme", "Theme"),
         Binding("r", "reconnect", "Reconnect"),
-        Binding("q", "quit", "Quit"),
+        # `q` outside a text field (where it is a letter); ctrl+q from anywhere, and that is what the footer shows.
+        Binding("q", "quit", "Quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     link: reactive[Link] = reactive(Link, init=False)
@@ -197,6 +198,7 @@ class CompanionApp(App[None]):
         poll_interval: float = POLL_INTERVAL,
         device_name: str | None = None,
         dark: bool = True,
+        screenshots: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -216,6 +218,8 @@ class CompanionApp(App[None]):
         self._connections: tuple[Connection, ...] = ()
         self._scanning = False
         self._lost = False  # the live connection was up, then broke: say so when it is back
+        self._screenshots = screenshots
+        self.pairing_problem = ""  # the last pairing that did not go through, for the hint bar, until the next one
 
     # --- start and stop ------------------------------------------------------------------------------------
 
@@ -294,6 +298,7 @@ class CompanionApp(App[None]):
         elif self._lost and new.state == "online":
             self._lost = False
             self.notify(f"Connected to {clean(new.server)} again.", title="Back online")
+        self.show_next_step()
 
     def _set_link(self, state: LinkState, detail: str = "") -> None:
         self.link = replace(self.link, state=state, detail=detail)
@@ -310,6 +315,41 @@ class CompanionApp(App[None]):
                 reverse=True,
             )
         )
+        self.show_next_step()
+
+    # --- the hint bar: the next step, always on screen ---------------------------------------------------
+
+    def show_next_step(self) -> None:
+        if self.home is not None:
+            self.home.hint = self.next_step()
+
+    def next_step(self) -> Hint:
+        """What the person can do next (the demo tells its own story here)."""
+        home = self.home
+        if home is None:
+            return Hint()
+        if self.link.state == "refused":
+            return Hint("The server refused this device (see above): r tries again.", "problem")
+        if isinstance(self.screen, PairingConfirmScreen):
+            return Hint("Type your PIN and press Enter to approve the pairing; Esc declines it.")
+        if home.code is not None:
+            code = home.code
+            return Hint(
+                f"Type the code {pairing_code(code.approval.pairing_code)} into {code.where}: it is valid until "
+                f"{when(code.approval.code_expires_at)}."
+            )
+        if home.pending:
+            newest = home.pending[0]
+            more = "; ↑ ↓ choose another" if len(home.pending) > 1 else ""
+            return Hint(
+                f"a approves, d denies the request of {clean(newest.client_name)} "
+                f"(binding {clean(newest.binding_message)}){more}."
+            )
+        if self.pairing_problem:
+            return Hint(self.pairing_problem, "problem")
+        if self.link.state == "offline":
+            return Hint("The server is not answering: the app reconnects by itself, r tries now.", "problem")
+        return Hint("Waiting for requests. s scans the QR of an authorization page to pair an application; ? help.")
 
     def _merge(self, delegation: Delegation) -> None:
         if supersedes(delegation, self._delegations.get(delegation.delegation_id)):
@@ -356,37 +396,31 @@ class CompanionApp(App[None]):
         self._run(self._follow, name="stream", exclusive=True)
 
     async def _follow(self) -> None:
-        backoff = Backoff()
+        """The core's follower: each delegation the server sends lands in the lists; it reconnects by itself."""
+        follower = DelegationFollower(self.api, on_link=self._link_changed, sleep=self._sleep)
+        try:
+            await follower.run(self._delegation_arrived)
+        except ApiError as exc:  # a refusal (bad signature, device removed) does not heal by waiting
+            self._set_link("refused", f"{explain(exc)} Press r to retry.")
+            self._report(exc, "stream")
+        except CompanionError as exc:
+            self._set_link("refused", explain(exc))
+            self._report(exc, "stream")
 
-        def opened() -> None:
-            backoff.reset()
+    def _link_changed(self, event: LinkEvent) -> None:
+        if event.state == "connecting":
+            self._set_link("connecting", "")
+        elif event.state == "online":
             self._set_link("online")
             self._refresh_delegations()
             self._load_connections()
+        else:
+            self._set_link("offline", f"{event.problem} Retrying in {event.retry_in:g} s; r retries now.")
 
-        while True:
-            self._set_link("connecting", "")
-            try:
-                async with aclosing(self.api.stream_delegations(on_open=opened)) as stream:
-                    async for delegation in stream:
-                        self._merge(delegation)
-                        self._publish_delegations()
-                problem = "The server closed the live connection."
-            except (TransportError, UnexpectedResponseError) as exc:
-                problem = str(exc)
-            except ApiError as exc:
-                if exc.status < 500:  # a refusal (bad signature, device removed) does not heal by waiting
-                    self._set_link("refused", f"{explain(exc)} Press r to retry.")
-                    self._report(exc, "stream")
-                    return
-                problem = f"The server answered {exc.status} {exc.error_code}."
-            except CompanionError as exc:
-                self._set_link("refused", explain(exc))
-                self._report(exc, "stream")
-                return
-            delay = backoff.next()
-            self._set_link("offline", f"{problem} Retrying in {delay:g} s; r retries now.")
-            await self._sleep(delay)
+    async def _delegation_arrived(self, delegation: Delegation) -> bool:
+        self._merge(delegation)
+        self._publish_delegations()
+        return False  # follow until the app goes
 
     def _refresh_delegations(self) -> None:
         self._run(self._load_delegations, name="refresh", exclusive=True)
@@ -462,19 +496,80 @@ class CompanionApp(App[None]):
         context = await api.claim(payload)  # checks the QR names our server before any request
         client = clean(context.client_name)
         self._scan_status("working", f"{client} wants to pair: waiting for your answer…")
+        self.pairing_problem = ""
         screen = PairingConfirmScreen(context, pins=self.pins, clock=self._clock)
+        self.call_after_refresh(self.show_next_step)  # once the question is on screen
         answer = await self.push_screen_wait(screen)
         if answer is PairingAnswer.APPROVED:
+            known = frozenset(c.connection_id for c in await api.connections())
             approval = await api.approve_pairing(context.pairing_id)
-            self._scan_status("done", f"Approved {client}: type the code on the authorization page.")
-            await self.push_screen_wait(PairingCodeScreen(approval, client_name=context.client_name, clock=self._clock))
-            self._load_connections()
-        elif answer is PairingAnswer.EXPIRED:
-            self._scan_status("error", f"The pairing request from {client} expired before it was approved.")
+            self._scan_status("done", f"Approved {client}: type the code it was given where it asks for it.")
+            shown = self.code_for(context, approval)
+            self._show_code(shown)
+            self.pairing_answered(context, answer)
+            self._run(partial(self._watch_code_use, shown, known), name="code-use", exclusive=True)
+            return
+        if answer is PairingAnswer.EXPIRED:
+            self.pairing_problem = f"The pairing request from {client} expired before it was approved."
         else:
             await api.decline_pairing(context.pairing_id)
             why = "Too many wrong PINs: declined" if answer is PairingAnswer.PIN_LOCKED else "Declined"
-            self._scan_status("done", f"{why} {client}; the application is told access was denied.")
+            self.pairing_problem = f"{why} {client}: the application is told access was denied."
+        self._scan_status("error", self.pairing_problem, self.retry_pairing_hint())
+        self.pairing_answered(context, answer)
+        self.show_next_step()
+
+    def code_for(self, context: PairingContext, approval: PairingApproval) -> ShownCode:
+        """The pairing code to dock, and where the person types it (the demo: its agent panel)."""
+        return ShownCode(approval, context.client_name, context.client_id)
+
+    def retry_pairing_hint(self) -> str:
+        """How to pair again after a decline or an expiry (the demo has a key for it)."""
+        return "Reload the application's authorization page for a new QR, then scan it."
+
+    def pairing_answered(self, context: PairingContext, answer: PairingAnswer) -> None:
+        """The person answered a pairing request (the demo follows its story here)."""
+
+    def _show_code(self, shown: ShownCode | None) -> None:
+        if self.home is not None:
+            self.home.code = shown
+        self.show_next_step()
+
+    async def _watch_code_use(self, shown: ShownCode, known: frozenset[str]) -> None:
+        """The docked code is used once a new connection of its client appears; then it goes."""
+        while self.home is not None and self.home.code == shown:
+            await self._sleep(CODE_POLL_INTERVAL)
+            try:
+                connections = tuple(await self.api.connections())
+            except TransportError:
+                continue  # the status bar says the server is away; look again later
+            used = any(
+                c.client_id == shown.client_id and c.connection_id not in known and c.revoked_at is None
+                for c in connections
+            )
+            if used and self.home is not None and self.home.code == shown:
+                self._connections = connections
+                self.home.connections = connections
+                self.code_used(shown)
+                return
+
+    def code_used(self, shown: ShownCode) -> None:
+        """The pairing code was typed where it belongs: the application is paired."""
+        self._show_code(None)
+        client = clean(shown.client_name)
+        self._scan_status("done", f"Paired {client}: it is listed under Connections.")
+        self.notify(f"{client} is paired with your account.", title="Paired")
+
+    @on(PairingCodeLapsed)
+    def _code_lapsed(self, event: PairingCodeLapsed) -> None:
+        home = self.home
+        if home is None or home.code is None or home.code.approval != event.approval:
+            return
+        client = clean(home.code.client_name)
+        self._show_code(None)
+        self.pairing_problem = f"The pairing code for {client} expired before it was used."
+        self._scan_status("error", self.pairing_problem, self.retry_pairing_hint())
+        self.show_next_step()
 
     @on(DecisionChosen)
     def _decision_chosen(self, event: DecisionChosen) -> None:
@@ -505,10 +600,12 @@ class CompanionApp(App[None]):
         self._run(partial(self._revoke, event.delegation), name="revoke", exclusive=True)
 
     async def _revoke(self, delegation: Delegation) -> None:
+        until = f" ({when(delegation.token_expires_at)})" if delegation.token_expires_at else ""
         question = ConfirmScreen(
             "Revoke this delegation?",
-            f"{clean(delegation.client_name)} loses the right to act for you at {clean(delegation.audience_name)}: "
-            "its token stops working at once.",
+            f"{clean(delegation.client_name)} loses the right to act for you at {clean(delegation.audience_name)}. "
+            "An audience that checks its token online (introspection) refuses it at once; one that verifies it "
+            f"offline against the server's published keys (JWKS) accepts it until it expires{until}.",
             confirm="Revoke",
         )
         if not await self.push_screen_wait(question):
@@ -544,6 +641,13 @@ class CompanionApp(App[None]):
             self._refresh_delegations()
 
     # --- actions ----------------------------------------------------------------------------------------
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Textual's screenshot (the command palette's "Screenshot"), into a folder that exists."""
+        folder = path or str(self._screenshots or screenshot_directory())
+        return super().deliver_screenshot(filename, folder, time_format)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

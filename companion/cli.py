@@ -17,33 +17,30 @@ import socket
 import sys
 import threading
 import time
-import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager, suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
+from vouchsim.companion.core.authorization import AUTHORIZE_PREFIX, AuthorizationPage, authorize_url
 from vouchsim.companion.core.client import MAX_NAME_LENGTH, DeviceApiClient
 from vouchsim.companion.core.config import DEFAULT_SERVER_URL, CompanionConfig, ConfigError, load_config
 from vouchsim.companion.core.decisions import Decision, SignedDecision
 from vouchsim.companion.core.errors import (
     AlreadyEnrolledError,
-    ApiError,
     CompanionError,
     DelegationClosedError,
-    DelegationNotFoundError,
-    TransportError,
-    UnexpectedResponseError,
 )
+from vouchsim.companion.core.follower import PAST, AutoDecider, LinkEvent, Policy, decide_as_they_come, policy_for
 from vouchsim.companion.core.keystore import DeviceIdentity, Enrolment, Keystore
-from vouchsim.companion.core.qr import PAIRING_SCHEME, decode_qr, parse_pairing_uri
-from vouchsim.companion.core.rules import Action, evaluate, load_rules
+from vouchsim.companion.core.qr import PAIRING_SCHEME, decode_qr, is_url, parse_pairing_uri
+from vouchsim.companion.core.rules import load_rules
 from vouchsim.companion.core.schemas import (
     Connection,
     ConnectionList,
@@ -53,6 +50,19 @@ from vouchsim.companion.core.schemas import (
     PairingContext,
 )
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import (
+    clean,
+    count,
+    decision_line,
+    expires_in,
+    fit,
+    pairing_code,
+    safe,
+    scopes_of,
+    sentence,
+    table,
+    when,
+)
 
 PROG = "vouchsim companion"
 USER_AGENT = "vouchsim-companion"
@@ -90,7 +100,7 @@ class Cli:
 
     def note(self, text: str) -> None:
         """Progress for the person watching (stderr): not part of a command's result."""
-        print(f"{PROG}: {_one_line(text)}", file=self.stderr, flush=True)
+        print(f"{PROG}: {clean(text)}", file=self.stderr, flush=True)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -121,17 +131,12 @@ def main(
     """Run one command and return its exit status."""
     err = stderr or sys.stderr
     try:
-        args = build_parser().parse_args(argv)
-        config = load_config(
-            os.environ if environ is None else environ,
-            state_dir=args.state,
-            server_url=getattr(args, "server", None),
-        )
+        args, config = parse_command_line(argv, os.environ if environ is None else environ)
     except UsageError as exc:
-        print(_one_line(str(exc)), file=err)
+        print(clean(str(exc)), file=err)
         return EXIT_USAGE
     except ConfigError as exc:
-        print(f"{PROG}: {_one_line(str(exc))}", file=err)
+        print(f"{PROG}: {clean(str(exc))}", file=err)
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
@@ -140,7 +145,7 @@ def main(
 
         return run(config)
     if args.command_fn is _demo:  # the demo runs its own server and state: no config, no keystore
-        from vouchsim.companion.demo.app import run_demo
+        from vouchsim.companion.demo.run import run_demo
 
         return run_demo(auto=args.auto, headless=args.headless, keep=args.keep, protocol=args.protocol)
     cli = Cli(
@@ -156,33 +161,54 @@ def main(
     return _run(args.command_fn, cli, args, err)
 
 
+def parse_command_line(
+    argv: Sequence[str] | None, environ: Mapping[str, str]
+) -> tuple[argparse.Namespace, CompanionConfig]:
+    """The command and the config it runs with. `--state` and `--server` are taken before the command (the TUI's,
+    which has no command) or after it (each command's), over the environment's variables."""
+    args = build_parser().parse_args(argv)
+    config = load_config(
+        environ,
+        state_dir=args.state or args.app_state,
+        server_url=getattr(args, "server", None) or args.app_server,
+    )
+    return args, config
+
+
 def _run(command: Command, cli: Cli, args: argparse.Namespace, err: TextIO) -> int:
     try:
         return asyncio.run(command(cli, args))
     except CompanionError as exc:
-        print(f"{PROG}: {_one_line(' '.join(filter(None, (str(exc), exc.hint))))}", file=err)
+        print(f"{PROG}: {clean(sentence(str(exc), exc.hint))}", file=err)
     except KeyboardInterrupt:
         if not args.quiet_interrupt:  # Ctrl-C is how a watcher is meant to stop: nothing to report
             print(f"{PROG}: interrupted", file=err)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: still one line, never a traceback, but say it is one
-        print(f"{PROG}: internal error ({exc.__class__.__name__}: {_one_line(str(exc))})", file=err)
+        print(f"{PROG}: internal error ({exc.__class__.__name__}: {clean(str(exc))})", file=err)
     return EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="The headless Vouchsim companion (your trusted device).")
-    # No command: the TUI (see main()).
+    parser = _Parser(prog=PROG, description="The Vouchsim companion (your trusted device): the TUI without a command.")
+    # No command: the TUI (see main()), which takes the same two options as every command.
+    parser.add_argument("--state", dest="app_state", metavar="DIR", help="state directory (default: ./var/companion)")
+    parser.add_argument("--server", dest="app_server", metavar="URL", help="server URL (default: the enrolled server)")
     commands = parser.add_subparsers(title="commands", required=False, metavar="COMMAND")
-    parser.set_defaults(command_fn=None, state=None, quiet_interrupt=False)
+    parser.set_defaults(command_fn=None, state=None, server=None, quiet_interrupt=False)
 
     enrol = _command(commands, "enrol", _enrol, "enrol this device with a server")
     enrol.add_argument("--name", help=f"device name shown to the user (1-{MAX_NAME_LENGTH} characters)")
     enrol.add_argument("--force", action="store_true", help="enrol a new key, forgetting the current one")
 
     scan = _command(commands, "scan", _scan, "claim a pairing from its QR, then approve or decline it")
-    scan.add_argument("source", metavar="IMAGE_PATH_OR_URL", help="QR image file, http(s) URL, or the URI")
+    scan.add_argument(
+        "source",
+        metavar="IMAGE_PATH_OR_URL",
+        help="QR image file or URL, the pairing URI, or the authorization URL itself (read as a browser would)",
+    )
     scan.add_argument("--approve", action="store_true", help="approve without asking")
+    scan.add_argument("--json", action="store_true", help="machine-readable output (one JSON object)")
 
     listing = _command(commands, "connections", _connections, "list the runtime connections")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -280,20 +306,14 @@ async def _demo(cli: Cli, args: argparse.Namespace) -> int:
 
 async def _authorize_url(cli: Cli, args: argparse.Namespace) -> int:
     """Enrol first if this state directory is not enrolled yet (with --server, or the URL's origin)."""
-    from vouchsim.companion.testing.browser import AuthorizationPage, AuthorizationPageError
-
-    parts = urlsplit(args.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise AuthorizationPageError(f"Expected an http(s) authorization URL, got {args.url!r}.")
-    enrolment = cli.keystore.read_enrolment()
-    server = args.server or (enrolment.server_url if enrolment else f"{parts.scheme}://{parts.netloc}")
-    async with cli.http(server.rstrip("/")) as http:
-        client = DeviceApiClient(http, cli.keystore)
-        if enrolment is None:
-            await client.enrol(default_device_name())
-            cli.note(f"Enrolled with {client.server_url}.")
-        async with AuthorizationPage(client) as page:
-            location = await page.complete(args.url)
+    location = await authorize_url(
+        args.url,
+        cli.keystore,
+        http_for=cli.http,
+        device_name=default_device_name(),
+        server_url=args.server,
+        on_enrolled=lambda server: cli.note(f"Enrolled with {server}."),
+    )
     cli.out(location)
     return EXIT_OK
 
@@ -316,23 +336,112 @@ async def _enrol(cli: Cli, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+ScanOutcome = Literal["approved", "declined", "claimed"]
+
+
+class ScanResult(msgspec.Struct, kw_only=True):
+    """`scan --json`: the pairing, what became of it, and (for an authorization URL) where the browser went."""
+
+    pairing: PairingContext
+    outcome: ScanOutcome
+    pairing_code: str | None = None
+    code_expires_at: datetime | None = None
+    redirect: str | None = None
+
+
+class _LeftClaimed(Exception):
+    """Nobody approved or declined (no terminal, no --approve): the pairing stays claimed."""
+
+
+@dataclass
+class _Scan:
+    """One `scan`: the pairing it claimed and what became of it, shown as lines or as one JSON object."""
+
+    cli: Cli
+    args: argparse.Namespace
+    client: DeviceApiClient
+    context: PairingContext | None = None
+    approval: PairingApproval | None = None
+    declined: bool = False
+    redirect: str | None = None
+
+    @property
+    def lines(self) -> bool:
+        return not self.args.json
+
+    async def pair(self, payload: str) -> str | None:
+        """Claim, show, then approve (the pairing code) or decline (None), as the person answers."""
+        self.context = context = await self.client.claim(payload)
+        if self.lines:
+            _print_context(self.cli, context)
+        question = _confirm_on_stderr if self.args.json else _confirm
+        if self.args.approve or (_interactive(self.cli) and question(self.cli, "Approve this pairing? [y/N] ")):
+            self.approval = await self.client.approve_pairing(context.pairing_id)
+            return self.approval.pairing_code
+        if not _interactive(self.cli):
+            raise _LeftClaimed
+        declined = await self.client.decline_pairing(context.pairing_id)
+        self.declined = True
+        if self.lines:
+            self.cli.out(f"Declined pairing {clean(declined.pairing_id)}; the client is told access_denied.")
+        return None
+
+    def report(self) -> None:
+        context = self.context
+        assert context is not None
+        outcome: ScanOutcome = "approved" if self.approval else "declined" if self.declined else "claimed"
+        if self.args.json:
+            approval = self.approval
+            result = ScanResult(
+                pairing=context,
+                outcome=outcome,
+                pairing_code=pairing_code(approval.pairing_code) if approval else None,
+                code_expires_at=approval.code_expires_at if approval else None,
+                redirect=self.redirect,
+            )
+            self.cli.out(msgspec.json.encode(result).decode())
+        elif outcome == "claimed":
+            self.cli.out("Nothing approved: the pairing stays claimed until it expires. To approve it, run:")
+            self.cli.out(f"  {_approve_command(self.args)}")
+        elif self.redirect is not None:  # the page was this command's own: it typed the code itself
+            what = "Approved; the code was typed on the page" if self.approval else "The page"
+            self.cli.out(f"{what}. It sends the browser back to the client (open this URL to deliver it):")
+            self.cli.out(self.redirect)  # last line: scripts read it with `tail -n 1`
+        elif self.approval is not None:
+            _print_approval(self.cli, self.approval)
+
+
 async def _scan(cli: Cli, args: argparse.Namespace) -> int:
     enrolment = cli.keystore.load_identity().enrolment  # fail before any decoding when not enrolled
     async with cli.http(cli.config.server_for(enrolment.server_url)) as http:
-        payload = await _read_payload(args.source, http)
-        parse_pairing_uri(payload, enrolment.issuer)  # the client checks again; this fails before I/O
-        client = DeviceApiClient(http, cli.keystore)
-        context = await client.claim(payload)
-        _print_context(cli, context)
-        if args.approve or (_interactive(cli) and _confirm(cli, "Approve this pairing? [y/N] ")):
-            _print_approval(cli, await client.approve_pairing(context.pairing_id))
-        elif _interactive(cli):
-            declined = await client.decline_pairing(context.pairing_id)
-            cli.out(f"Declined pairing {_clean(declined.pairing_id)}; the client is told access_denied.")
-        else:
-            cli.out("Nothing approved: the pairing stays claimed until it expires. To approve it, run:")
-            cli.out(f"  {_approve_command(args)}")
+        client = DeviceApiClient(http, cli.keystore, clock=cli.clock)
+        scan = _Scan(cli, args, client)
+        try:
+            if _is_authorization_url(args.source, client.server_url):
+                # The page's QR can only be read by the browser that opened the page (its cookie), so this command
+                # is that browser: it reads the QR as the headless person does, and types the code itself.
+                async with AuthorizationPage(client) as page:
+                    scan.redirect = await page.complete(args.source, pair=scan.pair)
+            else:
+                payload = await _read_payload(args.source, http)
+                parse_pairing_uri(payload, enrolment.issuer)  # the client checks again; this fails before I/O
+                await scan.pair(payload)
+        except _LeftClaimed:
+            pass
+    scan.report()
     return EXIT_OK
+
+
+def _is_authorization_url(source: str, server_url: str) -> bool:
+    """An authorization URL (or pairing page) of the enrolled server, as opposed to a QR image's URL."""
+    if not is_url(source):
+        return False
+    parts, server = urlsplit(source), urlsplit(server_url)
+    return (
+        (parts.scheme, parts.netloc) == (server.scheme, server.netloc)
+        and parts.path.startswith(AUTHORIZE_PREFIX)
+        and not parts.path.endswith(".png")
+    )
 
 
 def _listing(
@@ -342,16 +451,16 @@ def _listing(
     rows: Sequence[object],
     *,
     empty: str,
-    table: Callable[[], Iterable[str]],
+    lines: Callable[[], Iterable[str]],
 ) -> int:
-    """A list command's output: the JSON `document` with --json, else `empty` or the lines of `table()` (built
-    only when shown)."""
+    """A list command's output: the JSON `document` with --json, else `empty` or the `lines()` (built only when
+    shown)."""
     if args.json:
         cli.out(msgspec.json.encode(document).decode())
     elif not rows:
         cli.out(empty)
     else:
-        for line in table():
+        for line in lines():
             cli.out(line)
     return EXIT_OK
 
@@ -361,7 +470,7 @@ async def _connections(cli: Cli, args: argparse.Namespace) -> int:
         connections = await client.connections()
     return _listing(
         cli, args, ConnectionList(connections=connections), connections,
-        empty="No connections.", table=lambda: connection_table(connections),
+        empty="No connections.", lines=lambda: connection_table(connections),
     )  # fmt: skip
 
 
@@ -369,8 +478,8 @@ async def _unpair(cli: Cli, args: argparse.Namespace) -> int:
     async with _client(cli) as client:
         connection = await client.revoke_connection(args.connection_id)
     cli.out(
-        f"Unpaired {_clean(connection.connection_id)} ({_clean(connection.client_name)}), "
-        f"revoked at {_when(connection.revoked_at)}."
+        f"Unpaired {clean(connection.connection_id)} ({clean(connection.client_name)}), "
+        f"revoked at {when(connection.revoked_at)}."
     )
     return EXIT_OK
 
@@ -392,7 +501,7 @@ async def _pending(cli: Cli, args: argparse.Namespace) -> int:
         delegations = await client.delegations("pending")
     return _listing(
         cli, args, DelegationList(delegations=delegations), delegations,
-        empty="No pending delegations.", table=lambda: pending_table(delegations, cli.now()),
+        empty="No pending delegations.", lines=lambda: pending_table(delegations, cli.now()),
     )  # fmt: skip
 
 
@@ -401,7 +510,7 @@ async def _history(cli: Cli, args: argparse.Namespace) -> int:
         delegations = await client.delegations("history")
     return _listing(
         cli, args, DelegationList(delegations=delegations), delegations,
-        empty="No decided delegations yet.", table=lambda: history_table(delegations),
+        empty="No decided delegations yet.", lines=lambda: history_table(delegations),
     )  # fmt: skip
 
 
@@ -426,7 +535,7 @@ async def _decide_one(cli: Cli, delegation_id: str, decision: Decision) -> int:
         signed = client.sign_decision(delegation, decision)
         _print_statement(cli, signed, client.identity())
         result = await client.send_decision(signed)
-    cli.out(decision_line(_PAST[decision], result))
+    cli.out(decision_line(PAST[decision], result))
     return EXIT_OK
 
 
@@ -438,131 +547,56 @@ async def _revoke(cli: Cli, args: argparse.Namespace) -> int:
 
 
 async def _watch(cli: Cli, args: argparse.Namespace) -> int:
+    """The core's follower and decision policy; one line per outcome on stdout, the connection on stderr."""
     policy = _policy(args)  # a broken rules file fails before any I/O
     timer = asyncio.timeout(args.timeout)
     async with _client(cli) as client:
-        watcher = Watcher(cli, client, policy, once=args.once)
+
+        async def ask(delegation: Delegation) -> Decision:
+            _print_delegation(cli, delegation)
+            cli.stdout.write(f"Approve {clean(delegation.delegation_id)}? [y/N] ")
+            cli.stdout.flush()
+            answer = await _read_line(cli.stdin)
+            return "approve" if answer.strip().lower() in ("y", "yes") else "deny"
+
+        decider = AutoDecider(
+            client,
+            policy,
+            ask=ask if _interactive(cli) else None,
+            unasked="no terminal to ask on",
+            on_outcome=lambda outcome: cli.out(outcome.line),
+        )
         try:
             async with timer:
-                await watcher.run()
+                await decide_as_they_come(
+                    decider, once=args.once, on_link=_link_notes(cli, client.server_url), sleep=cli.sleep
+                )
         except TimeoutError:
             if not timer.expired():
                 raise
-            cli.note(f"Stopped after {args.timeout:g} s ({_count(watcher.decided, 'decision')}).")
+            cli.note(f"Stopped after {args.timeout:g} s ({count(decider.decided, 'decision')}).")
     return EXIT_OK
 
 
-Policy = Callable[[Delegation], tuple[Action, str]]  # what to do, and why (shown on the line)
-_PAST = {"approve": "approved", "deny": "denied"}
+def _link_notes(cli: Cli, server_url: str) -> Callable[[LinkEvent], None]:
+    """The follower's link, as `watch` reports it on stderr."""
+
+    def note(event: LinkEvent) -> None:
+        if event.state == "online":
+            verb = "Reconnected; watching" if event.reconnected else "Watching"
+            cli.note(f"{verb} delegations at {server_url}.")
+        elif event.state == "offline":
+            cli.note(f"{event.problem.rstrip('.')}; reconnecting in {event.retry_in:g} s.")
+
+    return note
 
 
 def _policy(args: argparse.Namespace) -> Policy:
     if args.approve_all:
-        return lambda _: ("approve", "approve-all")
+        return policy_for("approve-all")
     if args.deny_all:
-        return lambda _: ("deny", "deny-all")
-    rules = load_rules(args.rules)
-
-    def by_rules(delegation: Delegation) -> tuple[Action, str]:
-        verdict = evaluate(rules, delegation)
-        return verdict.action, verdict.reason
-
-    return by_rules
-
-
-class Backoff:
-    """Reconnection delays: 0.5 s doubling up to 10 s, back to the start once a stream opens."""
-
-    def __init__(self, first: float = 0.5, factor: float = 2.0, cap: float = 10.0) -> None:
-        self._first, self._factor, self._cap = first, factor, cap
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self._first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * self._factor, self._cap)
-        return delay
-
-
-class Watcher:
-    """Follows the delegation stream, decides each new pending delegation by `policy`, and reconnects
-    (with backoff) whenever the server goes away. The server replays every pending delegation on each
-    connection; a delegation is handled once, unless deciding it failed for want of a server."""
-
-    def __init__(self, cli: Cli, client: DeviceApiClient, policy: Policy, *, once: bool = False) -> None:
-        self.cli = cli
-        self.client = client
-        self.policy = policy
-        self.once = once
-        self.decided = 0
-        self.handled: set[str] = set()
-        self.backoff = Backoff()
-        self._connections = 0
-
-    async def run(self) -> None:
-        """Returns only with `once`, after the first decision; otherwise runs until cancelled."""
-        while True:
-            try:
-                async with aclosing(self.client.stream_delegations(on_open=self._opened)) as stream:
-                    async for delegation in stream:
-                        if await self._consider(delegation) and self.once:
-                            return
-                problem = "The server closed the delegation stream"
-            except (TransportError, UnexpectedResponseError) as exc:
-                problem = str(exc).rstrip(".")
-            except ApiError as exc:
-                if exc.status < 500:
-                    raise  # a refusal (bad signature, unknown device, no such endpoint) does not heal
-                problem = f"The server answered {exc.status} {exc.error_code}"
-            delay = self.backoff.next()
-            self.cli.note(f"{problem}; reconnecting in {delay:g} s.")
-            await self.cli.sleep(delay)
-
-    def _opened(self) -> None:
-        self._connections += 1
-        self.backoff.reset()
-        verb = "Watching" if self._connections == 1 else "Reconnected; watching"
-        self.cli.note(f"{verb} delegations at {self.client.server_url}.")
-
-    async def _consider(self, delegation: Delegation) -> bool:
-        """Decide `delegation` if it is new and pending; True when a decision was made."""
-        if not delegation.is_pending or delegation.delegation_id in self.handled:
-            return False
-        action, reason = self.policy(delegation)
-        if action == "ask":
-            if _interactive(self.cli):
-                action, reason = await self._ask(delegation), "asked"
-            else:
-                action, reason = "leave", f"{reason}; no terminal to ask on"
-        if action == "leave":
-            self.handled.add(delegation.delegation_id)
-            self.cli.out(decision_line("left", delegation, f"{reason}; still pending"))
-            return False
-        try:
-            await self.client.decide(delegation, action)
-        except DelegationClosedError as exc:
-            self.handled.add(delegation.delegation_id)
-            now = exc.delegation_status or str(exc).rstrip(".")
-            self.cli.out(decision_line("skipped", delegation, f"no longer pending: {now}"))
-            return False
-        except DelegationNotFoundError:
-            self.handled.add(delegation.delegation_id)
-            self.cli.out(decision_line("skipped", delegation, "the server no longer knows it"))
-            return False
-        # A TransportError propagates to run(): it reconnects, the replay brings the delegation back, and
-        # a decision that did land before the connection broke is then answered `delegation_closed`.
-        self.handled.add(delegation.delegation_id)
-        self.decided += 1
-        self.cli.out(decision_line(_PAST[action], delegation, reason))
-        return True
-
-    async def _ask(self, delegation: Delegation) -> Decision:
-        _print_delegation(self.cli, delegation)
-        self.cli.stdout.write(f"Approve {_clean(delegation.delegation_id)}? [y/N] ")
-        self.cli.stdout.flush()
-        answer = await _read_line(self.cli.stdin)
-        return "approve" if answer.strip().lower() in ("y", "yes") else "deny"
+        return policy_for("deny-all")
+    return policy_for(load_rules(args.rules))
 
 
 async def _read_line(stdin: TextIO) -> str:
@@ -624,6 +658,13 @@ def _confirm(cli: Cli, question: str) -> bool:
     return cli.stdin.readline().strip().lower() in ("y", "yes")
 
 
+def _confirm_on_stderr(cli: Cli, question: str) -> bool:
+    """With --json, stdout is the JSON document only: ask on stderr."""
+    cli.stderr.write(question)
+    cli.stderr.flush()
+    return cli.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def default_device_name() -> str:
     return f"Vouchsim companion on {socket.gethostname()}"[:MAX_NAME_LENGTH]
 
@@ -636,45 +677,39 @@ def _print_identity(cli: Cli, enrolment: Enrolment) -> None:
         ("user_id", enrolment.user_id),
         ("issuer", enrolment.issuer),
         ("server", enrolment.server_url),
-        ("enrolled_at", _when(enrolment.enrolled_at)),
+        ("enrolled_at", when(enrolment.enrolled_at)),
     )
     for label, value in rows:
-        cli.out(f"{label + ':':<13}{_clean(value)}")
+        cli.out(f"{label + ':':<13}{clean(value)}")
 
 
 def _print_context(cli: Cli, context: PairingContext) -> None:
-    cli.out(f"Pairing request {_clean(context.pairing_id)}")
-    cli.out(f"  client:   {_clean(context.client_name)} ({_clean(context.client_id)})")
-    cli.out(f"  redirect: {_clean(context.redirect_host)}")
-    cli.out(f"  scopes:   {_clean(', '.join(context.scopes)) or '(none)'}")
-    cli.out(f"  expires:  {_when(context.expires_at)}")
+    cli.out(f"Pairing request {clean(context.pairing_id)}")
+    cli.out(f"  client:   {clean(context.client_name)} ({clean(context.client_id)})")
+    cli.out(f"  redirect: {clean(context.redirect_host)}")
+    cli.out(f"  scopes:   {clean(', '.join(context.scopes)) or '(none)'}")
+    cli.out(f"  expires:  {when(context.expires_at)}")
 
 
 def _print_approval(cli: Cli, approval: PairingApproval) -> None:
-    cli.out(f"Approved. Type this code on the authorization page (valid until {_when(approval.code_expires_at)}):")
-    cli.out(format_pairing_code(approval.pairing_code))  # last line: scripts read it with `tail -n 1`
-
-
-def format_pairing_code(code: str) -> str:
-    """`XXXX-XXXX`, whatever dash or spacing the server used; anything unexpected is shown as sent."""
-    compact = "".join(code.split()).replace("-", "").upper()
-    return f"{compact[:4]}-{compact[4:]}" if len(compact) == 8 else _clean(code)
+    cli.out(f"Approved. Type this code on the authorization page (valid until {when(approval.code_expires_at)}):")
+    cli.out(pairing_code(approval.pairing_code))  # last line: scripts read it with `tail -n 1`
 
 
 def connection_table(connections: Sequence[Connection]) -> list[str]:
     header = ("ID", "CLIENT", "SCOPES", "CREATED", "LAST USED", "STATUS")
     rows = [
         (
-            _clean(c.connection_id),
-            _clean(c.client_name),
-            _clean(",".join(c.scopes)),
-            _when(c.created_at),
-            _when(c.last_used_at, "never"),
-            "active" if c.revoked_at is None else f"revoked {_when(c.revoked_at)}",
+            clean(c.connection_id),
+            clean(c.client_name),
+            clean(",".join(c.scopes)),
+            when(c.created_at),
+            when(c.last_used_at, "never"),
+            "active" if c.revoked_at is None else f"revoked {when(c.revoked_at)}",
         )
         for c in connections
     ]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 PURPOSE_WIDTH = 40
@@ -684,105 +719,49 @@ def pending_table(delegations: Sequence[Delegation], now: datetime) -> list[str]
     header = ("ID", "CLIENT", "AUDIENCE", "SCOPES", "PURPOSE", "BINDING MESSAGE", "EXPIRES IN")
     rows = [
         (
-            _clean(d.delegation_id),
-            _clean(d.client_name),
-            _clean(d.audience_id),
-            _scopes(d),
-            _shorten(_one_line(d.purpose), PURPOSE_WIDTH),
-            _clean(d.binding_message),
+            clean(d.delegation_id),
+            clean(d.client_name),
+            clean(d.audience_id),
+            scopes_of(d),
+            fit(clean(d.purpose), PURPOSE_WIDTH),
+            clean(d.binding_message),
             expires_in(d.expires, now),
         )
         for d in delegations
     ]
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def history_table(delegations: Sequence[Delegation]) -> list[str]:
     header = ("ID", "CLIENT", "AUDIENCE", "SCOPES", "STATUS", "DECIDED", "BY")
     rows = [
         (
-            _clean(d.delegation_id),
-            _clean(d.client_name),
-            _clean(d.audience_id),
-            _scopes(d),
-            _clean(d.status),
-            _when(d.decided_at),
-            _clean(d.decided_by or "-"),
+            clean(d.delegation_id),
+            clean(d.client_name),
+            clean(d.audience_id),
+            scopes_of(d),
+            clean(d.status),
+            when(d.decided_at),
+            clean(d.decided_by or "-"),
         )
         for d in delegations
     ]
-    return _table(header, rows)
-
-
-def decision_line(verb: str, delegation: Delegation, reason: str | None = None) -> str:
-    """`approved dlg_… aud_test_payments payments.identity,payments.prepare (rule 2)`: one line per
-    decision, the same in `watch`, `approve`, `deny` and `revoke`, so scripts can read it."""
-    line = f"{_clean(verb)} {_clean(delegation.delegation_id)} {_clean(delegation.audience_id)} {_scopes(delegation)}"
-    return f"{line} ({_one_line(reason)})" if reason else line
-
-
-def expires_in(moment: datetime, now: datetime) -> str:
-    """`4m 05s`, `45s`, `1h 02m`, or `expired`."""
-    seconds = int((moment - now).total_seconds())
-    if seconds <= 0:
-        return "expired"
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return table(header, rows)
 
 
 def _print_delegation(cli: Cli, delegation: Delegation) -> None:
     d = delegation
-    cli.out(f"Delegation {_clean(d.delegation_id)} ({_clean(d.status)})")
-    cli.out(f"  client:   {_clean(d.client_name)} ({_clean(d.client_id)})")
-    cli.out(f"  audience: {_clean(d.audience_name)} ({_clean(d.audience_id)})")
-    cli.out(f"  scopes:   {_clean(', '.join(d.scopes)) or '(none)'}")
-    cli.out(f"  purpose:  {_one_line(d.purpose)}")
-    cli.out(f"  binding:  {_clean(d.binding_message)}")
-    cli.out(f"  expires:  {_when(d.expires)} ({expires_in(d.expires, cli.now())})")
+    cli.out(f"Delegation {clean(d.delegation_id)} ({clean(d.status)})")
+    cli.out(f"  client:   {clean(d.client_name)} ({clean(d.client_id)})")
+    cli.out(f"  audience: {clean(d.audience_name)} ({clean(d.audience_id)})")
+    cli.out(f"  scopes:   {clean(', '.join(d.scopes)) or '(none)'}")
+    cli.out(f"  purpose:  {clean(d.purpose)}")
+    cli.out(f"  binding:  {clean(d.binding_message)}")
+    cli.out(f"  expires:  {when(d.expires)} ({expires_in(d.expires, cli.now())})")
 
 
 def _print_statement(cli: Cli, signed: SignedDecision, identity: DeviceIdentity) -> None:
     enrolment = identity.enrolment
-    cli.out(f"Signing with device {_clean(enrolment.device_id)} ({enrolment.fingerprint}):")
+    cli.out(f"Signing with device {clean(enrolment.device_id)} ({enrolment.fingerprint}):")
     for line in signed.statement.decode("utf-8").split("\n"):
-        cli.out(f"  {_clean(line)}")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    everything = [tuple(header), *(tuple(row) for row in rows)]
-    widths = [max(len(row[i]) for row in everything) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in everything
-    ]
-
-
-def _scopes(delegation: Delegation) -> str:
-    return _clean(",".join(delegation.scopes)) or "-"
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _when(moment: datetime | None, missing: str = "-") -> str:
-    if moment is None:
-        return missing
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo is not None else "")
-
-
-def _clean(text: str) -> str:
-    """Server and QR text is untrusted: drop control characters (terminal escapes, newlines)."""
-    return "".join(ch if unicodedata.category(ch)[0] != "C" else "?" for ch in text)
-
-
-def _one_line(text: str) -> str:
-    return _clean(" ".join(text.split()))
+        cli.out(f"  {safe(line)}")

@@ -13,7 +13,7 @@ from textual.message import Message
 
 from vouchsim.companion.camera import ScanSource
 from vouchsim.companion.core.decisions import Decision
-from vouchsim.companion.core.schemas import Connection, Delegation
+from vouchsim.companion.core.schemas import Connection, Delegation, PairingApproval
 
 View = Literal["inbox", "history", "connections", "scan"]
 
@@ -81,3 +81,10 @@ class ViewShown(Message):
     """A tab of the home screen came into view (its list may be stale)."""
 
     view: View
+
+
+@dataclass
+class PairingCodeLapsed(Message):
+    """The docked pairing code's countdown reached zero on this device's clock."""
+
+    approval: PairingApproval

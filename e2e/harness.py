@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,12 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import anyio
 import httpx
 
+from vouchsim.companion.core.authorization import PageParser
 from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.keystore import Keystore
-from vouchsim.companion.demo.server import DemoServer, ServerStartError
-from vouchsim.companion.demo.server import clean_environment as clean_environment  # the e2e tests' too
-from vouchsim.companion.demo.server import free_port as free_port
-from vouchsim.companion.testing.browser import PageParser
+from vouchsim.companion.server_process import ServerProcess, ServerStartError
+from vouchsim.companion.server_process import clean_environment as clean_environment  # the e2e tests' too
+from vouchsim.companion.server_process import free_port as free_port
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT = 60.0  # seconds for one companion CLI command
@@ -42,7 +42,8 @@ def _first_server_error(text: str) -> int:
     """Where the first 5xx answer that no testbed fault asked for was logged; -1 when there is none."""
     injected: dict[tuple[str, str, str], int] = {}
     for found in INJECTED.finditer(text):
-        injected[found.groups()] = injected.get(found.groups(), 0) + 1
+        injected_key = (found[1], found[2], found[3])
+        injected[injected_key] = injected.get(injected_key, 0) + 1
     for found in SERVER_ERROR.finditer(text):
         method, target, status = found.groups()
         key = (method, target.split("?")[0], status)
@@ -107,21 +108,17 @@ class ServerFailed(AssertionError):
     """The server process did not start, or logged a traceback or a 5xx answer."""
 
 
-class LiveServer(DemoServer):
-    """One `python -m vouchsim.server serve` process on 127.0.0.1 (the demo's process handling: start, /healthz, stop),
+class LiveServer(ServerProcess):
+    """One `python -m vouchsim.server serve` process on 127.0.0.1 (companion.server_process: start, /healthz, stop),
     logging to a file that the suite checks for tracebacks and 5xx answers."""
 
     def __init__(self, database_url: str, log_path: Path, env: Mapping[str, str] | None = None) -> None:
         super().__init__(log_path.parent, database_url=database_url, env=env, log_path=log_path)
         self.blamed = False  # a test already failed for an error in this log; do not report it twice
 
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
-
-    def start(self) -> LiveServer:
+    def start(self, on_progress: Callable[[str], None] | None = None) -> LiveServer:
         try:
-            super().start()
+            super().start(on_progress)
         except ServerStartError as error:
             raise ServerFailed(str(error)) from None
         return self

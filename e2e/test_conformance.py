@@ -11,6 +11,7 @@ declares neither). A listed check that passes fails the test too, so the list st
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import selectors
@@ -168,7 +169,7 @@ async def test_the_conformance_suite_passes_for_2026_07_28(proxy: Proxy, tmp_pat
         output = tmp_path / scenario
         output.mkdir()
         selection = ("--scenario", scenario, "--spec-version", "2026-07-28", "--suite", "all")
-        checks += await anyio.to_thread.run_sync(lambda s=selection, o=output: run_suite(proxy.url, o, *s))
+        checks += await anyio.to_thread.run_sync(functools.partial(run_suite, proxy.url, output, *selection))
     print(summary(checks))
     judge(checks, expected_failures())
 

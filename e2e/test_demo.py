@@ -9,26 +9,26 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from e2e.harness import REPO, clean_environment
 from vouchsim.companion.core.config import CompanionConfig
 from vouchsim.companion.demo.app import DEMO_PIN, DemoApp, enrol_demo_device
-from vouchsim.companion.demo.server import DemoServer
 from vouchsim.companion.screens.delegation import DelegationConfirmScreen
-from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
-from vouchsim.companion.widgets.delegation_card import DelegationCard
+from vouchsim.companion.screens.pairing import PairingConfirmScreen
+from vouchsim.companion.server_process import ServerProcess
+from vouchsim.companion.widgets.code_dock import PairingCodeDock
 
 pytestmark = pytest.mark.e2e
 
 DEMO_TIMEOUT = 90.0
-S = TypeVar("S", bound=Screen[object])
+S = TypeVar("S", bound=Screen[Any])
 SERVER_LINE = re.compile(r"starting the server on http://127\.0\.0\.1:(\d+)")
 
 
@@ -86,41 +86,88 @@ def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind(
 
 @pytest.mark.requirement("DEMO-MANUAL")
 @pytest.mark.anyio
-async def test_the_person_types_the_code_and_approves_on_the_companion(tmp_path: Path) -> None:
-    """Manual mode, driven with Textual's Pilot: the QR reaches the camera by itself, the person confirms
-    with the demo PIN, types the code into the agent panel, and approves the delegation with `a`."""
-    server = DemoServer(tmp_path)
+async def test_a_newcomer_declines_once_then_pairs_types_the_code_in_view_and_approves_with_a(
+    tmp_path: Path,
+) -> None:
+    """The story as a newcomer played it, driven with Textual's Pilot against a real server and the real agent:
+    the first pairing is declined (Esc); a code typed afterwards shows the page's real reason (access_denied) and the
+    story goes on; `n` starts a new pairing; the PIN is typed right after the prompt; the code, docked and in view,
+    is typed into the agent's field (which has the focus); `a` in the Inbox, with no Tab, then Enter signs."""
+    server = ServerProcess(tmp_path)
     await anyio.to_thread.run_sync(server.start)
     try:
         await enrol_demo_device(tmp_path / "companion", server.base_url)
         config = CompanionConfig(state_dir=tmp_path / "companion", server_url=server.base_url)
-        app = DemoApp(config, server_url=server.base_url, camera_dir=tmp_path / "camera", auto=False)
-        async with app.run_test(size=(180, 50)) as pilot:
-            confirm = await screen_of(pilot, PairingConfirmScreen)
-            confirm.query_one("#pin", Input).value = DEMO_PIN
-            await pilot.click("#approve")
-            code = (await screen_of(pilot, PairingCodeScreen)).approval.pairing_code
-            await pilot.press("enter")  # Done
+        app = DemoApp(config, camera_dir=tmp_path / "camera", auto=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            first = await screen_of(pilot, PairingConfirmScreen)
+            assert first.focused is first.query_one("#pin", Input)  # typed digits land in the PIN field
+            await pilot.press("escape")  # decline
             home = app.home
             assert home is not None
+            await until(pilot, lambda: bool(app.pairing_problem) and app.browser_waiting is not None)
+            assert home.scan_status.kind == "error" and home.scan_status.text.startswith("Declined")  # red
+            assert home.hint.kind == "problem" and "Press n for a new pairing" in home.hint.text
+
             field = home.query_one("#agent-code", Input)
-            await until(pilot, lambda: not field.disabled and pilot.app.screen is home)
-            field.focus()
-            await pilot.press(*code, "enter")
-            await until(pilot, lambda: bool(home.pending) and bool(home.query(DelegationCard)))
-            home.query_one(DelegationCard).focus()
-            await pilot.press("a")
+            await pilot.click("#agent-code")
+            await pilot.press(*"BCDF-GHJK", "enter")  # a code after the decline: the page's answer, not a crash
+            await until(pilot, lambda: app.browser_waiting is not None and app.browser_waiting.closed)
+            assert app.outcome is None and app.failure is None  # recoverable
+            assert "access_denied" in home.hint.text and "Press n" in home.hint.text, home.hint
+            assert any("with access_denied" in line for line in app.transcript), app.transcript
+            assert field.disabled  # the page takes no more codes: `n` is a key, not a letter
+
+            await pilot.press("n")  # a new pairing: the browser opens the page again, a new QR reaches the camera
+            second = await screen_of(pilot, PairingConfirmScreen)
+            assert second is not first
+            await pilot.press(*DEMO_PIN, "enter")  # right after the prompt, no Tab
+
+            await until(pilot, lambda: home.code is not None and field.has_focus)
+            dock = home.query_one(PairingCodeDock)
+            assert dock.display and dock.region.height > 0 and not dock.region.overlaps(field.region)
+            code = str(home.query_one("#code-text", Static).visual)
+            assert "Type the code" in home.hint.text and code in home.hint.text
+            await pilot.press(*code, "enter")  # typed while the code is still on screen
+
+            await until(pilot, lambda: bool(home.pending) and home.code is None)  # the code was used: undocked
+            assert app.screen is home and home.view == "inbox"
+            await pilot.press("a")  # from the Inbox, no Tab: the newest request
             await screen_of(pilot, DelegationConfirmScreen)
-            await pilot.click("#confirm")
-            await until(pilot, lambda: app.result is not None or app.failure is not None, within=60)
+            await pilot.press("enter")  # the signing dialog's focus is on "Sign and approve"
+            await until(pilot, lambda: app.outcome is not None, within=60)
             assert app.failure is None, app.transcript
             assert app.result is not None and app.result.claims is not None
             assert app.result.claims["aud"] == "aud_test_payments"
-            log = "\n".join(app.transcript)
-            assert f"typing the pairing code {code}" in log
+            assert f"typing the pairing code {code}" in "\n".join(app.transcript)
+            await pilot.press("q")
+        assert app.return_code == 0
     finally:
         await anyio.to_thread.run_sync(server.stop)
     assert not port_is_open(server.port)
+
+
+@pytest.mark.requirement("DEMO-MANUAL")
+@pytest.mark.anyio
+async def test_quitting_after_a_failed_pairing_exits_1_with_the_real_reason(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path)
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        await enrol_demo_device(tmp_path / "companion", server.base_url)
+        config = CompanionConfig(state_dir=tmp_path / "companion", server_url=server.base_url)
+        app = DemoApp(config, camera_dir=tmp_path / "camera", auto=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await screen_of(pilot, PairingConfirmScreen)
+            await pilot.press("escape")
+            await pilot.click("#agent-code")
+            await pilot.press(*"BCDF-GHJK", "enter")
+            await until(pilot, lambda: app.browser_waiting is not None and app.browser_waiting.closed)
+            await pilot.press("q")
+        assert app.return_code == 1
+        assert app.failure is not None and "access_denied" in app.failure, app.failure
+        assert "TaskGroup" not in app.failure
+    finally:
+        await anyio.to_thread.run_sync(server.stop)
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], *, within: float = 30.0) -> None:

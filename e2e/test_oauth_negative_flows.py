@@ -99,22 +99,22 @@ async def test_five_wrong_codes_burn_the_pairing(
         response = await browser.submit_code(page, wrong)
         assert response.status_code == 400, response.text
         again = Page.of(response)
-        assert "not the code" in again.alerts, again.alerts
+        assert "not the pairing code" in again.alerts, again.alerts
         assert f"{tries_left} {'try' if tries_left == 1 else 'tries'} left" in again.html
         page = again
 
     fifth = await browser.submit_code(page, wrong)
     assert 400 <= fifth.status_code < 500 and "location" not in fifth.headers, fifth.text
-    assert "Too many wrong codes" in fifth.text
+    assert "Too many wrong pairing codes" in fifth.text
     assert "too many times" in Page.of(fifth).alerts
     shown = await browser.page(page.url)
-    assert "Too many wrong codes" in shown.html
+    assert "Too many wrong pairing codes" in shown.html
     assert not [form for form in shown.forms if "code" in form["fields"]], "the code form is still offered"
 
     # The right code is now refused, on the page and on the device.
     right = await browser.submit_code(page, code)
     assert right.status_code != 303 and "location" not in right.headers, right.text
-    assert "Too many wrong codes" in right.text
+    assert "Too many wrong pairing codes" in right.text
     pairing_id = page.url.rstrip("/").rsplit("/", 1)[-1]
     with pytest.raises(PairingClosedError):
         await companion.api.approve_pairing(pairing_id)

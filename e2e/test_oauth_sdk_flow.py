@@ -281,8 +281,8 @@ async def test_mcp_python_sdk_authorizes_through_pairing_and_again_after_the_clo
         controls_of(live_server) as testbed,
         httpx2.AsyncClient(auth=provider, timeout=30.0, event_hooks={"request": [record]}) as http,
     ):
-        start = (await testbed.journal(limit=1) or [None])[-1]
-        since = start.id if start is not None else 0
+        latest = await testbed.journal(limit=1)
+        since = latest[-1].id if latest else 0
         response = await http.post(live_server.mcp_url, json=INITIALIZE, headers=rpc_headers())
         assert response.status_code == 200, response.text
         assert response.json()["result"]["protocolVersion"]

@@ -1,12 +1,14 @@
 """The README's recipe for CI in other languages ("Vouchsim in your CI" → "Other languages"), run as written.
 
 The GitHub Actions excerpt's side-car step runs in bash (as a runner would: `bash -e`), from a workspace where
-Vouchsim is checked out at `vouchsim/`, with the job's `env:` (only the port is changed, to a free one) and
-`RUNNER_TEMP`: it starts `vouchsim serve`, waits for /healthz, enrols a device and starts
-`vouchsim companion watch --rules` in the background. The "SDK test" is the TypeScript SDK agent of
-e2e/node/ts_sdk_client.mjs in `--vouchsim-person` mode, whose redirect handler is the README's JavaScript lines
-(checked word for word): it completes the authorization page through `vouchsim companion authorize-url`, and
-its delegation_request is approved by the rules file, with nobody in the loop.
+Vouchsim is checked out at `vouchsim/`, with `RUNNER_TEMP` and a `GITHUB_ENV` file: `vouchsim sidecar` starts the
+server, enrols a device and runs the rules watcher, and the step returns once the side-car's ready lines are in
+`GITHUB_ENV`. The "SDK test" runs, as the next step would, with those lines in its environment: the TypeScript SDK
+agent of e2e/node/ts_sdk_client.mjs in `--vouchsim-person` mode, given `VOUCHSIM_MCP_URL`, whose redirect handler is
+the README's JavaScript lines (checked word for word): it completes the authorization page through `vouchsim
+companion authorize-url` (which finds the side-car's device through `VOUCHSIM_COMPANION_STATE`), and its
+delegation_request is approved by the rules file, with nobody in the loop. Then the side-car gets SIGTERM, as a
+job's clean-up would send it, and must take its server with it.
 
 The installation step's `pip install ./vouchsim` runs too, with uv (`uv pip install`, the same install, from
 uv's cache) into a fresh virtual environment: the side-cars run the installed wheel, not this checkout. Its
@@ -20,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,9 +44,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 README = REPO / "README.md"
 INSTALL = "pip install ./vouchsim"
-SIDE_CAR_STEP = "Vouchsim server and trusted device"
+SIDE_CAR_STEP = "Vouchsim side-car"
 SDK_STEP = "SDK tests against the real flow"
-STEP_TIMEOUT = 60.0  # seconds for the side-car step (its own wait for /healthz is 60 s)
+STEP_TIMEOUT = 90.0  # seconds for the side-car step: the server's start-up (its own limit is 30 s) and enrolment
 AGENT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 INSTALL_TIMEOUT = 300.0  # a wheel build and ~60 packages from uv's cache: seconds, unless the cache is cold
@@ -75,14 +78,8 @@ def workflow_job(section: str) -> dict[str, Any]:
 def step(job: dict[str, Any], name: str) -> dict[str, Any]:
     found = [candidate for candidate in job["steps"] if str(candidate.get("name", "")).startswith(name)]
     assert len(found) == 1, f"the README's workflow has no single step named {name!r}"
-    return found[0]
-
-
-def github_expressions(value: str, runner_temp: Path) -> str:
-    """The one expression the excerpt uses, `${{ runner.temp }}`; any other would be a README change to follow."""
-    value = value.replace("${{ runner.temp }}", str(runner_temp))
-    assert "${{" not in value, f"an expression this test does not know: {value}"
-    return value
+    only: dict[str, Any] = found[0]
+    return only
 
 
 def install_vouchsim(job: dict[str, Any], workspace: Path, venv: Path) -> Path:
@@ -155,7 +152,7 @@ def test_the_readme_redirect_handler_is_the_one_the_agent_runs() -> None:
     assert script_lines[at : at + len(lines)] == lines
 
 
-@pytest.mark.requirement("README-CI-RECIPE", "TS-SDK-OAUTH-CLIENT", "DELEGATION-APPROVE")
+@pytest.mark.requirement("README-CI-RECIPE", "CI-SIDECAR", "TS-SDK-OAUTH-CLIENT", "DELEGATION-APPROVE")
 async def test_the_readme_ci_recipe_runs_a_typescript_sdk_agent_through_the_real_flow(tmp_path: Path) -> None:
     node = node_executable()
     installed_package("@modelcontextprotocol/sdk")
@@ -164,28 +161,37 @@ async def test_the_readme_ci_recipe_runs_a_typescript_sdk_agent_through_the_real
     workspace.mkdir()
     runner_temp.mkdir()
     (workspace / "vouchsim").symlink_to(REPO)  # the second checkout of the excerpt, `path: vouchsim`
+    github_env = runner_temp / "github-env"
+    github_env.touch()
 
-    port = free_port()
-    job_env = {name: str(value) for name, value in job["env"].items()}
-    assert job_env["VOUCHSIM"].endswith(f":{job_env['VOUCHSIM_PORT']}")  # the excerpt's two must agree
-    job_env |= {"VOUCHSIM_PORT": str(port), "VOUCHSIM": f"http://127.0.0.1:{port}"}
     # The runner's PATH, with the `vouchsim` command that `pip install ./vouchsim` put on it.
     installed = install_vouchsim(job, workspace, tmp_path / "runner-venv")
     assert (installed / "vouchsim").is_file()
-    env = clean_environment({**job_env, "RUNNER_TEMP": str(runner_temp)})
+    env = clean_environment({"RUNNER_TEMP": str(runner_temp), "GITHUB_ENV": str(github_env)})
     env["PATH"] = f"{installed}{os.pathsep}{env.get('PATH', '')}"
 
     script = step(job, SIDE_CAR_STEP)["run"]
     with side_cars(script, workspace, env) as done:
         assert done.returncode == 0, f"the README's side-car step failed ({done.returncode}):\n{done.stdout}"
+        ready = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
+        assert set(ready) == {
+            "VOUCHSIM_SERVER_URL",
+            "VOUCHSIM_MCP_URL",
+            "VOUCHSIM_COMPANION_STATE",
+            "VOUCHSIM_SIDECAR_PID",
+        }
+        assert done.stdout.splitlines() == github_env.read_text().splitlines()  # `tee` shows them in the step's log
+        server_url, mcp_url = ready["VOUCHSIM_SERVER_URL"], ready["VOUCHSIM_MCP_URL"]
+        assert mcp_url == f"{server_url}/mcp"
+        assert ready["VOUCHSIM_COMPANION_STATE"] == str(runner_temp / "vouchsim" / "device")
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
-            assert (await http.get(f"{job_env['VOUCHSIM']}/healthz")).status_code == 200
+            assert (await http.get(f"{server_url}/healthz")).status_code == 200
 
-        sdk_step = step(job, SDK_STEP)
-        agent_env = {**env, **{k: github_expressions(str(v), runner_temp) for k, v in sdk_step["env"].items()}}
+        step(job, SDK_STEP)  # the next step: the job's env plus $GITHUB_ENV's lines, as the runner gives it
+        agent_env = {**env, **ready}
         delegation = {**PAYMENTS, "timeoutSeconds": 20}
         command: list[str | Path] = [
-            *(node, NODE_PROJECT / "ts_sdk_client.mjs", "--server", f"{job_env['VOUCHSIM']}/mcp"),
+            *(node, NODE_PROJECT / "ts_sdk_client.mjs", "--server", mcp_url),
             *("--redirect-url", f"http://127.0.0.1:{free_port()}/callback", "--vouchsim-person"),
             *("--delegation", json.dumps(delegation), "--timeout", str(AGENT_TIMEOUT)),
         ]
@@ -196,16 +202,42 @@ async def test_the_readme_ci_recipe_runs_a_typescript_sdk_agent_through_the_real
                 await agent.expect("done", AGENT_TIMEOUT)
                 assert await agent.exit_code(AGENT_TIMEOUT) == 0, agent.report()
 
+        # A job's clean-up: SIGTERM to the side-car alone; it stops its watcher and its server.
+        pid = int(ready["VOUCHSIM_SIDECAR_PID"])
+        os.kill(pid, signal.SIGTERM)
+        assert wait_for_exit(pid, STOP_TIMEOUT), "the side-car did not stop on SIGTERM"
+        port = int(server_url.rsplit(":", 1)[1])
+        assert not port_in_use(port), "the side-car's server outlived it"
+
     location = redirected["location"]
     assert location.startswith("http://127.0.0.1:") and "code=" in location and "iss=" in location, location
     [identity] = agent.of_type("identity")
-    assert identity["result"]["structuredContent"]["issuer"] == job_env["VOUCHSIM"]
+    assert identity["result"]["structuredContent"]["issuer"] == server_url
     answer = result["result"]["structuredContent"]
     assert answer["status"] == "approved" and answer["token"], answer
 
-    # The side-cars, as the excerpt redirects their output: the watcher approved by the rules file, the server
-    # logged no traceback. Both were stopped with the step's process group.
-    watch_log = (workspace / "watch.log").read_text()
-    assert re.search(rf"approved {answer['delegationId']} aud_test_payments.*rule", watch_log), watch_log
-    server_log = (workspace / "vouchsim.log").read_text()
+    # The side-car's stderr, as the excerpt redirects it: the watcher approved by the rules file, and it stopped
+    # everything on SIGTERM; its server logged no traceback.
+    sidecar_log = (workspace / "vouchsim.log").read_text()
+    assert re.search(rf"approved {answer['delegationId']} aud_test_payments .*\(rule 1\)", sidecar_log), sidecar_log
+    assert "vouchsim sidecar: stopping on SIGTERM" in sidecar_log, sidecar_log
+    assert f"vouchsim sidecar: the server on {server_url} is stopped" in sidecar_log, sidecar_log
+    server_log = (runner_temp / "vouchsim" / "server" / "server.log").read_text()
     assert TRACEBACK not in server_log, server_log
+
+
+def wait_for_exit(pid: int, within: float) -> bool:
+    """Whether process `pid` (not our child: bash started it) is gone within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)  # bounded by `within`
+    return False
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

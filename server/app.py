@@ -13,6 +13,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
@@ -30,7 +31,7 @@ from vouchsim.server.mcp.transport import McpServer
 from vouchsim.server.oauth.cimd.fetch import tls_context
 from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.oauth.routes import TEMPLATES, oauth_routes
-from vouchsim.server.settings import Settings, settings_from_environment
+from vouchsim.server.settings import LOG_FORMAT, Settings, settings_from_environment
 from vouchsim.server.storage.engine import create_engine, create_sessionmaker
 from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.migrate import upgrade
@@ -190,6 +191,11 @@ def create_app(
             "delegations": Provide(provide_delegations),
         },
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+        # The command line's one log format, and Alembic's start-up steps kept out of it (the banner names the schema).
+        logging_config=LoggingConfig(
+            formatters={"standard": {"format": LOG_FORMAT}},
+            loggers={"alembic": {"level": "WARNING", "propagate": True}},
+        ),
         openapi_config=OpenAPIConfig(
             title="Vouchsim",
             version="0.1.0",

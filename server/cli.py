@@ -1,5 +1,8 @@
-"""`vouchsim`: the one command. `serve` runs the server; `companion …` hands over to the companion's own CLI,
-`testbed …` to the testbed controls' CLI (an HTTP client of `/testbed/`, which lives beside the companion).
+"""Vouchsim, the one command: `serve`, `migrate`, and the companion's own `companion …`, `sidecar …` and `testbed …`.
+
+`serve` runs the server; `companion …` hands over to the companion's CLI, `sidecar …` to the companion's side-car
+(a server and a rules-driven device for another project's CI), and `testbed …` to the testbed controls' CLI (an
+HTTP client of `/testbed/`, which lives beside the companion).
 
 The companion runs as its own process (`python -m vouchsim.companion`) so the two halves never import each other:
 they meet only over HTTP, as a real phone and server do.
@@ -9,13 +12,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vouchsim.server.settings import DEFAULT_PORT, Settings, settings_environment, settings_from_environment
+from vouchsim.server.settings import (
+    DEFAULT_PORT,
+    LOG_FORMAT,
+    Settings,
+    settings_environment,
+    settings_from_environment,
+)
+
+# Commands that are the companion's: run as their own processes, never imported (the halves meet over HTTP).
+HANDED_OVER = {
+    "companion": "vouchsim.companion",
+    "sidecar": "vouchsim.companion.sidecar",
+    "testbed": "vouchsim.companion.testbed_cli",
+}
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _settings_options(migrate)
     sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)", add_help=False)
+    sub.add_parser(
+        "sidecar",
+        help="a server and a trusted device deciding by rules, for CI (see `vouchsim sidecar --help`)",
+        add_help=False,
+    )
     sub.add_parser("testbed", help="the testbed controls of a server (see `vouchsim testbed --help`)", add_help=False)
     return parser
 
@@ -107,40 +131,54 @@ def serve(settings: Settings) -> None:
         tls_context(settings.cimd_ca_file)
     except (AudienceFileError, ClientsFileError, CaFileError) as error:
         raise SystemExit(f"vouchsim: {error}") from None
-
-    base = settings.issuer or f"http://{settings.host}:{settings.port}"
     settings, generated_token = _with_testbed_token(settings)
-    print(f"Vouchsim on {base}", flush=True)
-    print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
-    print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
-    print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
-    print(f"  MCP versions: {', '.join(settings.mcp_version_list)}", flush=True)
-    print(f"  database: {settings.database_url}", flush=True)
-    if settings.testbed:
-        token = settings.testbed_token if generated_token else "from VOUCHSIM_TESTBED_TOKEN"
-        print(f"  testbed controls: {base}/testbed/ (bearer token: {token})", flush=True)
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "proxy_headers": False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
-        "server_header": False,
-        # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
-        "timeout_graceful_shutdown": 3,
-    }
-    # The schema is brought up to date here, once, so an unreachable database is one clear line, not a traceback
-    # from inside the server's start-up (which then finds nothing left to migrate).
-    migrate(settings, quiet=True)
-    if settings.workers == 1:
-        from vouchsim.server.app import create_app
+    # The port first: one that is taken is one line, before any database is touched and before the banner.
+    listener = _listen(settings.host, settings.port)
+    try:
+        # The schema is brought up to date here, once, so an unreachable database is one clear line, not a
+        # traceback from inside the server's start-up (which then finds nothing left to migrate).
+        schema = migrate(settings, quiet=True)
+        base = settings.issuer or f"http://{_url_host(settings.host)}:{settings.port}"
+        print(f"Vouchsim on {base}", flush=True)
+        print(f"  MCP endpoint (point your client here): {base}/mcp", flush=True)
+        print(f"  authorization server metadata: {base}/.well-known/oauth-authorization-server", flush=True)
+        print(f"  protected resource metadata:   {base}/.well-known/oauth-protected-resource/mcp", flush=True)
+        print(f"  MCP versions: {', '.join(settings.mcp_version_list)}", flush=True)
+        print(f"  database: {schema}", flush=True)
+        if settings.testbed:
+            token = settings.testbed_token if generated_token else "from VOUCHSIM_TESTBED_TOKEN"
+            print(f"  testbed controls: {base}/testbed/ (bearer token: {token})", flush=True)
+        options: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_level": settings.log_level,
+            "proxy_headers": False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
+            "server_header": False,
+            # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.
+            "timeout_graceful_shutdown": 3,
+        }
+        if settings.workers == 1:
+            from vouchsim.server.app import create_app
 
-        uvicorn.run(create_app(settings, audiences=audiences), **options)
-        return
-    # Each worker builds its own app from the environment (this supervising process builds none): hand it these
-    # settings.
-    print(f"  workers: {settings.workers}", flush=True)
-    os.environ.update(settings_environment(settings))
-    uvicorn.run("vouchsim.server.app:create_app_from_environment", factory=True, workers=settings.workers, **options)
+            server = uvicorn.Server(uvicorn.Config(create_app(settings, audiences=audiences), **options))
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[listener])
+            if not server.started:
+                raise SystemExit(3)  # uvicorn's status for a start-up that failed (it logged why)
+            return
+        from uvicorn.supervisors import Multiprocess
+
+        # Each worker builds its own app from the environment (this supervising process builds none): hand it
+        # these settings.
+        print(f"  workers: {settings.workers}", flush=True)
+        os.environ.update(settings_environment(settings))
+        config = uvicorn.Config(
+            "vouchsim.server.app:create_app_from_environment", factory=True, workers=settings.workers, **options
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(config, sockets=[listener]).run()
+    finally:
+        listener.close()
 
 
 def _with_testbed_token(settings: Settings) -> tuple[Settings, bool]:
@@ -155,30 +193,53 @@ def _with_testbed_token(settings: Settings) -> tuple[Settings, bool]:
     return msgspec.structs.replace(settings, testbed_token=random_token(24)), True
 
 
-def migrate(settings: Settings, *, quiet: bool = False) -> None:
-    from vouchsim.server.storage.migrate import DatabaseUnavailable, upgrade_database
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one line saying why there cannot be one."""
+    try:
+        return socket.create_server((host, port), family=_family(host), backlog=2048)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"vouchsim: port {port} on {host} is already in use (another server?); choose another with --port "
+                "or VOUCHSIM_PORT"
+            ) from None
+        raise SystemExit(f"vouchsim: cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def migrate(settings: Settings, *, quiet: bool = False) -> str:
+    """Bring the schema up to date; the database as the banner shows it (password hidden, schema revision)."""
+    from vouchsim.server.storage.migrate import DatabaseUnavailable, display_url, upgrade_database
 
     try:
-        asyncio.run(upgrade_database(settings.database_url))
+        change = asyncio.run(upgrade_database(settings.database_url))
     except DatabaseUnavailable as error:
         raise SystemExit(f"vouchsim: {error}") from None
+    shown = f"{display_url(settings.database_url)} ({change.describe()})"
     if not quiet:
-        print("database is up to date")
-
-
-# Commands that are other programs' (they meet the server only over HTTP), by the module that runs them.
-_HANDED_OVER = {"companion": "vouchsim.companion", "testbed": "vouchsim.companion.testbed_cli"}
+        print(f"database is up to date: {shown}")
+    return shown
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _HANDED_OVER:
-        # Replace this process: exit codes, signals and the terminal pass straight through.
-        os.execv(sys.executable, [sys.executable, "-m", _HANDED_OVER[argv[0]], *argv[1:]])  # noqa: S606
+    if argv and argv[0] in HANDED_OVER:
+        # Replace this process: exit codes, signals and the terminal pass straight through. -P: nothing from the
+        # working directory on sys.path, so a project's own `vouchsim/` folder cannot stand in for ours.
+        module = HANDED_OVER[argv[0]]
+        os.execv(sys.executable, [sys.executable, "-P", "-m", module, *argv[1:]])  # noqa: S606
     args = build_parser().parse_args(argv)
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the banner says which schema; its steps are noise
     if args.command == "serve":
         serve(settings)
     elif args.command == "migrate":

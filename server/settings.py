@@ -11,6 +11,11 @@ DEFAULT_PORT = 8741  # not a registered service port; 8000/8080/5432 are commonl
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/vouchsim.db"
 # Every MCP protocol version the server can speak, newest first (server.mcp.protocol says what each era means).
 MCP_VERSIONS = ("2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26")
+# The SQLAlchemy dialect+driver pairs the server runs on (async drivers it depends on).
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# The one format of the server's own log lines (its command line and the app, Alembic included); uvicorn's access log
+# keeps its own, which tools parse.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +79,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("issuer must not end with '/'")
         if not 0 < self.port < 65536:
             raise ValueError("port must be between 1 and 65535")
+        scheme, separator, _ = self.database_url.partition("://")
+        if not separator or scheme not in DATABASE_SCHEMES:
+            shown = scheme if separator else "no scheme"  # never the rest: it may hold a password
+            raise ValueError(
+                f"database_url: {shown!r} is not a database this server runs on; use "
+                "sqlite+aiosqlite:///path/to/vouchsim.db or postgresql+asyncpg://user@host:5432/database"
+            )
         for name in (
             "access_token_ttl",
             "refresh_token_ttl",

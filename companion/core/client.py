@@ -23,6 +23,7 @@ from vouchsim.companion.core.errors import (
     CompanionError,
     DelegationNotFoundError,
     InvalidDeviceNameError,
+    McpEndpointError,
     ServerTimeoutError,
     ServerUnreachableError,
     TransportError,
@@ -310,6 +311,10 @@ def _decode_event(data: str) -> Delegation:
 
 
 def _error_for(response: httpx.Response) -> CompanionError:
+    server_url = str(response.request.url.copy_with(query=None))
+    base, found, _ = server_url.rpartition("/mcp/device/")
+    if response.status_code == 404 and found:  # `--server …/mcp`: every /device/… path lands under the MCP endpoint
+        return McpEndpointError(f"{base}/mcp")
     try:
         body = msgspec.json.decode(response.content, type=ErrorBody)
     except msgspec.DecodeError:

@@ -63,6 +63,23 @@ class ServerTimeoutError(TransportError):
     default_message = "The server did not answer in time."
 
 
+class McpEndpointError(CompanionError):
+    """The server URL given is the MCP endpoint (what MCP clients are given), not the server's base URL."""
+
+    default_message = "That is the server's MCP endpoint, not its base URL."
+
+    def __init__(self, server_url: str) -> None:
+        self.base_url = server_url.rstrip("/").removesuffix("/mcp")
+        super().__init__(
+            f"{server_url} is the server's MCP endpoint (the URL MCP clients are given); the companion talks to the "
+            f"server's base URL, {self.base_url}."
+        )
+
+    @property
+    def hint(self) -> str:  # type: ignore[override]
+        return f"Use --server {self.base_url}"
+
+
 class UnexpectedResponseError(CompanionError):
     """An HTTP answer that is not what docs/device-api.md promises (a 5xx, HTML, a malformed body)."""
 

@@ -9,6 +9,11 @@ for the pairing code (typed by the person, or in `--auto` taken from the compani
 and post it with the page's CSRF field. The 303 that answers is where a browser would go next: its
 `code`, `state` and `iss` go back to the SDK through the `callback_handler`.
 
+A person can get it wrong, and the browser lets them try again as a real one does: a refused code is reported in
+the page's own words and the next one is asked for; a page that can take no more codes (the pairing was declined,
+so the page sends the browser back with `access_denied`; or it expired, or was burnt) is reported too, and the
+browser opens the authorization URL again when the person asks for a new pairing (the code source returns None).
+
 The protocol version is the SDK's to negotiate: by default (`Client(mode="auto")`) it probes `server/discover` and
 speaks 2026-07-28 statelessly; `protocol="legacy"` (`--protocol legacy`) forces the 2025 `initialize` handshake.
 """
@@ -36,16 +41,27 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from vouchsim.companion.demo.server import free_port
-from vouchsim.companion.testing.browser import PageParser
+from vouchsim.companion.core.authorization import PageParser
+from vouchsim.companion.server_process import free_port
 
 StepReporter = Callable[[str], None]
-CodeSource = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    """Why the browser asks for a (next) pairing code: `problem` says, in the page's words, why the last one did
+    not get through; `closed` means the page can take no more codes, and only a new pairing helps."""
+
+    problem: str = ""
+    closed: bool = False
+
+
+# The pairing code to type, or None to open the authorization URL again (a new pairing, a new QR).
+CodeSource = Callable[[CodeRequest], Awaitable[str | None]]
 
 CLIENT_NAME: Final = "Vouchsim demo agent"
 PROTOCOLS: Final = ("auto", "legacy")  # the SDK's negotiation modes the demo offers (`--protocol`)
 HTTP_TIMEOUT: Final = 60.0  # longer than a delegation wait budget (at most 50 s)
-MAX_CODE_ATTEMPTS: Final = 5  # the server burns a pairing after five wrong codes
 WAIT_SECONDS: Final = 50
 PAYMENTS: Final[dict[str, Any]] = {
     "audienceId": "aud_test_payments",
@@ -133,6 +149,17 @@ class _Browser:
 
     async def redirect_handler(self, authorization_url: str) -> None:
         self._step(f"Browser: opening the authorization page ({_path(authorization_url)})")
+        while True:
+            page = await self._open(authorization_url)
+            location = await self._type_codes(page)
+            if location is not None:
+                self._location = location
+                self._step(f"Browser: redirected back to the agent ({_path(location, query=False)})")
+                return
+            self._step("Browser: opening the authorization URL again, for a new pairing")
+
+    async def _open(self, authorization_url: str) -> _PairingPage:
+        """The pairing page of a fresh visit, its QR saved into the camera folder."""
         response = await self._http.get(authorization_url)
         if response.status_code != 303:
             raise AgentError(f"The authorization endpoint answered {response.status_code}, not a redirect.")
@@ -144,22 +171,55 @@ class _Browser:
             raise AgentError(f"The QR image answered {qr.status_code}.")
         path = _drop(self._camera_dir, qr.content)
         self._step(f"Browser: QR saved into the companion's camera folder ({path.name})")
-        for _ in range(MAX_CODE_ATTEMPTS):
-            self._step("Browser: waiting for the pairing code the companion shows…")
-            code = (await self._pairing_code()).strip()
-            self._step(f"Browser: typing the pairing code {code} and submitting")
-            answer = await self._http.post(page.action, data={**page.fields, "code": code})
+        return page
+
+    async def _type_codes(self, page: _PairingPage) -> str | None:
+        """Codes as the person types them, until one takes the browser back to the agent with an authorization
+        code (that URL), or the person asks for a new pairing (None)."""
+        request = CodeRequest()
+        while True:
+            self._step(
+                "Browser: the page can take no more codes"
+                if request.closed
+                else "Browser: waiting for the pairing code the companion shows…"
+            )
+            code = await self._pairing_code(request)
+            if code is None:
+                if not request.closed:
+                    await self._look_again(page)  # what the page says now (declined, expired), as a reload would
+                return None
+            if request.closed:
+                request = CodeRequest(f"{request.problem} (no code can help now)", closed=True)
+                continue
+            self._step(f"Browser: typing the pairing code {code.strip()} and submitting")
+            answer = await self._http.post(page.action, data={**page.fields, "code": code.strip()})
             if answer.status_code == 303:
-                self._location = urljoin(page.action, answer.headers["location"])
-                self._step(f"Browser: redirected back to the agent ({_path(self._location, query=False)})")
-                return
-            refused = _PairingPage.parse(page.url, answer.text) if answer.status_code < 500 else None
-            reason = " ".join(refused.alerts) if refused and refused.alerts else f"HTTP {answer.status_code}"
+                location = urljoin(page.action, answer.headers["location"])
+                refusal = _refusal(location)
+                if refusal is None:
+                    return location
+                self._step(f"Browser: the page sent the browser back to the agent with {refusal}")
+                request = CodeRequest(refusal, closed=True)
+                continue
+            if answer.status_code >= 500:
+                raise AgentError(f"The pairing page answered HTTP {answer.status_code}.")
+            reason, refused = _page_problem(page.url, answer)
             self._step(f"Browser: the page refused the code: {reason}")
             if refused is None:
-                break
-            page = refused
-        raise AgentError("The pairing code was not accepted.")
+                request = CodeRequest(reason, closed=True)
+                continue
+            page, request = refused, CodeRequest(reason)
+
+    async def _look_again(self, page: _PairingPage) -> None:
+        response = await self._http.get(page.url)
+        if response.status_code == 303:
+            refusal = _refusal(urljoin(page.url, response.headers["location"]))
+            if refusal is not None:
+                self._step(f"Browser: the page now sends the browser back to the agent with {refusal}")
+        elif response.status_code < 500:
+            reason, still_open = _page_problem(page.url, response)
+            if still_open is None and reason:
+                self._step(f"Browser: the page now says: {reason}")
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         if self._location is None:
@@ -293,6 +353,27 @@ def _segment(token: str, index: int) -> dict[str, Any]:
 
 def _claim_rank(name: str) -> tuple[int, str]:
     return (CLAIM_ORDER.index(name) if name in CLAIM_ORDER else len(CLAIM_ORDER), name)
+
+
+def _refusal(location: str) -> str | None:
+    """`access_denied: The pairing was declined on the trusted device.` when the browser is sent back to the
+    client with an error; None when it carries an authorization code."""
+    params = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+    if "error" not in params:
+        return None
+    description = params.get("error_description", "")
+    return f"{params['error']}: {description}" if description else params["error"]
+
+
+def _page_problem(url: str, response: httpx.Response) -> tuple[str, _PairingPage | None]:
+    """What a page that did not take the code says, and the page again when it still takes codes."""
+    parser = PageParser()
+    parser.feed(response.text)
+    reason = " ".join(parser.alerts) or f"HTTP {response.status_code}"
+    try:
+        return reason, _PairingPage.parse(url, response.text)
+    except AgentError:
+        return reason, None  # no code field any more: expired, burnt, already used
 
 
 def _drop(folder: Path, image: bytes) -> Path:

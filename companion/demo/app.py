@@ -1,33 +1,39 @@
-"""The demo's TUI: the companion, as a person uses it, with the scripted agent's panel beside it.
+"""The demo's TUI: the companion, as a person uses it, with the scripted agent's panel on its right.
 
-`DemoApp` is the companion app (`CompanionApp`) with three additions: the home screen gets an agent panel
-(the agent's steps, and in manual mode a field where the person types the pairing code, as into the
-browser), the scan tab's watched-folder camera is pointed at the folder the agent's browser saves the QR
-into, and the agent runs as a worker once the home screen is up. The device is enrolled before the app
-starts (`run_demo`), with a known PIN shown on screen, so the demo opens straight on the home screen.
+`DemoApp` is the companion app (`CompanionApp`) with these additions: the home screen gets an agent panel beside
+the tabs (the agent's steps, and in manual mode the field where the person types the pairing code, as into the
+browser), the scan tab's watched-folder camera is pointed at the folder the agent's browser saves the QR into, the
+hint bar tells the story's next step, and the agent runs as a worker once the home screen is up. The device is
+enrolled before the app starts (`demo.run`), with a known PIN shown on screen, so the demo opens straight on the
+home screen.
 
-In `--auto`, an autopilot presses through what the person would: the pairing confirmation with the
-demo PIN, the pairing code (handed to the agent instead of typed), the approval of the delegation and
-its signing. The app then exits 0 once the agent has shown the token's claims, and 1 with the reason
-when something fails or the demo does not finish in time.
+A newcomer can get a step wrong and go on: a declined or expired pairing is shown in red, with `n` for a new
+pairing (the agent's browser opens the authorization page again, and its new QR reaches the camera). The pairing
+code stays docked under the tabs until it is used or expires, and the agent's field has the focus meanwhile. A
+failure shows its real reason (say `access_denied`), not an exception's wrapper; quitting before the story's end
+exits 1 with that reason.
+
+In `--auto`, an autopilot presses through what the person would: the pairing confirmation with the demo PIN, the
+pairing code (typed into the agent's field), the approval of the delegation and its signing. The app then exits 0
+once the agent has shown the token's claims, and 1 with the reason when something fails or the demo does not
+finish in time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Protocol
 
 import httpx
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Button, Input, RadioButton, RadioSet, RichLog, Static
 from textual.worker import Worker
 
@@ -36,42 +42,42 @@ from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.config import CompanionConfig
 from vouchsim.companion.core.keystore import Enrolment, Keystore
 from vouchsim.companion.core.pin import PinStore
-from vouchsim.companion.demo.agent import AgentResult, run_agent
-from vouchsim.companion.demo.server import DemoServer, ServerStartError, exit_on_termination
+from vouchsim.companion.core.schemas import PairingApproval, PairingContext
+from vouchsim.companion.core.text import clean, pairing_code
+from vouchsim.companion.demo.agent import AgentResult, CodeRequest, CodeSource, StepReporter, run_agent
 from vouchsim.companion.messages import DecisionChosen
 from vouchsim.companion.screens.delegation import DelegationConfirmScreen
 from vouchsim.companion.screens.home import HomeScreen
-from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.pairing import PairingAnswer, PairingConfirmScreen
 from vouchsim.companion.screens.scan import PLACEHOLDERS, ScanView
-from vouchsim.companion.widgets.format import clean
+from vouchsim.companion.widgets.code_dock import ShownCode
+from vouchsim.companion.widgets.hint_bar import Hint
 
 DEMO_PIN: Final = "0000"
 DEVICE_NAME: Final = "Vouchsim demo phone"
-AUTO_PACE: Final = 0.6  # seconds a screen stays up before the autopilot answers it: long enough to see
+AUTO_PACE: Final = 0.5  # seconds a screen stays up before the autopilot answers it: long enough to see
 AUTO_DEADLINE: Final = 120.0  # the whole --auto run, start to claims
 UI_WAIT: Final = 10.0
+APP_DIR: Final = Path(__file__).resolve().parent.parent
+AGENT_FIELD: Final = "the agent panel on the right"
+
+
+class Agent(Protocol):
+    """`run_agent`'s shape: tests and screenshots hand in a scripted one."""
+
+    def __call__(
+        self,
+        server_url: str,
+        camera_dir: Path,
+        *,
+        pairing_code: CodeSource,
+        on_step: StepReporter,
+        protocol: str = "auto",
+    ) -> Awaitable[AgentResult]: ...
 
 
 class AgentPanel(Vertical):
     """The agent's side: its steps as they happen, and the pairing code field (manual mode only)."""
-
-    DEFAULT_CSS = """
-    #agent-panel {
-        dock: right;
-        width: 46%;
-        height: 1fr;
-        border-left: tall $primary;
-        background: $surface;
-        padding: 0 1;
-    }
-    #agent-title { color: $primary; text-style: bold; height: 1; }
-    #agent-note { color: $text-muted; height: auto; }
-    #agent-log { height: 1fr; background: $surface; }
-    #agent-code { height: 3; }
-    #agent-outcome { height: auto; text-style: bold; }
-    #agent-outcome.-ok { color: $success; }
-    #agent-outcome.-failed { color: $error; }
-    """
 
     def __init__(self, *, auto: bool) -> None:
         super().__init__(id="agent-panel")
@@ -82,15 +88,12 @@ class AgentPanel(Vertical):
         note = (
             f"Autopilot: the demo answers the companion for you (PIN {DEMO_PIN})."
             if self._auto
-            else f"Your PIN is {DEMO_PIN}. Type the code the companion shows below, then Enter. q quits."
+            else f"Your PIN is {DEMO_PIN}. The field below is the browser's code field. ctrl+q quits."
         )
         yield Static(note, id="agent-note", markup=False)
-        yield RichLog(id="agent-log", wrap=True, markup=False, highlight=False)
+        yield RichLog(id="agent-log", wrap=True, markup=False, highlight=False, min_width=20)
         yield Input(id="agent-code", placeholder="pairing code (XXXX-XXXX), as typed into the page", disabled=True)
         yield Static(id="agent-outcome", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one("#agent-code").display = not self._auto
 
 
 class DemoHomeScreen(HomeScreen):
@@ -98,27 +101,39 @@ class DemoHomeScreen(HomeScreen):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._auto = auto
 
-    def compose(self) -> ComposeResult:
+    def compose_side(self) -> ComposeResult:
         yield AgentPanel(auto=self._auto)
-        yield from super().compose()
 
 
 class DemoApp(CompanionApp):
-    CSS_PATH = str(Path(__file__).resolve().parent.parent / "app.tcss")  # the companion's own look
+    CSS_PATH = [APP_DIR / "app.tcss", APP_DIR / "demo" / "demo.tcss"]  # the companion's look, and the demo's
     TITLE = "Vouchsim demo"
+    BINDINGS = [Binding("n", "new_pairing", "New pairing")]
 
     def __init__(
-        self, config: CompanionConfig, *, server_url: str, camera_dir: Path, auto: bool, protocol: str = "auto"
+        self,
+        config: CompanionConfig,
+        *,
+        camera_dir: Path,
+        auto: bool,
+        agent: Agent = run_agent,
+        protocol: str = "auto",
+        **options: Any,
     ) -> None:
-        super().__init__(config, device_name=DEVICE_NAME)
-        self.server_url = server_url
+        """The agent talks to the server the companion does (`config.server_url`). `options` are CompanionApp's
+        (tests hand in a fake server's HTTP, a clock, a sleep)."""
+        super().__init__(config, device_name=DEVICE_NAME, **options)
+        self.server_url = config.server_for(None)
         self.camera_dir = camera_dir
-        self.protocol = protocol  # the agent's MCP negotiation: "auto" (the SDK's default) or "legacy"
         self.auto = auto
+        self._agent = agent
+        self.protocol = protocol  # the agent's MCP negotiation: "auto" (the SDK's default) or "legacy"
         self.transcript: list[str] = []
         self.result: AgentResult | None = None
         self.failure: str | None = None
-        self._codes: asyncio.Queue[str] = asyncio.Queue()
+        self.outcome: Hint | None = None  # how the story ended (done or failed), once it has
+        self.browser_waiting: CodeRequest | None = None  # the browser asks for a code (and why), or None
+        self._codes: asyncio.Queue[str | None] = asyncio.Queue()
         self._answered: set[int] = set()  # screens (by id) and delegations the autopilot handled
         self._chosen: set[str] = set()
         self._seen: dict[int, float] = {}
@@ -133,13 +148,13 @@ class DemoApp(CompanionApp):
         super()._open_home(enrolment)
         self.agent_worker = self.run_worker(self._demo, name="agent", group="agent", exclusive=True)
         if self.auto:
-            self.set_interval(0.2, self._autopilot, name="autopilot")
+            self.set_interval(0.1, self._autopilot, name="autopilot")
             self.set_timer(AUTO_DEADLINE, partial(self._fail, f"the demo did not finish in {AUTO_DEADLINE:g} s"))
 
     async def _demo(self) -> None:
         try:
             await self._point_camera()
-            self.result = await run_agent(
+            self.result = await self._agent(
                 self.server_url,
                 self.camera_dir,
                 pairing_code=self._next_code,
@@ -148,13 +163,13 @@ class DemoApp(CompanionApp):
             )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # every failure of the agent ends here, shown in the panel
-            self._fail(f"{exc.__class__.__name__}: {exc}" if not str(exc) else str(exc))
+        except Exception as exc:  # every failure of the agent ends here, shown in the panel and the hint bar
+            self._fail(reason_of(exc))
             return
         if not self.result.approved:
-            self._finish(
-                f"The delegation was {self.result.delegation.get('status')}: the agent got no token.", ok=False
-            )
+            status = self.result.delegation.get("status")
+            # The person's own choice (d) ends the story; anything else did not go as it should.
+            self._finish(f"The delegation was {status}: the agent got no token.", ok=status == "denied")
             return
         self._finish("The agent holds a verified delegation token.", ok=True)
 
@@ -162,8 +177,11 @@ class DemoApp(CompanionApp):
         """The scan tab in watched-folder mode, on the folder the agent's browser saves the QR into."""
         home = self.home
         assert home is not None
-        await _until(lambda: bool(home.query(RadioSet)) and home.query_one(RadioSet).pressed_button is not None)
-        home.action_show("scan")
+        await _until(
+            lambda: (
+                home.is_mounted and bool(home.query(RadioSet)) and home.query_one(RadioSet).pressed_button is not None
+            )
+        )
         scan = home.query_one(ScanView)
         field = scan.query_one("#scan-input", Input)
         scan.query_one("#mode-folder", RadioButton).value = True  # a set that has mounted takes the change
@@ -172,24 +190,103 @@ class DemoApp(CompanionApp):
         field.value = str(self.camera_dir)
         scan.start_watching(self.camera_dir)
         self.step(f"Companion: the camera watches {self.camera_dir}")
+        self.show_next_step()
 
-    async def _next_code(self) -> str:
-        """The pairing code: typed into the panel by the person, or handed over by the autopilot."""
-        if not self.auto and self.home is not None:
-            field = self.home.query_one("#agent-code", Input)
-            field.disabled = False
-            field.focus()
-        code = await self._codes.get()
-        if self.home is not None:
-            self.home.query_one("#agent-code", Input).disabled = True
-        return code
+    # --- the pairing code: typed by the person into the agent's field, or by the autopilot ------------------
+
+    async def _next_code(self, request: CodeRequest) -> str | None:
+        """The browser asks for a code (or a new pairing, None); `request` says why the last one did not work."""
+        self.browser_waiting = request
+        self.refresh_bindings()
+        self.show_next_step()
+        field = self._code_field()
+        if field is not None:
+            # A page that takes no more codes leaves the field off, so `n` (a new pairing) is a key, not a letter.
+            field.disabled = self.auto or request.closed
+            field.set_class(not field.disabled, "-waiting")
+            if not field.disabled and not isinstance(self.screen, PairingConfirmScreen):
+                field.focus()
+        try:
+            return await self._codes.get()
+        finally:
+            self.browser_waiting = None
+            if self.screen_stack:  # not when the app is going away
+                self.refresh_bindings()
+            if field is not None:
+                field.disabled = True
+                field.set_class(False, "-waiting")
 
     @on(Input.Submitted, "#agent-code")
     def _code_typed(self, event: Input.Submitted) -> None:
         event.stop()
-        if event.value.strip():
+        if event.value.strip() and self.browser_waiting is not None:
             event.input.value = ""
             self._codes.put_nowait(event.value.strip())
+            self.set_focus(None)  # out of the field while the browser works: `a`, `n` and `q` are keys again
+            self.show_next_step()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "new_pairing":
+            return self.browser_waiting is not None and self.outcome is None
+        return super().check_action(action, parameters)
+
+    def action_new_pairing(self) -> None:
+        """The agent's browser opens the authorization page again: a new pairing, a new QR for the camera."""
+        if self.browser_waiting is None or self.outcome is not None:
+            return
+        self.pairing_problem = ""
+        self._scan_status("working", "The agent's browser opens the authorization page again; a new QR is coming…")
+        self._show_code(None)
+        self._codes.put_nowait(None)
+
+    def _code_field(self) -> Input | None:
+        if self.home is None:
+            return None
+        try:
+            return self.home.query_one("#agent-code", Input)
+        except NoMatches:  # not composed yet, or the app is going away
+            return None
+
+    # --- the companion's side of the story ------------------------------------------------------------------
+
+    def code_for(self, context: PairingContext, approval: PairingApproval) -> ShownCode:
+        return ShownCode(approval, context.client_name, context.client_id, where=AGENT_FIELD)
+
+    def retry_pairing_hint(self) -> str:
+        return "n starts a new pairing (the agent's browser opens the page again)."
+
+    def pairing_answered(self, context: PairingContext, answer: PairingAnswer) -> None:
+        field = self._code_field()
+        if answer is PairingAnswer.APPROVED and field is not None and not self.auto:
+            field.focus()  # where the code goes: the person types it at once, with the code still in view
+
+    def next_step(self) -> Hint:
+        """The story's next step, in the hint bar."""
+        if self.outcome is not None:
+            return self.outcome
+        home = self.home
+        if home is None:
+            return Hint()
+        waiting = self.browser_waiting
+        if home.code is not None:
+            code = pairing_code(home.code.approval.pairing_code)
+            return Hint(f"Type the code {code} into the agent's field on the right, then press Enter.")
+        if waiting is not None and waiting.problem:  # the page's own words: newer than what the companion knew
+            more = "Press n for a new pairing." if waiting.closed else "Type the code again, or press n for a new one."
+            return Hint(f"The page answered {waiting.problem} {more}", "problem")
+        if self.pairing_problem:
+            return Hint(f"{self.pairing_problem} Press n for a new pairing.", "problem")
+        if home.pending:
+            newest = home.pending[0]
+            return Hint(
+                f"Press a to approve the agent's request (d denies). Its binding message "
+                f"{clean(newest.binding_message)} is the one the agent shows."
+            )
+        if isinstance(self.screen, PairingConfirmScreen):
+            return Hint(f"Type the PIN {DEMO_PIN} and press Enter to approve the pairing (Esc declines).")
+        if waiting is not None:
+            return Hint("The QR is in the camera folder: the companion asks you to confirm the pairing…")
+        return super().next_step()
 
     # --- what the agent reports, and how the demo ends -------------------------------------------------------
 
@@ -202,22 +299,29 @@ class DemoApp(CompanionApp):
 
     def _finish(self, text: str, *, ok: bool) -> None:
         self.step(("✔ " if ok else "✖ ") + text)
-        if self.home is not None:
+        self.outcome = Hint(f"{text} q quits.", "done" if ok else "problem")
+        if not ok:
+            self.failure = text
+        if self.home is not None and self.home.is_mounted:
             outcome = self.home.query_one("#agent-outcome", Static)
-            outcome.update(text if ok else f"{text} Press q to quit.")
+            outcome.update(text)
             outcome.set_class(ok, "-ok")
             outcome.set_class(not ok, "-failed")
+        self.refresh_bindings()
+        self.show_next_step()
         if self.auto:
-            if ok:
-                self.exit(return_code=0)
-            else:
-                self.failure = text
-                self.exit(return_code=1)
+            self.exit(return_code=0 if ok else 1)
 
     def _fail(self, reason: str) -> None:
-        if self.failure is None and (self.result is None or not self.result.approved):
+        if self.outcome is None:
             self._finish(f"The demo failed: {reason}", ok=False)
             self.failure = reason
+
+    async def action_quit(self) -> None:
+        """The story's end is exit status 0; quitting before it is 1, with where it stood."""
+        if self.outcome is None:
+            self.failure = f"stopped before the end: {self.next_step().text}"
+        self.exit(return_code=0 if self.failure is None else 1)
 
     # --- --auto: press through what the person would ---------------------------------------------------------
 
@@ -225,25 +329,39 @@ class DemoApp(CompanionApp):
         screen = self.screen
         now = time.monotonic()
         first_seen = self._seen.setdefault(id(screen), now)
-        if id(screen) in self._answered or now - first_seen < AUTO_PACE:
+        if now - first_seen < AUTO_PACE:
             return
-        if isinstance(screen, PairingConfirmScreen):
+        if isinstance(screen, PairingConfirmScreen) and id(screen) not in self._answered:
             self._answered.add(id(screen))
             screen.query_one("#pin", Input).value = DEMO_PIN
             screen.query_one("#approve", Button).press()
-        elif isinstance(screen, PairingCodeScreen):
-            self._answered.add(id(screen))
-            self._codes.put_nowait(screen.approval.pairing_code)
-            screen.query_one("#done", Button).press()
-        elif isinstance(screen, DelegationConfirmScreen):
+        elif isinstance(screen, DelegationConfirmScreen) and id(screen) not in self._answered:
             self._answered.add(id(screen))
             screen.query_one("#confirm", Button).press()
         elif screen is self.home and self.home is not None:
+            if self.home.code is not None and self.browser_waiting is not None:
+                code = pairing_code(self.home.code.approval.pairing_code)
+                if code not in self._chosen:
+                    self._chosen.add(code)
+                    self.step(f"Autopilot: typing {code} into the agent's field")
+                    self._codes.put_nowait(code)
+                return
             for delegation in self.home.pending:
                 if delegation.delegation_id not in self._chosen:
                     self._chosen.add(delegation.delegation_id)
                     self.post_message(DecisionChosen(delegation, "approve"))
                     return
+
+
+def reason_of(error: BaseException) -> str:
+    """The failure a person can act on: what an exception group (the MCP SDK's task groups) wraps, not the group."""
+    while isinstance(error, BaseExceptionGroup):
+        inner = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
+        if not inner:
+            break
+        error = inner[0]
+    text = str(error).strip()
+    return text if text else error.__class__.__name__
 
 
 async def _until(condition: Callable[[], bool], within: float = UI_WAIT) -> None:
@@ -260,37 +378,3 @@ async def enrol_demo_device(state_dir: Path, server_url: str) -> None:
     async with httpx.AsyncClient(base_url=server_url, timeout=10.0) as http:
         await DeviceApiClient(http, Keystore(state_dir)).enrol(DEVICE_NAME)
     PinStore(state_dir).set(DEMO_PIN)
-
-
-def run_demo(*, auto: bool, headless: bool = False, keep: bool = False, protocol: str = "auto") -> int:
-    """Start the server, enrol, run the TUI; stop the server whatever happens. The exit status."""
-    exit_on_termination()
-    state = Path(tempfile.mkdtemp(prefix="vouchsim-demo-"))
-    server = DemoServer(state)
-    status = 1
-    try:
-        print(f"Vouchsim demo: starting the server on {server.base_url} (state in {state})…", flush=True)
-        try:
-            server.start()
-        except ServerStartError as exc:
-            print(f"vouchsim demo: {exc}", file=sys.stderr)
-            return 1
-        asyncio.run(enrol_demo_device(state / "companion", server.base_url))
-        config = CompanionConfig(state_dir=state / "companion", server_url=server.base_url)
-        app = DemoApp(config, server_url=server.base_url, camera_dir=state / "camera", auto=auto, protocol=protocol)
-        app.run(headless=headless)
-        status = app.return_code if app.return_code is not None else 1
-        for line in app.transcript:  # the agent's side, kept on the terminal after the TUI is gone
-            print(line)
-        if app.failure is not None or status != 0:
-            print(f"vouchsim demo: failed: {app.failure or f'exit status {status}'}", file=sys.stderr)
-            print(f"  server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
-            keep = True
-        return status
-    finally:
-        server.stop()
-        print(f"Vouchsim demo: the server on {server.base_url} is stopped.", flush=True)
-        if keep:
-            print(f"Vouchsim demo: state kept in {state}", flush=True)
-        else:
-            shutil.rmtree(state, ignore_errors=True)

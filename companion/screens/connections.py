@@ -13,8 +13,8 @@ from textual.widgets import DataTable, Static
 
 from vouchsim.companion.core.schemas import Connection
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import ago, clean, clean_list, fit, short_instant
 from vouchsim.companion.messages import UnpairChosen
-from vouchsim.companion.widgets.format import ago, clean, clean_list, fit, short_instant
 
 CLIENT, SCOPES, PAIRED, USED, STATUS = 22, 22, 12, 11, 21
 COLUMNS = (("Client", CLIENT), ("Scopes", SCOPES), ("Paired (UTC)", PAIRED), ("Last used", USED), ("Status", STATUS))

@@ -15,9 +15,9 @@ from vouchsim.companion.core.decisions import SignedDecision
 from vouchsim.companion.core.keystore import Enrolment
 from vouchsim.companion.core.schemas import Delegation
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import clean, clean_list
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.field_row import FieldRow
-from vouchsim.companion.widgets.format import clean, clean_list
 
 VERBS: dict[str, tuple[str, str, ButtonVariant]] = {
     "approve": ("Approve", "Sign and approve", "success"),
@@ -26,10 +26,11 @@ VERBS: dict[str, tuple[str, str, ButtonVariant]] = {
 
 
 class DelegationConfirmScreen(ModalScreen[bool]):
-    """True to send the signed decision, False to go back (the default: Cancel has the focus)."""
+    """True to send the signed decision, False to go back. The person already chose approve or deny (`a` / `d`):
+    this is the last look at what is signed, so Enter signs (the button has the focus) and Escape goes back."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    AUTO_FOCUS = "#cancel"
+    AUTO_FOCUS = "#confirm"
 
     def __init__(self, delegation: Delegation, signed: SignedDecision, *, device: Enrolment, clock: Clock) -> None:
         super().__init__()
@@ -70,6 +71,7 @@ class DelegationConfirmScreen(ModalScreen[bool]):
             with VerticalScroll(id="statement-box"):
                 yield Static(signed.statement.decode("utf-8"), id="statement", markup=False)
             with Horizontal(classes="dialog-buttons"):
+                yield Static("enter signs · esc goes back", classes="dialog-keys", markup=False)
                 yield Button("Cancel", id="cancel")
                 yield Button(button, id="confirm", variant=variant)
 

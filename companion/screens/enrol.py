@@ -19,8 +19,8 @@ from vouchsim.companion.core.client import MAX_NAME_LENGTH
 from vouchsim.companion.core.config import ConfigError, normalize_server_url
 from vouchsim.companion.core.keystore import Enrolment
 from vouchsim.companion.core.pin import MAX_LENGTH, MIN_LENGTH, InvalidPinError, check_pin
+from vouchsim.companion.core.text import clean
 from vouchsim.companion.messages import EnrolmentFinished, EnrolmentSubmitted, PinChosen
-from vouchsim.companion.widgets.format import clean
 
 INTRO = (
     "This app acts as your trusted phone. Enrolling creates a key on this computer and registers its "

@@ -18,7 +18,8 @@ this device's key.
 ## Keys
 
 - `i` `h` `c` `s`: the Inbox, History, Connections and Scan tabs; `tab` moves between controls
-- `a` / `d` on a request card: approve / deny; a confirmation shows the exact bytes that are signed
+- `a` / `d` in the Inbox: approve / deny the selected request, else the newest (`↑` `↓` choose); a
+  confirmation shows the exact bytes that are signed, and `enter` signs them
 - `x` in History: revoke the selected approved delegation
 - `u` in Connections: unpair the selected application
 - `r` reconnect now, `t` light or dark theme, `?` this help, `q` quit
@@ -31,14 +32,15 @@ this device's key.
 and the time left.
 
 **Scan**: the camera. Give a picture file, an image URL, or a folder to watch: every new image saved
-there is scanned. Before a pairing is approved you see who is asking; *Decline* is the default, and
-approving needs your PIN. The code to type on the authorization page is then shown large.
+there is scanned. Before a pairing is approved you see who is asking, and approving needs your PIN (the
+field has the focus: type it, `enter`; `escape` declines). The code to type on the authorization page then
+stays docked under the tabs, large, until it is used or expires.
 
 **History**: decided, expired and revoked requests. **Connections**: paired applications; unpairing
 one stops its tokens at once.
 
 The bar at the top shows the server, whether the live connection is up (it reconnects by itself),
-and this device's name and key fingerprint.
+and this device's name and key fingerprint; the line under it names the next step.
 """
 
 

@@ -10,8 +10,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from vouchsim.companion.core.schemas import Delegation
+from vouchsim.companion.core.text import clean, clean_list, fit, short_instant
 from vouchsim.companion.messages import RevokeChosen
-from vouchsim.companion.widgets.format import clean, clean_list, fit, short_instant
 
 STATUS_STYLES = {
     "approved": "bold green",

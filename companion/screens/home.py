@@ -1,7 +1,11 @@
-"""The home screen: the status bar, four tabs (inbox, history, connections, scan) and the footer.
+"""The home screen: the status bar, the hint bar, four tabs (inbox, history, connections, scan) with the docked
+pairing code under them, and the footer.
 
-It holds what the app hands down (the link, the lists, the scan status) and binds each to the tab that
-shows it; switching tabs reports `ViewShown` so the app can refresh that list.
+It holds what the app hands down (the link, the lists, the scan status, the hint, the code to show) and binds each
+to the widget that shows it; switching tabs reports `ViewShown` so the app can refresh that list. `a` and `d` act on
+the Inbox from anywhere on this screen, on the selected request or else the newest, so approving needs no Tab.
+
+`compose_side()` yields what stands beside the tabs, on the right: nothing here; the demo's agent panel there.
 """
 
 from __future__ import annotations
@@ -11,18 +15,22 @@ from collections.abc import Awaitable, Callable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from vouchsim.companion.core.decisions import Decision
 from vouchsim.companion.core.schemas import Connection, Delegation
 from vouchsim.companion.core.signing import Clock
-from vouchsim.companion.messages import View, ViewShown
+from vouchsim.companion.messages import DecisionChosen, View, ViewShown
 from vouchsim.companion.screens.connections import ConnectionsView
 from vouchsim.companion.screens.history import HistoryView
 from vouchsim.companion.screens.inbox import InboxView
 from vouchsim.companion.screens.scan import ScanStatus, ScanView
+from vouchsim.companion.widgets.code_dock import PairingCodeDock, ShownCode
+from vouchsim.companion.widgets.hint_bar import Hint, HintBar
 from vouchsim.companion.widgets.status_bar import Link, StatusBar
 
 VIEWS: tuple[View, ...] = ("inbox", "history", "connections", "scan")
@@ -30,11 +38,15 @@ VIEWS: tuple[View, ...] = ("inbox", "history", "connections", "scan")
 
 class HomeScreen(Screen[None]):
     BINDINGS = [
+        Binding("a", "decide('approve')", "Approve"),
+        Binding("d", "decide('deny')", "Deny"),
         Binding("i", "show('inbox')", "Inbox", show=False),
         Binding("h", "show('history')", "History", show=False),
         Binding("c", "show('connections')", "Connections", show=False),
         Binding("s", "show('scan')", "Scan"),
         Binding("escape", "leave_field", "Leave field", show=False),
+        Binding("up", "select(-1)", "Newer", show=False),  # with nothing focused: choose a request all the same
+        Binding("down", "select(1)", "Older", show=False),
     ]
 
     link: reactive[Link] = reactive(Link, init=False)
@@ -42,6 +54,8 @@ class HomeScreen(Screen[None]):
     history: reactive[tuple[Delegation, ...]] = reactive((), init=False)
     connections: reactive[tuple[Connection, ...]] = reactive((), init=False)
     scan_status: reactive[ScanStatus] = reactive(ScanStatus, init=False)
+    hint: reactive[Hint] = reactive(Hint, init=False)
+    code: reactive[ShownCode | None] = reactive(None, init=False)
 
     def __init__(self, *, clock: Clock, sleep: Callable[[float], Awaitable[None]], poll_interval: float) -> None:
         super().__init__()
@@ -51,24 +65,36 @@ class HomeScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar().data_bind(HomeScreen.link)
-        with TabbedContent(initial="inbox", id="tabs"):
-            with TabPane("Inbox", id="inbox"):
-                yield InboxView(clock=self._clock, id="inbox-view").data_bind(delegations=HomeScreen.pending)
-            with TabPane("History", id="history"):
-                yield HistoryView(id="history-view").data_bind(delegations=HomeScreen.history)
-            with TabPane("Connections", id="connections"):
-                yield ConnectionsView(clock=self._clock, id="connections-view").data_bind(HomeScreen.connections)
-            with TabPane("Scan", id="scan"):
-                yield ScanView(sleep=self._sleep, poll_interval=self._poll_interval, id="scan-view").data_bind(
-                    status=HomeScreen.scan_status
-                )
+        yield HintBar(id="hint-bar").data_bind(HomeScreen.hint)
+        with Horizontal(id="home-body"):
+            with Vertical(id="companion-side"):
+                with TabbedContent(initial="inbox", id="tabs"):
+                    with TabPane("Inbox", id="inbox"):
+                        yield InboxView(clock=self._clock, id="inbox-view").data_bind(delegations=HomeScreen.pending)
+                    with TabPane("History", id="history"):
+                        yield HistoryView(id="history-view").data_bind(delegations=HomeScreen.history)
+                    with TabPane("Connections", id="connections"):
+                        yield ConnectionsView(clock=self._clock, id="connections-view").data_bind(
+                            HomeScreen.connections
+                        )
+                    with TabPane("Scan", id="scan"):
+                        yield ScanView(sleep=self._sleep, poll_interval=self._poll_interval, id="scan-view").data_bind(
+                            status=HomeScreen.scan_status
+                        )
+                yield PairingCodeDock(clock=self._clock, id="code-dock").data_bind(shown=HomeScreen.code)
+            yield from self.compose_side()
         yield Footer()
+
+    def compose_side(self) -> ComposeResult:
+        """What stands on the right of the tabs (the demo's agent panel); nothing in the companion itself."""
+        yield from ()
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._count_pending)
 
     def watch_pending(self) -> None:
         self.call_after_refresh(self._count_pending)
+        self.refresh_bindings()  # `a` and `d` show in the footer only while there is something to decide
 
     def _count_pending(self) -> None:
         try:
@@ -76,6 +102,22 @@ class HomeScreen(Screen[None]):
         except NoMatches:  # not composed yet: on_mount counts again
             return
         tab.label = f"Inbox ({len(self.pending)})" if self.pending else "Inbox"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "decide":
+            return bool(self.pending) and self.view == "inbox"
+        return True
+
+    def action_decide(self, decision: Decision) -> None:
+        """Approve or deny the selected request, else the newest: the app asks for confirmation first."""
+        inbox = self.query_one(InboxView)
+        card = inbox.selected or next(iter(inbox.cards), None)
+        if card is not None and not card.lapsed:
+            self.post_message(DecisionChosen(card.delegation, decision))
+
+    def action_select(self, step: int) -> None:
+        if self.view == "inbox":
+            self.query_one(InboxView).action_move(step)
 
     def action_leave_field(self) -> None:
         """Out of a text field, so the letter keys are shortcuts again."""
@@ -86,13 +128,17 @@ class HomeScreen(Screen[None]):
 
     @property
     def view(self) -> View:
-        active = self.query_one(TabbedContent).active
+        try:
+            active = self.query_one(TabbedContent).active
+        except NoMatches:
+            return "inbox"
         return next((v for v in VIEWS if v == active), "inbox")
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
         self.post_message(ViewShown(self.view))
+        self.refresh_bindings()
         self.focus_view()
 
     def focus_view(self) -> None:

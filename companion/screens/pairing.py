@@ -1,8 +1,10 @@
-"""Pairing: who is asking, confirmed with the local PIN (decline is the default), then the code, large.
+"""Pairing: who is asking, confirmed with the local PIN. The code that follows is docked on the home screen
+(`widgets.code_dock`), not shown in a dialog, so it stays readable while the person types it elsewhere.
 
 A QR can be shown to someone who did not start the pairing ("scan this to win"), which is how QR-linking
 attacks take over accounts; WhatsApp and Signal answer with a local confirmation, and so does this app:
-the request is shown in full, the focus starts on Decline, and approving needs the PIN set at enrolment.
+the request is shown in full and approving needs the PIN set at enrolment. The focus starts in the PIN field, so
+the digits typed first land there; with no PIN, Enter approves nothing (it asks for the PIN); Escape declines.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ from textual.widgets import Button, Input, Label, Static
 
 from vouchsim.companion.core.errors import CompanionError
 from vouchsim.companion.core.pin import PinStore
-from vouchsim.companion.core.schemas import PairingApproval, PairingContext
+from vouchsim.companion.core.schemas import PairingContext
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import clean, clean_list, instant
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.field_row import FieldRow
-from vouchsim.companion.widgets.format import clean, clean_list, instant
-from vouchsim.companion.widgets.pairing_code import PairingCode
 
 MAX_PIN_ATTEMPTS: Final = 3
 
@@ -39,7 +40,7 @@ class PairingAnswer(enum.Enum):
 
 class PairingConfirmScreen(ModalScreen[PairingAnswer]):
     BINDINGS = [Binding("escape", "decline", "Decline")]
-    AUTO_FOCUS = "#decline"
+    AUTO_FOCUS = "#pin"
 
     def __init__(self, context: PairingContext, *, pins: PinStore, clock: Clock) -> None:
         super().__init__()
@@ -73,6 +74,7 @@ class PairingConfirmScreen(ModalScreen[PairingAnswer]):
                 yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12, placeholder="to approve")
             yield Static(id="pin-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
+                yield Static("enter approves · esc declines", classes="dialog-keys", markup=False)
                 yield Button("Decline", id="decline", variant="error")
                 yield Button("Approve", id="approve", variant="success")
 
@@ -112,38 +114,3 @@ class PairingConfirmScreen(ModalScreen[PairingAnswer]):
     @on(Countdown.Elapsed, "#pairing-expiry")
     def _expired(self) -> None:
         self.dismiss(PairingAnswer.EXPIRED)
-
-
-class PairingCodeScreen(ModalScreen[None]):
-    """The code to type on the authorization page, large, with the time it stays valid."""
-
-    BINDINGS = [Binding("escape", "close", "Done"), Binding("enter", "close", "Done", show=False)]
-    AUTO_FOCUS = "#done"
-
-    def __init__(self, approval: PairingApproval, *, client_name: str, clock: Clock) -> None:
-        super().__init__()
-        self.approval = approval
-        self._client_name = client_name
-        self._clock = clock
-
-    def compose(self) -> ComposeResult:
-        code = PairingCode(self.approval.pairing_code, id="pairing-code")
-        with Vertical(id="code-dialog", classes="dialog"):
-            yield Static(Content.assemble("Approved ", (clean(self._client_name), "bold")), classes="dialog-title")
-            yield Static("Type this code on the authorization page:", markup=False)
-            yield code
-            with Horizontal(id="code-footer"):
-                yield Static(code.code, id="code-text", markup=False)
-                yield Countdown(
-                    self.approval.code_expires_at,
-                    clock=self._clock,
-                    prefix="valid for ",
-                    over="expired: scan the QR again for a new code",
-                    id="code-expiry",
-                )
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Done", id="done", variant="primary")
-
-    @on(Button.Pressed, "#done")
-    def action_close(self) -> None:
-        self.dismiss(None)

@@ -20,8 +20,8 @@ from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 
 from vouchsim.companion.camera import FolderWatch, ImageFile, source_from_text
 from vouchsim.companion.core.errors import CompanionError, ImageSourceError
+from vouchsim.companion.core.text import clean
 from vouchsim.companion.messages import ScanSubmitted
-from vouchsim.companion.widgets.format import clean
 from vouchsim.companion.widgets.path_suggester import PathSuggester
 
 Mode = Literal["file", "url", "folder"]

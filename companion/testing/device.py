@@ -2,6 +2,10 @@
 calls or automatically (`auto("approve-all" | "deny-all" | RuleSet | rules file)`), and completes
 authorization pages. Its methods are synchronous, so plain and async tests can both call them: the device
 runs its HTTP on an event loop of its own, in a background thread, until `close()`.
+
+`auto()` is the companion core's follower and decision policy (`companion.core.follower`), as in `vouchsim
+companion watch` and the side-car: it follows the server's delegation stream, so a request is decided as soon as
+the server announces it, with no polling.
 """
 
 from __future__ import annotations
@@ -16,19 +20,18 @@ from typing import Any, Final, Literal, TypeVar
 
 import httpx
 
+from vouchsim.companion.core.authorization import AuthorizationPage
 from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.decisions import Decision
-from vouchsim.companion.core.errors import DelegationClosedError, DelegationNotFoundError
+from vouchsim.companion.core.follower import AutoDecider, Outcome, decide_as_they_come, policy_for
 from vouchsim.companion.core.keystore import Keystore
-from vouchsim.companion.core.rules import RuleSet, evaluate, load_rules
+from vouchsim.companion.core.rules import RuleSet, load_rules
 from vouchsim.companion.core.schemas import Delegation
-from vouchsim.companion.testing.browser import AuthorizationPage
 
 T = TypeVar("T")
 AutoMode = Literal["approve-all", "deny-all"] | RuleSet | Path
 DEVICE_NAME: Final = "vouchsim test device"
 CALL_TIMEOUT: Final = 60.0
-POLL_INTERVAL: Final = 0.1
 
 
 class TrustedDevice:
@@ -95,9 +98,10 @@ class TrustedDevice:
     def auto(self, mode: AutoMode) -> None:
         """Decide every pending delegation as it arrives, until `stop()`: approve all, deny all, or by rules
         (a RuleSet or a TOML rules file; a rule's `ask` or `leave` leaves the delegation pending)."""
-        rules = load_rules(mode) if isinstance(mode, Path) else mode
+        policy = policy_for(load_rules(mode) if isinstance(mode, Path) else mode)  # a bad mode fails here, at once
         self.stop()
-        self._auto = asyncio.run_coroutine_threadsafe(self._watch(rules), self._loop)
+        decider = AutoDecider(self.client, policy, on_outcome=self._record)
+        self._auto = asyncio.run_coroutine_threadsafe(decide_as_they_come(decider), self._loop)
 
     def stop(self) -> None:
         """Stop deciding automatically (idempotent); re-raises what made the watcher fail, if anything."""
@@ -112,22 +116,11 @@ class TrustedDevice:
             if not auto.cancelled() and not isinstance(exc, asyncio.CancelledError):
                 raise
 
-    async def _watch(self, mode: Literal["approve-all", "deny-all"] | RuleSet) -> None:
-        seen: set[str] = set()
-        while True:
-            for delegation in await self.client.delegations("pending"):
-                if delegation.delegation_id in seen:
-                    continue
-                seen.add(delegation.delegation_id)
-                action = _action(mode, delegation)
-                if action is None:
-                    continue
-                try:
-                    await self.client.decide(delegation, action)
-                except (DelegationClosedError, DelegationNotFoundError):
-                    continue
-                self.decided.append((delegation.delegation_id, action))
-            await asyncio.sleep(POLL_INTERVAL)
+    def _record(self, outcome: Outcome) -> None:
+        if outcome.verb == "approved":
+            self.decided.append((outcome.delegation.delegation_id, "approve"))
+        elif outcome.verb == "denied":
+            self.decided.append((outcome.delegation.delegation_id, "deny"))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -159,13 +152,3 @@ class TrustedDevice:
         if threading.current_thread() is self._thread:
             raise RuntimeError("TrustedDevice's synchronous methods cannot run on the device's own loop")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(CALL_TIMEOUT)
-
-
-def _action(mode: Literal["approve-all", "deny-all"] | RuleSet, delegation: Delegation) -> Decision | None:
-    if mode == "approve-all":
-        return "approve"
-    if mode == "deny-all":
-        return "deny"
-    assert isinstance(mode, RuleSet)
-    verdict = evaluate(mode, delegation).action
-    return verdict if verdict in ("approve", "deny") else None

@@ -1,20 +1,21 @@
 """A throwaway Vouchsim server for tests: `python -m vouchsim.server serve` on a free loopback port with SQLite in a
-temporary directory, ready once /healthz answers. The process handling is the demo's (`DemoServer`); this
-adds the temporary directory, the MCP URL, and a context manager."""
+temporary directory, ready once /healthz answers. The process handling is `companion.server_process`'s (the demo
+and the side-car use it too); this adds the temporary directory and a context manager."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from vouchsim.companion.demo.server import DemoServer, ServerStartError, free_port
+from vouchsim.companion.server_process import ServerProcess, ServerStartError, free_port
 
 __all__ = ["ServerStartError", "VouchsimServer", "free_port"]
 
 
-class VouchsimServer(DemoServer):
+class VouchsimServer(ServerProcess):
     """`with VouchsimServer() as server: ...` starts it (in `state_dir`, or a fresh temporary directory that is
     removed again on stop) and stops it. `start()` raises ServerStartError with the log's tail."""
 
@@ -22,12 +23,8 @@ class VouchsimServer(DemoServer):
         self._owned = state_dir is None
         super().__init__(state_dir or Path(tempfile.mkdtemp(prefix="vouchsim-test-")), port=port)
 
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
-
-    def start(self) -> VouchsimServer:
-        super().start()
+    def start(self, on_progress: Callable[[str], None] | None = None) -> VouchsimServer:
+        super().start(on_progress)
         return self
 
     def stop(self) -> None:

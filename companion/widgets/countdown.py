@@ -9,7 +9,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from vouchsim.companion.core.signing import Clock
-from vouchsim.companion.widgets.format import countdown
+from vouchsim.companion.core.text import countdown
 
 URGENT_SECONDS = 60
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Button, Static
@@ -12,20 +11,15 @@ from textual.widgets import Button, Static
 from vouchsim.companion.core.decisions import Decision
 from vouchsim.companion.core.schemas import Delegation
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.text import clean, clean_list
 from vouchsim.companion.messages import DecisionChosen, DelegationLapsed
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.field_row import FieldRow
-from vouchsim.companion.widgets.format import clean, clean_list
 
 
 class DelegationCard(Vertical, can_focus=True):
-    """Approve or deny by key (a / d while the card has focus) or by its buttons; nothing is signed here:
-    the card only reports the choice (`DecisionChosen`) and the app asks for confirmation."""
-
-    BINDINGS = [
-        Binding("a", "choose('approve')", "Approve"),
-        Binding("d", "choose('deny')", "Deny"),
-    ]
+    """Approve or deny by its buttons, or by key (a / d: the home screen's, on the selected card, else the newest);
+    nothing is signed here: the card only reports the choice (`DecisionChosen`) and the app asks for confirmation."""
 
     def __init__(self, delegation: Delegation, *, clock: Clock) -> None:
         super().__init__(classes="card")

@@ -6,7 +6,7 @@ from typing import Final
 
 from textual.widgets import Static
 
-from vouchsim.companion.widgets.format import pairing_code
+from vouchsim.companion.core.text import pairing_code
 
 # 5x5 glyphs for the RFC 8628 §6.1 alphabet the server draws codes from (BCDFGHJKLMNPQRSTVWXZ) and the dash.
 GLYPHS: Final[dict[str, tuple[str, ...]]] = {
@@ -45,10 +45,18 @@ def banner(code: str) -> str | None:
 
 
 class PairingCode(Static):
-    """The code in the block font, or as plain large text when the server sent an unexpected character."""
+    """The code in the block font, or as plain bold text when the server sent an unexpected character or the
+    widget is too narrow for the font (the demo's companion side on a small terminal)."""
 
     def __init__(self, code: str, *, id: str | None = None, classes: str | None = None) -> None:
         self.code = pairing_code(code)
-        big = banner(code)
-        super().__init__(big or self.code, markup=False, id=id, classes=classes)
-        self.set_class(big is None, "-plain")
+        self._banner = banner(code)
+        super().__init__(self._banner or self.code, markup=False, id=id, classes=classes)
+        self.set_class(self._banner is None, "-plain")
+
+    def on_resize(self) -> None:
+        if self._banner is None:
+            return
+        fits = self.content_region.width >= max(len(row) for row in self._banner.split("\n"))
+        self.update(self._banner if fits else self.code)
+        self.set_class(not fits, "-plain")

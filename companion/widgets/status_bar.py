@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from vouchsim.companion.widgets.format import clean
+from vouchsim.companion.core.text import clean
 
 LinkState = Literal["idle", "connecting", "online", "offline", "refused"]
 

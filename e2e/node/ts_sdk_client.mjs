@@ -21,7 +21,8 @@
 // the answer's Retry-After seconds, and {"type":"token_retried","error","retry_after"} says so.
 // With --vouchsim-person, nothing is read: the redirect handler completes the page itself with
 // `vouchsim companion authorize-url` exactly as the README's "Other languages" recipe shows (its lines are
-// checked against the README), and "authorize" is followed by {"type":"redirected","location"}.
+// checked against the README; the device is the one VOUCHSIM_COMPANION_STATE names, as the side-car sets it),
+// and "authorize" is followed by {"type":"redirected","location"}.
 import { execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { randomBytes } from "node:crypto";
@@ -151,8 +152,7 @@ class MemoryProvider {
 
 // The README's redirect handler, word for word (e2e/test_readme_recipes.py compares them).
 function completeWithVouchsim(url) {
-  const out = execFileSync("vouchsim", ["companion", "authorize-url", url,
-    "--state", process.env.VOUCHSIM_DEVICE_STATE], { encoding: "utf8" });
+  const out = execFileSync("vouchsim", ["companion", "authorize-url", url], { encoding: "utf8" });
   const redirect = new URL(out.trim().split("\n").pop());  // ?code=…&state=…&iss=…
   return redirect;
 }

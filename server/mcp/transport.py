@@ -64,6 +64,7 @@ from vouchsim.server.mcp.tools.delegation import REQUEST_REFUSED
 from vouchsim.server.oauth import scopes
 from vouchsim.server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
 from vouchsim.server.storage.events import EventBus
+from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.mcp_sessions import McpSessionRepository
 from vouchsim.server.storage.repositories.tokens import TokenRepository
 from vouchsim.server.storage.session import DbSession, SessionFactory, own_transactions
@@ -250,6 +251,9 @@ class McpServer:
         generation = self.cache.generation
         async with self.transaction() as db:
             grant = await authenticate(TokenRepository(db), self.runtime.clock, authorization, resource)
+            # The connection's "last used" (the companion's Connections): written whenever a token is validated
+            # from the database, i.e. at most once per cache lifetime per token, never on the cached hot path.
+            await ConnectionRepository(db).touch(grant.connection_id, self.runtime.clock.now())
         self.cache.put_grant(key, grant, generation)
         return grant
 

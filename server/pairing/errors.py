@@ -41,7 +41,7 @@ class PairingConflict(VouchsimError):
 
 
 class InvalidQrPayload(VouchsimError):
-    """This QR code is not a Vouchsim pairing code for this server."""
+    """This QR code is not a Vouchsim pairing QR of this server."""
 
     code = "invalid_qr_payload"
     status = 400
@@ -64,7 +64,7 @@ class PairingDeclined(PairingClosed):
 
 
 class PairingBurnt(PairingClosed):
-    """Too many wrong codes: this pairing can no longer be completed. Start again from the application."""
+    """Too many wrong pairing codes: this pairing can no longer be completed. Start again from the application."""
 
     code = "pairing_burnt"
 
@@ -76,7 +76,7 @@ class _WithAttemptsLeft(VouchsimError):
 
 
 class WrongPairingCode(_WithAttemptsLeft):
-    """That is not the code your device shows."""
+    """That is not the pairing code your device shows."""
 
     code = "wrong_pairing_code"
     status = 400
@@ -96,7 +96,8 @@ class PairingNotApproved(_WithAttemptsLeft):
 
 
 class PairingCodeExpired(_WithAttemptsLeft):
-    """The code on your device has expired; approve again on the device for a new one."""
+    """The pairing code on your device has expired; approve again on the device for a new one. This attempt did
+    not count."""
 
     code = "pairing_code_expired"
     status = 410

@@ -45,14 +45,14 @@ def parse_pairing_uri(text: str, issuer: str) -> str:
     Parameters other than `v`, `iss` and `secret` are ignored; each of those three must appear exactly once.
     """
     if len(text) > _MAX_PAYLOAD:
-        raise InvalidQrPayload("This QR code is not a Vouchsim pairing code.")
+        raise InvalidQrPayload("This QR code is not a Vouchsim pairing QR.")
     try:
         parts = urlsplit(text.strip())
         params = parse_qs(parts.query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
-        raise InvalidQrPayload("This QR code is not a Vouchsim pairing code.") from None
+        raise InvalidQrPayload("This QR code is not a Vouchsim pairing QR.") from None
     if parts.scheme != SCHEME or parts.netloc.lower() != HOST or parts.path not in ("", "/") or parts.fragment:
-        raise InvalidQrPayload("This QR code is not a Vouchsim pairing code.")
+        raise InvalidQrPayload("This QR code is not a Vouchsim pairing QR.")
     values = {name: params.get(name, []) for name in ("v", "iss", "secret")}
     if any(len(found) != 1 for found in values.values()):
         raise InvalidQrPayload("This pairing QR code lacks a version, issuer or secret.")

@@ -142,19 +142,18 @@ class PairingService:
         if code is None:
             # Malformed input carries no guess, so it costs no attempt.
             raise MalformedPairingCode(self._attempts_left(bundle.pairing.failed_attempts))
-        # Count first, check second: however many requests race, at most N codes are ever compared.
+        # Count first, check second: however many requests race, at most N codes are ever compared. A code that has
+        # expired is compared with nothing, so it costs no attempt (the device approves again for a new one).
+        now = self.clock.now()
         reserved = await self.pairings.reserve_attempt(
-            pairing_id, status_in=OPEN, max_attempts=self.settings.pairing_max_attempts
+            pairing_id, status_in=OPEN, max_attempts=self.settings.pairing_max_attempts, now=now
         )
         if reserved is None:
-            raise await self._out_of_attempts(pairing_id)
-        now = self.clock.now()
+            raise await self._not_reserved(pairing_id, now)
         left = self._attempts_left(reserved.failed_attempts)
         status = PairingStatus(reserved.status)
         if status is not PairingStatus.APPROVED or reserved.code_hash is None or reserved.code_expires_at is None:
             raise await self._failed_attempt(pairing_id, PairingNotApproved(left))
-        if now >= reserved.code_expires_at:
-            raise await self._failed_attempt(pairing_id, PairingCodeExpired(left))
         if not codes.matches(self.hmac_key, pairing_id, code, reserved.code_hash):
             raise await self._failed_attempt(pairing_id, WrongPairingCode(left))
         completed = await self.pairings.update_if(
@@ -317,17 +316,24 @@ class PairingService:
     def _attempts_left(self, failed_attempts: int) -> int:
         return max(0, self.settings.pairing_max_attempts - failed_attempts)
 
-    async def _failed_attempt(
-        self, pairing_id: str, error: PairingNotApproved | PairingCodeExpired | WrongPairingCode
-    ) -> Exception:
+    async def _failed_attempt(self, pairing_id: str, error: PairingNotApproved | WrongPairingCode) -> Exception:
         """The error for a counted attempt that did not complete; the last allowed one burns the pairing."""
         if error.attempts_left > 0:
             return error
         return await self._burn(pairing_id)
 
-    async def _out_of_attempts(self, pairing_id: str) -> Exception:
+    async def _not_reserved(self, pairing_id: str, now: datetime) -> Exception:
+        """Why no attempt could be counted: the code expired (no attempt spent), or none are left, or it is closed."""
         bundle = await self._load(pairing_id)
-        status = PairingStatus(bundle.pairing.status)
+        pairing = bundle.pairing
+        status = PairingStatus(pairing.status)
+        expired = pairing.code_expires_at is not None and now >= pairing.code_expires_at
+        if (
+            status is PairingStatus.APPROVED
+            and expired
+            and pairing.failed_attempts < self.settings.pairing_max_attempts
+        ):
+            return PairingCodeExpired(self._attempts_left(pairing.failed_attempts))
         if status in OPEN:
             return await self._burn(pairing_id)  # attempts used up, e.g. the limit was lowered
         return _final_for_browser(status)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vouchsim.server.storage.engine import create_engine
@@ -23,17 +25,31 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+@dataclass(frozen=True)
+class SchemaChange:
+    """The schema revision before and after an upgrade (None: an empty database)."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        """`schema 0004`, `schema 0004, migrated from 0002`, or `schema 0004, new database`."""
+        if self.before == self.after:
+            return f"schema {self.after}"
+        return f"schema {self.after}, " + ("new database" if self.before is None else f"migrated from {self.before}")
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaChange:
     async with engine.connect() as connection:
-        await connection.run_sync(_migrate, command.upgrade, revision)
+        return await connection.run_sync(_migrate, command.upgrade, revision)
 
 
-async def downgrade(engine: AsyncEngine, revision: str) -> None:
+async def downgrade(engine: AsyncEngine, revision: str) -> SchemaChange:
     async with engine.connect() as connection:
-        await connection.run_sync(_migrate, command.downgrade, revision)
+        return await connection.run_sync(_migrate, command.downgrade, revision)
 
 
-def _migrate(connection: Connection, step: Callable[[Config, str], None], revision: str) -> None:
+def _migrate(connection: Connection, step: Callable[[Config, str], None], revision: str) -> SchemaChange:
     """Alembic's `step` (upgrade or downgrade) on `connection`, committed.
 
     On SQLite, with foreign keys off while it runs: batch mode rebuilds a table by copying it and dropping the
@@ -45,7 +61,9 @@ def _migrate(connection: Connection, step: Callable[[Config, str], None], revisi
     try:
         if sqlite:
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # the first statement: no transaction yet
+        before = MigrationContext.configure(connection).get_current_revision()
         step(alembic_config(connection), revision)
+        after = MigrationContext.configure(connection).get_current_revision()
         if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
             raise RuntimeError(f"a migration left rows whose foreign keys point nowhere: {broken[:5]}")
         connection.commit()
@@ -56,20 +74,31 @@ def _migrate(connection: Connection, step: Callable[[Config, str], None], revisi
         if sqlite:
             connection.invalidate()  # never back to the pool with foreign keys off
         raise
+    return SchemaChange(before, after)
+
+
+def display_url(database_url: str) -> str:
+    """The URL to show a person: its password hidden."""
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return database_url.partition("://")[0] + "://…"
 
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached or opened; the message names it (without its password) and why."""
 
 
-async def upgrade_database(database_url: str) -> None:
+async def upgrade_database(database_url: str) -> SchemaChange:
     """`upgrade` on a short-lived engine of its own (the command line's `migrate`, and `serve` before it starts)."""
-    engine = create_engine(database_url)
     try:
-        await upgrade(engine)
+        engine = create_engine(database_url)
+    except (ArgumentError, ValueError) as error:  # a URL SQLAlchemy cannot parse (a port that is not a number)
+        raise DatabaseUnavailable(f"the database URL {display_url(database_url)} is not valid: {error}") from None
+    try:
+        return await upgrade(engine)
     except (OSError, DBAPIError) as error:
-        where = make_url(database_url).render_as_string(hide_password=True)
         reason = getattr(error, "orig", None) or error
-        raise DatabaseUnavailable(f"cannot use the database {where}: {reason}") from None
+        raise DatabaseUnavailable(f"cannot use the database {display_url(database_url)}: {reason}") from None
     finally:
         await engine.dispose()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 
+from companion.tests.cli_support import TtyInput
 from vouchsim.companion.cli import main
 from vouchsim.companion.testing import TrustedDevice, VouchsimServer
 
@@ -181,6 +182,7 @@ def test_the_device_approves_and_denies_by_hand_and_by_auto(live: VouchsimServer
         first = _request_delegation(live.base_url, token)
         assert [d.delegation_id for d in device.pending()] == [first]
         assert device.deny(first).status == "denied"
+        log_before = len(live.log_lines())
         device.auto("approve-all")
         second = _request_delegation(live.base_url, token)
         deadline = time.monotonic() + 10
@@ -188,4 +190,84 @@ def test_the_device_approves_and_denies_by_hand_and_by_auto(live: VouchsimServer
             time.sleep(0.05)
         device.stop()
         assert device.decided == [(second, "approve")]
+        # auto() follows the server's delegation stream (companion.core.follower), as `watch` does: no polling.
+        requests = [line for line in live.log_lines()[log_before:] if '"GET /device/' in line]
+        assert any("/device/delegations/stream" in line for line in requests), requests
+        assert not any("/device/delegations?" in line for line in requests), requests
         assert device.pending() == []
+
+
+def test_enrol_with_the_mcp_endpoint_names_the_base_url(live: VouchsimServer, tmp_path: Path) -> None:
+    """`--server …/mcp` (the URL MCP clients are given) gets a sentence naming the base URL, not "Not Found"."""
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["enrol", "--server", live.mcp_url, "--state", str(tmp_path)], environ={}, stdout=out, stderr=err)
+    assert code == 1
+    assert err.getvalue() == (
+        f"vouchsim companion: {live.mcp_url} is the server's MCP endpoint (the URL MCP clients are given); the "
+        f"companion talks to the server's base URL, {live.base_url}. Use --server {live.base_url}.\n"
+    )
+
+
+def _enrolled_state(live: VouchsimServer, tmp_path: Path) -> str:
+    state = str(tmp_path / "device")
+    err = io.StringIO()
+    assert (
+        main(["enrol", "--server", live.base_url, "--state", state], environ={}, stdout=io.StringIO(), stderr=err) == 0
+    )
+    return state
+
+
+def test_scan_of_an_authorization_url_reads_the_pages_qr_and_types_the_code_itself(
+    live: VouchsimServer, tmp_path: Path
+) -> None:
+    """The page's QR can only be fetched with the page's cookie, so `scan URL` is that browser: it claims, asks (or
+    --approve), types the code on its own page and prints where the page sends the browser back to."""
+    state = _enrolled_state(live, tmp_path)
+    url, _ = _authorize_url(live.base_url)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["scan", url, "--approve", "--state", state], environ={}, stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Pairing request pair_")
+    assert "  client:   plugin test (" in lines[1]
+    assert lines[-2] == (
+        "Approved; the code was typed on the page. It sends the browser back to the client (open this URL to "
+        "deliver it):"
+    )
+    params = parse_qs(urlsplit(lines[-1]).query)
+    assert lines[-1].startswith("http://127.0.0.1:9/callback?") and params["code"] and params["state"] == ["s1"]
+
+
+def test_scan_json_of_an_authorization_url_declined_on_a_terminal(live: VouchsimServer, tmp_path: Path) -> None:
+    state = _enrolled_state(live, tmp_path)
+    url, _ = _authorize_url(live.base_url)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["scan", url, "--json", "--state", state], environ={}, stdin=TtyInput("n\n"), stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    document = json.loads(out.getvalue())
+    assert document["outcome"] == "declined" and document["pairing_code"] is None
+    assert document["pairing"]["client_name"] == "plugin test"
+    assert parse_qs(urlsplit(document["redirect"]).query)["error"] == ["access_denied"]
+
+
+def test_authorize_url_errors_are_one_sentence_each_with_a_hint_only_where_it_helps(
+    live: VouchsimServer, tmp_path: Path
+) -> None:
+    state = _enrolled_state(live, tmp_path)
+    for url, expected in (
+        (  # a mistyped path: the hint says what URL to pass
+            f"{live.base_url}/oauth/authorise?client_id=x",
+            f"vouchsim companion: GET {live.base_url}/oauth/authorise answered 404. Pass the URL the OAuth client "
+            "opens: the server's /oauth/authorize?… with its query.\n",
+        ),
+        (  # the page's own sentence, ended once, and no hint that would not help
+            f"{live.base_url}/oauth/authorize?response_type=code&client_id=vsc_unknown",
+            f"vouchsim companion: GET {live.base_url}/oauth/authorize answered 400: ",
+        ),
+        ("not a url", "vouchsim companion: Expected an http(s) authorization URL, got 'not a url'. Pass the URL"),
+    ):
+        err = io.StringIO()
+        assert main(["authorize-url", url, "--state", state], environ={}, stdout=io.StringIO(), stderr=err) == 1
+        line = err.getvalue()
+        assert line.startswith(expected), line
+        assert ".." not in line and line.count("\n") == 1

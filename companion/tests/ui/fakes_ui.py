@@ -113,8 +113,10 @@ def make_app(
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     server_url: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    kind: type[CompanionApp] = CompanionApp,
     **options: Any,
 ) -> CompanionApp:
+    """The app over the fake server; `kind` and `options` make the demo's app (DemoApp) the same way."""
     pins = cheap_pins(state_dir)
     if enrolled:
         enrol_device(server, state_dir)
@@ -124,14 +126,15 @@ def make_app(
     def http_factory(url: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=url, transport=transport or server.transport)
 
-    return CompanionApp(
+    if kind is CompanionApp:
+        options.setdefault("device_name", "Pixel of QA")
+    return kind(
         CompanionConfig(state_dir=state_dir, server_url=server_url),
         http_factory=http_factory,
         pins=pins,
         clock=clock,
         random_bytes=random_bytes,
         sleep=sleep,
-        device_name="Pixel of QA",
         **options,
     )
 

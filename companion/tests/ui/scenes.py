@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, RichLog
 
 from companion.tests.ui.fakes_ui import (
     CODE_TTL,
@@ -35,11 +35,14 @@ from companion.tests.ui.fakes_ui import (
 from vouchsim.companion.app import CompanionApp
 from vouchsim.companion.core.decisions import sign_decision
 from vouchsim.companion.core.schemas import Delegation, PairingApproval, PairingContext
+from vouchsim.companion.demo.agent import AgentResult, CodeRequest, CodeSource, StepReporter
+from vouchsim.companion.demo.app import DemoApp
 from vouchsim.companion.messages import View
 from vouchsim.companion.screens.delegation import DelegationConfirmScreen
 from vouchsim.companion.screens.home import HomeScreen
-from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.pairing import PairingConfirmScreen
 from vouchsim.companion.screens.scan import ScanStatus
+from vouchsim.companion.widgets.code_dock import ShownCode
 
 Prepare = Callable[[Pilot[Any]], Awaitable[None]]
 
@@ -49,6 +52,7 @@ class Scene:
     app: CompanionApp
     prepare: Prepare
     server: UiFakeServer
+    size: tuple[int, int] = SIZE
 
 
 def _world(state_dir: Path, **options: Any) -> tuple[UiFakeServer, FakeClock, ManualSleep, dict[str, Any]]:
@@ -159,28 +163,132 @@ def pairing(state_dir: Path) -> Scene:
     async def prepare(pilot: Pilot[Any]) -> None:
         await _home(pilot, "scan")
         await app.push_screen(PairingConfirmScreen(CONTEXT, pins=app.pins, clock=clock))
+        app.show_next_step()
         await _still_inputs(pilot)
 
     return Scene(app, prepare, server)
 
 
+APPROVAL = PairingApproval(
+    pairing_id="pair_1",
+    status="approved",
+    pairing_code="bcdf ghjk",  # shown as BCDF-GHJK, whatever spacing the server used
+    code_expires_at=datetime.fromtimestamp(T0 + CODE_TTL, UTC),
+)
+
+
 def pairing_code(state_dir: Path) -> Scene:
+    """The code docked under the tabs (not a dialog): the person can read it while typing it elsewhere."""
     clock = FakeClock()
     server, sleep = UiFakeServer(clock=clock), ManualSleep()
     app = _app(server, state_dir, clock, sleep)
-    approval = PairingApproval(
-        pairing_id="pair_1",
-        status="approved",
-        pairing_code="bcdf ghjk",  # shown as BCDF-GHJK, whatever spacing the server used
-        code_expires_at=datetime.fromtimestamp(T0 + CODE_TTL, UTC),
-    )
 
     async def prepare(pilot: Pilot[Any]) -> None:
-        await _home(pilot, "scan")
-        await app.push_screen(PairingCodeScreen(approval, client_name="Acme Agent Client", clock=clock))
+        screen = await _home(pilot, "scan")
+        screen.scan_status = ScanStatus("done", "Approved Acme Agent Client: type the code it was given where it asks.")
+        screen.code = ShownCode(APPROVAL, "Acme Agent Client", "vsc_1")
+        app.show_next_step()
         await pilot.pause()
 
     return Scene(app, prepare, server)
+
+
+# --- the demo: the companion with the agent panel on its right (DemoApp, over the fake server) ------------------
+
+DEMO_SIZE = (140, 40)
+AGENT_STEPS = (
+    "Agent: connecting to http://127.0.0.1:8741/mcp with the MCP Python SDK",
+    "HTTP POST /mcp → 401: the server asks for a token (WWW-Authenticate names its metadata)",
+    "HTTP GET /.well-known/oauth-protected-resource/mcp → 200: discovery: protected resource metadata (RFC 9728)",
+    "HTTP GET /.well-known/oauth-authorization-server → 200: discovery: authorization server metadata (RFC 8414)",
+    "HTTP POST /oauth/register → 201: dynamic client registration (RFC 7591)",
+    "Browser: opening the authorization page (/oauth/authorize?response_type=code&client_id=vsc_1…)",
+    "Browser: the pairing page shows a QR code and asks for the pairing code",
+    "Browser: QR saved into the companion's camera folder (pairing-qr-5a1f2c.png)",
+    "Browser: waiting for the pairing code the companion shows…",
+)
+
+
+async def scripted_agent(
+    server_url: str, camera_dir: Path, *, pairing_code: CodeSource, on_step: StepReporter, protocol: str = "auto"
+) -> AgentResult:
+    """The agent, reduced to its browser waiting for the pairing code (the panel's lines are the scene's own)."""
+    await pairing_code(CodeRequest())
+    raise AssertionError("a scene never gets this far")
+
+
+def _demo_app(server: UiFakeServer, state_dir: Path, clock: FakeClock, sleep: ManualSleep) -> DemoApp:
+    app = make_app(
+        server,
+        state_dir,
+        clock=clock,
+        sleep=sleep,
+        kind=DemoApp,
+        server_url=server.issuer,  # the companion's, and so the agent's
+        camera_dir=state_dir.parent / "camera",
+        auto=False,
+        agent=scripted_agent,
+    )
+    assert isinstance(app, DemoApp)
+    return app
+
+
+async def _demo_home(pilot: Pilot[Any], app: DemoApp) -> HomeScreen:
+    """The demo's home screen with the agent waiting for the code, and the panel showing the scene's steps."""
+    await settle(pilot, lambda: app.browser_waiting is not None and app.link.state == "online")
+    home = app.home
+    assert home is not None
+    log = home.query_one("#agent-log", RichLog)
+    log.clear()
+    for step in AGENT_STEPS:
+        log.write(step)
+    await pilot.pause()
+    return home
+
+
+def demo(state_dir: Path) -> Scene:
+    """The layout the README describes: the companion on the left, the agent on the right, the hint bar on top."""
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _demo_app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await _demo_home(pilot, app)
+        app.set_focus(None)
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server, DEMO_SIZE)
+
+
+def demo_pairing(state_dir: Path) -> Scene:
+    """A dialog opens on the companion's side: the agent's log stays readable beside it."""
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _demo_app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await _demo_home(pilot, app)
+        await app.push_screen(PairingConfirmScreen(CONTEXT, pins=app.pins, clock=clock))
+        app.show_next_step()
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server, DEMO_SIZE)
+
+
+def demo_code(state_dir: Path) -> Scene:
+    """After the approval: the code docked on the left, the agent's field (focused) on the right, both in view."""
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    app = _demo_app(server, state_dir, clock, sleep)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        home = await _demo_home(pilot, app)
+        home.code = ShownCode(APPROVAL, "Vouchsim demo agent", "vsc_1", where="the agent panel on the right")
+        app.show_next_step()
+        home.query_one("#agent-code", Input).focus()
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server, DEMO_SIZE)
 
 
 def scan_failed(state_dir: Path) -> Scene:
@@ -270,10 +378,13 @@ SCENES: dict[str, Callable[[Path], Scene]] = {
     "decision": decision,
     "pairing": pairing,
     "pairing-code": pairing_code,
+    "demo": demo,
+    "demo-pairing": demo_pairing,
+    "demo-code": demo_code,
     "scan-failed": scan_failed,
     "connections": connections,
     "history": history,
     "offline": offline,
     "help": help_screen,
 }
-__all__ = ["SCENES", "SIZE", "Scene"]
+__all__ = ["DEMO_SIZE", "SCENES", "SIZE", "Scene"]

@@ -74,7 +74,8 @@ async def test_approve_by_click_shows_the_signed_statement_then_sends_it(
         await pilot.click("#approve")
         await settle(pilot, lambda: isinstance(app.screen, DelegationConfirmScreen))
         modal = app.screen
-        assert app.focused is not None and app.focused.id == "cancel"  # the default is to go back
+        # The choice was made already (Approve): the dialog's focus is on signing it, Escape goes back.
+        assert app.focused is not None and app.focused.id == "confirm"
         statement = text(modal.query_one("#statement"))
         prefix, _, canonical = statement.partition("\n")
         assert prefix == "vouchsim-delegation-decision-v1"
@@ -102,10 +103,42 @@ async def test_deny_by_keypress(app_for: AppFactory, server: UiFakeServer) -> No
         await pilot.press("d")
         await settle(pilot, lambda: isinstance(app.screen, DelegationConfirmScreen))
         assert '"decision":"deny"' in text(app.screen.query_one("#statement"))
-        await pilot.press("tab", "enter")  # from Cancel to "Sign and deny"
+        await pilot.press("enter")  # "Sign and deny" has the focus
         await settle(pilot, lambda: record["status"] == "denied")
         await settle(pilot, lambda: not inbox.cards)
         assert [d.status for d in home(app).history] == ["denied"]
+
+
+async def test_a_and_d_work_from_the_inbox_without_a_tab_on_the_newest_or_the_selected_request(
+    app_for: AppFactory, server: UiFakeServer, clock: FakeClock
+) -> None:
+    """No card has the focus: `a` approves the newest. After ↓, it is the selected (older) one that `d` denies.
+    The footer lists both keys while there is something to decide, and the hint bar names the next step."""
+    older = server.add_delegation(binding_message="quiet-otter-7")
+    clock.advance(5)
+    newest = server.add_delegation(client_name="Zed Agent")
+    app = app_for()
+    async with app.run_test(size=(100, 32)) as pilot:
+        inbox = await online(pilot, app)
+        await settle(pilot, lambda: len(inbox.cards) == 2)
+        screen = home(app)
+        screen.set_focus(None)
+        await pilot.pause()
+        keys = {binding.key for (_, binding, enabled, _) in screen.active_bindings.values() if enabled}
+        assert {"a", "d"} <= keys
+        assert screen.hint.text.startswith("a approves, d denies the request of Zed Agent")
+        await pilot.press("a")
+        await settle(pilot, lambda: isinstance(app.screen, DelegationConfirmScreen))
+        assert app.screen.delegation.delegation_id == newest["delegation_id"]
+        await pilot.press("escape")
+        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
+        await pilot.press("down", "down")  # the newest, then the older one
+        assert inbox.selected is not None and inbox.selected.delegation.delegation_id == older["delegation_id"]
+        await pilot.press("d")
+        await settle(pilot, lambda: isinstance(app.screen, DelegationConfirmScreen))
+        await pilot.press("enter")
+        await settle(pilot, lambda: older["status"] == "denied")
+        assert newest["status"] == "pending"
 
 
 async def test_going_back_from_the_modal_sends_nothing(app_for: AppFactory, server: UiFakeServer) -> None:

@@ -1,4 +1,5 @@
-"""Scan → who is asking → PIN → code; decline by default; every way a scan fails says why."""
+"""Scan → who is asking → PIN (the focus starts there) → the code, docked until used or expired; a decline in red;
+every way a scan fails says why."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import PIN, FakeClock, ManualSleep, UiFakeServer, settle, text
 from vouchsim.companion.app import CompanionApp
 from vouchsim.companion.screens.home import HomeScreen
-from vouchsim.companion.screens.pairing import PairingCodeScreen, PairingConfirmScreen
+from vouchsim.companion.screens.pairing import PairingConfirmScreen
 from vouchsim.companion.screens.scan import ScanView
+from vouchsim.companion.widgets.code_dock import PairingCodeDock
 from vouchsim.companion.widgets.countdown import Countdown
 from vouchsim.companion.widgets.pairing_code import banner
 
@@ -51,7 +53,72 @@ def claims(server: UiFakeServer) -> list[str]:
     return [r.url.path for r in server.requests if r.url.path.startswith("/device/pairings")]
 
 
-async def test_a_scanned_file_asks_who_with_the_pin_then_shows_the_code_large(
+async def test_a_scanned_file_asks_who_with_the_pin_then_docks_the_code_until_it_is_used(
+    app_for: AppFactory, server: UiFakeServer, sleep: ManualSleep, tmp_path: Path
+) -> None:
+    uri = server.open_pairing()
+    app = app_for()
+    async with app.run_test(size=(100, 32)) as pilot:
+        view = await scan(pilot, app, str(qr_file(tmp_path, uri)))
+        await settle(pilot, lambda: isinstance(app.screen, PairingConfirmScreen))
+        confirm = app.screen
+        assert app.focused is not None and app.focused.id == "pin"  # digits typed at once land in the PIN field
+        shown = " ".join(text(w) for w in confirm.query(".field-value"))
+        assert "Acme Agent Client  (vsc_1)" in shown
+        assert "127.0.0.1" in shown
+        assert "identity, delegation" in shown
+        assert "2026-11-25 15:00 UTC" in shown
+        assert text(confirm.query_one("#pairing-expiry")) == "in 4:00"
+
+        await pilot.press(*"1111", "enter")
+        await pilot.pause()
+        assert "Wrong PIN. 2 tries left" in text(confirm.query_one("#pin-error"))
+        assert server.pairing("pair_1").status == "claimed"  # nothing approved on a wrong PIN
+
+        await pilot.press(*PIN, "enter")
+        home = app.screen
+        await settle(pilot, lambda: isinstance(app.screen, HomeScreen) and home.code is not None)
+        assert isinstance(home, HomeScreen)
+        assert server.pairing("pair_1").status == "approved"
+        dock = home.query_one(PairingCodeDock)  # docked, not a dialog: nothing is covered
+        assert dock.display
+        assert text(dock.query_one("#code-text")) == "BCDF-GHJK"
+        assert text(dock.query_one("#pairing-code")) == banner("BCDF-GHJK")
+        assert text(dock.query_one("#code-expiry")) == "valid for 3:00"
+        assert view.status.kind == "done"
+        assert home.hint.text.startswith("Type the code BCDF-GHJK into the authorization page")
+
+        # The person types it in the browser: the server now lists a connection of that client, and the code goes.
+        server.add_connection(next(iter(server.devices)), "Acme Agent Client")
+        await settle(pilot, lambda: sleep.sleeping)
+        sleep.wake()
+        await settle(pilot, lambda: home.code is None)
+        assert not dock.display
+        assert view.status.text == "Paired Acme Agent Client: it is listed under Connections."
+        assert [c.client_name for c in home.connections] == ["Acme Agent Client"]
+
+
+async def test_a_docked_code_that_expires_unused_goes_and_says_so(
+    app_for: AppFactory, server: UiFakeServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    uri = server.open_pairing()
+    app = app_for()
+    async with app.run_test(size=(100, 32)) as pilot:
+        view = await scan(pilot, app, str(qr_file(tmp_path, uri)))
+        await settle(pilot, lambda: isinstance(app.screen, PairingConfirmScreen))
+        await pilot.press(*PIN, "enter")
+        home = app.screen
+        assert isinstance(home, HomeScreen)
+        await settle(pilot, lambda: home.code is not None)
+        clock.advance(181)
+        home.query_one("#code-expiry", Countdown).tick()
+        await settle(pilot, lambda: home.code is None)
+        assert view.status.kind == "error"
+        assert view.status.text == "The pairing code for Acme Agent Client expired before it was used."
+        assert home.hint.kind == "problem"
+
+
+async def test_enter_without_a_pin_approves_nothing_and_escape_declines_in_red(
     app_for: AppFactory, server: UiFakeServer, tmp_path: Path
 ) -> None:
     uri = server.open_pairing()
@@ -60,44 +127,15 @@ async def test_a_scanned_file_asks_who_with_the_pin_then_shows_the_code_large(
         view = await scan(pilot, app, str(qr_file(tmp_path, uri)))
         await settle(pilot, lambda: isinstance(app.screen, PairingConfirmScreen))
         confirm = app.screen
-        assert app.focused is not None and app.focused.id == "decline"  # the default answer
-        shown = " ".join(text(w) for w in confirm.query(".field-value"))
-        assert "Acme Agent Client  (vsc_1)" in shown
-        assert "127.0.0.1" in shown
-        assert "identity, delegation" in shown
-        assert "2026-11-25 15:00 UTC" in shown
-        assert text(confirm.query_one("#pairing-expiry")) == "in 4:00"
-
-        confirm.query_one("#pin", Input).focus()
-        await pilot.press(*"1111", "enter")
+        await pilot.press("enter")  # in the empty PIN field
         await pilot.pause()
-        assert "Wrong PIN. 2 tries left" in text(confirm.query_one("#pin-error"))
-        assert server.pairing("pair_1").status == "claimed"  # nothing approved on a wrong PIN
-
-        await pilot.press(*PIN, "enter")
-        await settle(pilot, lambda: isinstance(app.screen, PairingCodeScreen))
-        code = app.screen
-        assert server.pairing("pair_1").status == "approved"
-        assert text(code.query_one("#code-text")) == "BCDF-GHJK"
-        assert text(code.query_one("#pairing-code")) == banner("BCDF-GHJK")
-        assert text(code.query_one("#code-expiry")) == "valid for 3:00"
-
-        await pilot.press("enter")
-        await settle(pilot, lambda: isinstance(app.screen, HomeScreen))
-        assert view.status.kind == "done"
-        assert "type the code on the authorization page" in text(view.query_one("#scan-status"))
-
-
-async def test_decline_is_the_default_answer(app_for: AppFactory, server: UiFakeServer, tmp_path: Path) -> None:
-    uri = server.open_pairing()
-    app = app_for()
-    async with app.run_test(size=(100, 32)) as pilot:
-        view = await scan(pilot, app, str(qr_file(tmp_path, uri)))
-        await settle(pilot, lambda: isinstance(app.screen, PairingConfirmScreen))
-        await pilot.press("enter")  # on the focused Decline button
+        assert text(confirm.query_one("#pin-error")) == "Type your PIN to approve."
+        assert server.pairing("pair_1").status == "claimed"
+        await pilot.press("escape")
         await settle(pilot, lambda: server.pairing("pair_1").status == "declined")
-        await settle(pilot, lambda: view.status.kind == "done")
-        assert "Declined Acme Agent Client" in view.status.text
+        await settle(pilot, lambda: view.status.kind == "error")  # red, not a green tick
+        assert view.status.text == "Declined Acme Agent Client: the application is told access was denied."
+        assert "Reload the application's authorization page" in view.status.hint
         assert not any(path.endswith("/approve") for path in claims(server))
 
 
@@ -107,11 +145,10 @@ async def test_three_wrong_pins_decline_the_pairing(app_for: AppFactory, server:
     async with app.run_test(size=(100, 32)) as pilot:
         view = await scan(pilot, app, str(qr_file(tmp_path, uri)))
         await settle(pilot, lambda: isinstance(app.screen, PairingConfirmScreen))
-        app.screen.query_one("#pin", Input).focus()
         for _ in range(3):
             await pilot.press(*"9999", "enter")
         await settle(pilot, lambda: server.pairing("pair_1").status == "declined")
-        await settle(pilot, lambda: view.status.kind == "done")
+        await settle(pilot, lambda: view.status.kind == "error")
         assert view.status.text.startswith("Too many wrong PINs: declined")
 
 

@@ -11,7 +11,7 @@ import pytest
 from companion.tests.fakes import FakeDeviceServer
 from vouchsim.companion.app import supersedes
 from vouchsim.companion.core.schemas import Delegation
-from vouchsim.companion.widgets.format import ago, clean, countdown, fit, instant, pairing_code, short_instant
+from vouchsim.companion.core.text import ago, clean, countdown, fit, instant, pairing_code, short_instant
 from vouchsim.companion.widgets.pairing_code import GLYPH_HEIGHT, GLYPHS, banner
 from vouchsim.companion.widgets.path_suggester import PathSuggester
 

@@ -14,9 +14,10 @@ import pytest
 
 from companion.tests.cli_support import Result, RunCli, assert_one_line_error, run
 from companion.tests.fakes import ISSUER, FakeDeviceServer, fingerprint_of, png_bytes, qr_image
-from vouchsim.companion.cli import connection_table, format_pairing_code
+from vouchsim.companion.cli import connection_table, parse_command_line
 from vouchsim.companion.core.keystore import Keystore
 from vouchsim.companion.core.schemas import Connection
+from vouchsim.companion.core.text import pairing_code
 
 CODE = re.compile(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}")
 
@@ -147,6 +148,26 @@ def test_scan_declines_by_default_on_a_tty(
     assert enrolled.pairing("pair_1").status == "declined"
 
 
+def test_scan_json_is_one_object_with_the_pairing_and_its_outcome(
+    cli: RunCli, enrolled: FakeDeviceServer, tmp_path: Path
+) -> None:
+    approved = cli("scan", write_qr(tmp_path, enrolled.open_pairing()), "--approve", "--json")
+    assert approved.code == 0, approved.err
+    document = json.loads(approved.out)  # stdout is that one object, nothing else
+    assert document["outcome"] == "approved"
+    assert document["pairing"]["pairing_id"] == "pair_1"
+    assert document["pairing"]["client_name"] == "Acme Agent Client"
+    assert CODE.fullmatch(document["pairing_code"])
+    assert document["code_expires_at"] and document["redirect"] is None
+
+    claimed = json.loads(cli("scan", enrolled.open_pairing(), "--json").out)  # no terminal, no --approve
+    assert (claimed["outcome"], claimed["pairing_code"]) == ("claimed", None)
+
+    declined = cli("scan", enrolled.open_pairing(), "--json", answer="n\n")
+    assert declined.err == "Approve this pairing? [y/N] "  # asked on stderr: stdout stays JSON
+    assert json.loads(declined.out)["outcome"] == "declined"
+
+
 def test_scan_from_a_url(cli: RunCli, enrolled: FakeDeviceServer) -> None:
     enrolled.images["/pair.png"] = png_bytes(qr_image(enrolled.open_pairing()))
     result = cli("scan", "http://images.test/pair.png", "--approve")
@@ -214,7 +235,8 @@ def test_scan_shows_hostile_server_text_safely(cli: RunCli, enrolled: FakeDevice
     enrolled.client_name = "Evil\x1b[2J\nClient"
     result = cli("scan", enrolled.open_pairing())
     assert "\x1b" not in result.out
-    assert "client:   Evil?[2J?Client (vsc_1)" in result.out
+    # The escape shows as `?`; the newline is whitespace, folded into one line as in the TUI (core.text.clean).
+    assert "client:   Evil?[2J Client (vsc_1)" in result.out
 
 
 # --- connections, unpair, whoami -----------------------------------------------------------------------
@@ -346,7 +368,7 @@ def test_python_dash_m_companion_runs(tmp_path: Path) -> None:
     [("BCDF-GHJK", "BCDF-GHJK"), ("bcdfghjk", "BCDF-GHJK"), ("BCDF GHJK", "BCDF-GHJK"), ("ODD", "ODD")],
 )
 def test_pairing_code_format(raw: str, shown: str) -> None:
-    assert format_pairing_code(raw) == shown
+    assert pairing_code(raw) == shown
 
 
 def test_connection_table_aligns_columns() -> None:
@@ -356,3 +378,25 @@ def test_connection_table_aligns_columns() -> None:
     )
     rows = connection_table([connection])
     assert rows[0].index("CLIENT") == rows[1].index("A long client")
+
+
+# --- the TUI's options ----------------------------------------------------------------------------------
+
+
+def test_the_tui_takes_state_and_server_like_every_command(tmp_path: Path) -> None:
+    environ = {"VOUCHSIM_COMPANION_STATE": "from-env", "VOUCHSIM_SERVER_URL": "http://env.example:1"}
+    args, config = parse_command_line(["--state", str(tmp_path), "--server", "http://127.0.0.1:9/"], environ)
+    assert args.command_fn is None  # no command: the TUI
+    assert (config.state_dir, config.server_url) == (tmp_path, "http://127.0.0.1:9")
+    _, config = parse_command_line([], environ)
+    assert (config.state_dir, config.server_url) == (Path("from-env"), "http://env.example:1")
+    _, config = parse_command_line(["--state", "before", "whoami"], {})  # before a command, too
+    assert config.state_dir == Path("before")
+    _, config = parse_command_line(["whoami", "--state", "after"], {})
+    assert config.state_dir == Path("after")
+
+
+def test_the_tui_refuses_a_server_url_that_is_not_one() -> None:
+    result = run(["--server", "ftp://x"], httpx.MockTransport(lambda request: httpx.Response(500)))
+    assert result.code == 2
+    assert result.err.startswith("vouchsim companion: server URL must be an absolute http(s) URL")

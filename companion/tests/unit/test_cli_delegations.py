@@ -32,8 +32,9 @@ from companion.tests.fakes import (
     iso,
     sample_delegation,
 )
-from vouchsim.companion.cli import decision_line, expires_in, pending_table
+from vouchsim.companion.cli import pending_table
 from vouchsim.companion.core.keystore import Keystore, generate_key
+from vouchsim.companion.core.text import decision_line, expires_in
 
 LINE_1 = "approved dlg_1 aud_test_payments payments.identity,payments.prepare"
 

@@ -24,7 +24,7 @@
     if (s.status === "claimed") {
       stateLine.append("Scanned by ", strong, ". Confirm on your device.");
     } else if (s.status === "approved") {
-      stateLine.append("Approved on ", strong, ". Type the code it shows.");
+      stateLine.append("Approved on ", strong, ". Type the pairing code it shows.");
       var input = document.getElementById("code");
       if (input && document.activeElement !== input) { input.focus(); }
     }

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import AuthorizationRequest, Device, OAuthClient, PairingSession
@@ -109,12 +109,13 @@ class PairingRepository:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def reserve_attempt(
-        self, pairing_id: str, *, status_in: Collection[str], max_attempts: int
+        self, pairing_id: str, *, status_in: Collection[str], max_attempts: int, now: datetime
     ) -> AttemptReservation | None:
         """Count one code attempt before checking it, so no more than `max_attempts` are ever checked.
 
-        None when the pairing is not in `status_in` or has no attempts left. The row's state is returned
-        from the same UPDATE, so the code is checked against exactly what was current when counted.
+        None when the pairing is not in `status_in`, has no attempts left, or holds a code that expired by `now`
+        (nothing is compared then, so nothing is counted). The row's state is returned from the same UPDATE, so the
+        code is checked against exactly what was current when counted.
         """
         row = (
             await self.session.execute(
@@ -123,6 +124,7 @@ class PairingRepository:
                     PairingSession.id == pairing_id,
                     PairingSession.status.in_(list(status_in)),
                     PairingSession.failed_attempts < max_attempts,
+                    or_(PairingSession.code_expires_at.is_(None), PairingSession.code_expires_at > now),
                 )
                 .values(failed_attempts=PairingSession.failed_attempts + 1)
                 .returning(

@@ -147,7 +147,7 @@ def test_five_wrong_codes_burn_the_pairing(
         assert response.status_code == 400
         assert f"{4 - attempt}" in response.text
     final = flow.submit(path, wrong)
-    assert "Too many wrong codes" in final.text
+    assert "Too many wrong pairing codes" in final.text
     after = flow.submit(path, code)
     assert after.status_code != 303
     assert "Start again" in flow.client.get(path).text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -347,6 +348,21 @@ def test_the_hot_path_does_not_touch_the_database(flow: Flow) -> None:
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert statements == []
+
+
+def test_calls_with_a_token_mark_its_connection_used(flow: Flow, clock: FrozenClock) -> None:
+    def last_used() -> str | None:
+        connection = flow.device.call(flow.client, "GET", "/device/connections").json()["connections"][0]
+        return connection["last_used_at"]  # type: ignore[no-any-return]
+
+    info = register(flow.client)
+    tokens = tokens_for(flow, info)
+    assert last_used() is None  # paired, never used yet
+    clock.advance(5)
+    mcp = Agent(flow.client, tokens["access_token"])
+    assert mcp.initialize().status_code == 200
+    used = last_used()
+    assert used is not None and datetime.fromisoformat(used) == clock.now()
 
 
 def test_a_revoked_token_stops_working_at_once_despite_the_cache(flow: Flow) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -58,10 +59,10 @@ class RacingPairings(PairingRepository):
         return await super().update_if(pairing_id, **kwargs)
 
     async def reserve_attempt(
-        self, pairing_id: str, *, status_in: Collection[str], max_attempts: int
+        self, pairing_id: str, *, status_in: Collection[str], max_attempts: int, now: datetime
     ) -> AttemptReservation | None:
         await self._line_up()
-        return await super().reserve_attempt(pairing_id, status_in=status_in, max_attempts=max_attempts)
+        return await super().reserve_attempt(pairing_id, status_in=status_in, max_attempts=max_attempts, now=now)
 
 
 Step = Callable[[PairingService], Awaitable[object]]

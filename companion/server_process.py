@@ -1,11 +1,12 @@
-"""The demo's server: `python -m vouchsim.server serve` on a free loopback port and an SQLite file in the demo's
-state directory, logging to a file there. Started before the TUI, stopped after it, always.
+"""A Vouchsim server as a child process: `python -m vouchsim.server serve` on a loopback port (a free one unless
+given), with an SQLite file in a state directory unless another database is given, logging to a file there; ready
+once `/healthz` answers. The demo, the side-car, the pytest plugin and the e2e suite all start theirs with this, and
+none of them imports another: the server is reached over its port only.
 
-Stopping is guarded three ways so no server outlives the demo: `stop()` in the runner's `finally`, an
-`atexit` hook, and (`exit_on_termination`) SIGTERM / SIGHUP turned into `SystemExit` so those unwind
-through the `finally` too.
-On Linux the child also asks the kernel to kill it if the demo dies without any of those running
-(`PR_SET_PDEATHSIG`), which covers a SIGKILL.
+Stopping is guarded three ways so no server outlives its parent: `stop()` in the caller's `finally`, an `atexit`
+hook, and (`exit_on_termination`, for a command's own process) SIGTERM / SIGHUP turned into `SystemExit` so those
+unwind through the `finally` too. On Linux the child also asks the kernel to kill it if the parent dies without any
+of those running (`PR_SET_PDEATHSIG`), which covers a SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Final
@@ -59,7 +60,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class DemoServer:
+class ServerProcess:
     def __init__(
         self,
         state_dir: Path,
@@ -82,10 +83,24 @@ class DemoServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> DemoServer:
-        """Start the process and wait until it answers /healthz; ServerStartError (after stopping it) if not."""
-        command = [sys.executable, "-m", "vouchsim.server", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--database-url", self.database_url, "--log-level", "info"]
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+    def start(self, on_progress: Callable[[str], None] | None = None) -> ServerProcess:
+        """Start the process and wait until it answers /healthz; ServerStartError (after stopping it) if not.
+        `on_progress` gets each line the server logs while it starts (what it is doing during those seconds)."""
+        self.launch()
+        return self.wait_until_ready(on_progress)
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting: the caller can do its own start-up meanwhile (the demo imports its
+        TUI and agent while the server imports its own), then `wait_until_ready()`."""
+        # -P: nothing from the working directory on sys.path, so a project's own `server/` or `vouchsim/` folder
+        # cannot stand in for ours.
+        command = [sys.executable, "-P", "-m", "vouchsim.server", "serve"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.database_url]
+        command += ["--log-level", "info"]
         atexit.register(self.stop)
         # PR_SET_PDEATHSIG fires when the thread that forked exits: only tie it to the main thread.
         guard = sys.platform == "linux" and threading.current_thread() is threading.main_thread()
@@ -98,22 +113,35 @@ class DemoServer:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent if guard else None,
             )
+        return self
+
+    def wait_until_ready(self, on_progress: Callable[[str], None] | None = None) -> ServerProcess:
+        """Wait until the launched process answers /healthz; ServerStartError (after stopping it) if it does not."""
         try:
-            self._wait_until_healthy()
+            self._wait_until_healthy(on_progress)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_until_healthy(self) -> None:
+    def _wait_until_healthy(self, on_progress: Callable[[str], None] | None) -> None:
         assert self.process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT
+        shown = 0
         with httpx.Client(timeout=2.0) as http:
             while time.monotonic() < deadline:
+                if on_progress is not None:
+                    lines = self.log_lines()
+                    for line in lines[shown:]:
+                        on_progress(line)
+                    shown = len(lines)
                 if self.process.poll() is not None:
                     raise ServerStartError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
                 try:
                     if http.get(f"{self.base_url}/healthz").status_code == 200:
+                        if on_progress is not None:
+                            for line in self.log_lines()[shown:]:
+                                on_progress(line)
                         return
                 except httpx.TransportError:
                     pass
@@ -132,17 +160,21 @@ class DemoServer:
             process.kill()
             process.wait(STOP_TIMEOUT)
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_lines(self) -> list[str]:
+        """The complete lines of the log so far."""
         try:
             text = self.log_path.read_text("utf-8", errors="replace")
         except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+            return []
+        return text.splitlines()[: text.count("\n")]
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_lines()[-lines:])
 
 
 def exit_on_termination() -> None:
     """Turn SIGTERM and SIGHUP (a closed terminal) into SystemExit, so `finally` blocks stop the server.
-    For the demo's own process (main thread only); tests that start a DemoServer leave their signals alone."""
+    For a command's own process (main thread only); tests that start a ServerProcess leave their signals alone."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
 
