@@ -212,9 +212,12 @@ async def test_a_pairing_the_server_refuses_says_why(
         server.next_error = answer
         view.query_one("#scan-input", Input).value = str(qr_file(tmp_path, uri))
         await pilot.click("#scan-go")
-        await settle(pilot, lambda: view.status.kind == "error")
+        # The status line and the notification are posted separately: wait for both.
+        await settle(
+            pilot,
+            lambda: view.status.kind == "error" and any(message in n.message for n in app._notifications),
+        )
         assert view.status.text == message
-        assert any(message in n.message for n in app._notifications)
         assert isinstance(app.screen, HomeScreen)
 
 
