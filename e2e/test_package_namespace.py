@@ -62,7 +62,7 @@ def test_a_project_with_its_own_server_and_companion_packages_runs_the_plugin_ex
         top_level = {name.split("/", 1)[0] for name in archive.namelist() if not name.startswith("vouchsim-")}
         entry_points = archive.read(next(n for n in archive.namelist() if n.endswith("entry_points.txt"))).decode()
     assert top_level == {"vouchsim"}, top_level
-    assert "vouchsim = vouchsim.companion.testing.pytest_plugin" in entry_points
+    assert "vouchsim = vouchsim.testing" in entry_points
     assert "vouchsim = vouchsim.server.cli:main" in entry_points
 
     venv = tmp_path / "venv"
