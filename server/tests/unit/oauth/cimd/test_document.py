@@ -81,7 +81,7 @@ def test_defaults_and_scopes() -> None:
         ({"redirect_uris": "https://a.example/cb"}, errors.InvalidDocument, "array of strings"),
         ({"redirect_uris": ["http://app.example.com/cb"]}, errors.InvalidRedirectUri, "https"),
         ({"redirect_uris": ["https://app.example.com/cb#x"]}, errors.InvalidRedirectUri, "fragment"),
-        ({"redirect_uris": ["javascript:alert(1)"]}, errors.InvalidRedirectUri, "absolute"),
+        ({"redirect_uris": ["javascript:alert(1)"]}, errors.InvalidRedirectUri, "https"),
         ({"grant_types": ["client_credentials"]}, errors.InvalidDocument, "unsupported grant_types"),
         ({"grant_types": ["refresh_token"]}, errors.InvalidDocument, "include authorization_code"),
         ({"grant_types": "authorization_code"}, errors.InvalidDocument, "array of strings"),
