@@ -68,7 +68,7 @@ class BrowserUrl:
 def _character_problem(url: str) -> str | None:
     for char in url:
         if char == "\\":
-            return "must not contain '\\' (browsers read it as '/')"
+            return "must not contain a backslash (browsers read it as a slash)"
         if char == "@":
             return "must not contain '@' (user information, or what a browser would take for it)"
         # Cc control (NUL, CR, LF, tab, DEL, C1), Cf format (bidi overrides, zero-width, soft hyphen), Cs, Co, Cn;

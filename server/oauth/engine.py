@@ -38,7 +38,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from vouchsim.server.core.crypto import random_token
 from vouchsim.server.core.issuer import resource_url
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.store import OAuthStore
 from vouchsim.server.oauth.views import ClientView, CodeView, TokenView, UserView
 from vouchsim.server.settings import Settings
@@ -274,6 +275,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
     @property
     def store(self) -> OAuthStore:
         return self.server.store  # type: ignore[no-any-return]
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: FormRequest, client: ClientView) -> str:
+        # Say why a redirect URI a browser could read differently is refused (docs/security.md), before the
+        # registered-URI comparison whose message would echo it.
+        requested = request.payload.redirect_uri
+        if requested and (problem := redirects.request_problem(requested)):
+            raise InvalidRequestError(safe_description(problem))
+        uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+        return uri
 
     def save_authorization_code(self, code: str, request: FormRequest) -> None:
         user: UserView = request.user

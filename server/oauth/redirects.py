@@ -24,23 +24,23 @@ LOOPBACK_HOSTS = {"127.0.0.1", "[::1]", "localhost"}
 MAX_LENGTH = 2000  # characters; the longest URL every browser handles (and far beyond any real redirect URI)
 
 
-def _quoted(uri: str) -> str:
-    shown = uri if len(uri) <= 120 else uri[:117] + "..."  # noqa: PLR2004
+def _quoted(uri: object) -> str:
+    shown = uri if not isinstance(uri, str) or len(uri) <= 120 else uri[:117] + "..."  # noqa: PLR2004
     return repr(shown)
 
 
 def _parse(uri: str) -> BrowserUrl | str:
-    """The parsed URI, or why it cannot be used as a redirect URI."""
+    """The parsed URI, or why it cannot be used as a redirect URI (a phrase to follow "the redirect URI")."""
     if not isinstance(uri, str):
-        return "a redirect URI must be a string"
+        return "must be a string"
     if len(uri) > MAX_LENGTH:
-        return f"redirect URI {_quoted(uri)} is longer than {MAX_LENGTH} characters"
+        return f"is longer than {MAX_LENGTH} characters"
     try:
         parsed = browser_urls.parse(uri)
     except UnsafeUrl as unsafe:
-        return f"redirect URI {_quoted(uri)} {unsafe}"
+        return str(unsafe)
     if parsed.fragment is not None:
-        return f"redirect URI {_quoted(uri)} must not contain a fragment (RFC 6749 section 3.1.2)"
+        return "must not contain a fragment (RFC 6749 section 3.1.2)"
     return parsed
 
 
@@ -54,25 +54,32 @@ def is_loopback(uri: str) -> bool:
     return isinstance(parsed, BrowserUrl) and _is_loopback(parsed)
 
 
-def registration_problem(uri: str) -> str | None:
-    """Why `uri` cannot be registered, or None when it can."""
+def _problem(uri: str) -> str | None:
     parsed = _parse(uri)
     if isinstance(parsed, str):
         return parsed
     if parsed.scheme == "http" and not _is_loopback(parsed):
-        return f"redirect URI {_quoted(uri)} must use https (plain http is allowed only for loopback hosts)"
+        return "must use https (plain http is allowed only for loopback hosts)"
     return None
 
 
+def registration_problem(uri: str) -> str | None:
+    """Why `uri` cannot be registered, or None when it can."""
+    problem = _problem(uri)
+    return None if problem is None else f"redirect URI {_quoted(uri)} {problem}"
+
+
 def request_problem(uri: str) -> str | None:
-    """Why `uri` cannot be used in an authorization request, whatever is registered, or None."""
-    return registration_problem(uri)
+    """Why `uri` cannot be used in an authorization request, whatever is registered, or None. The client's input is
+    not repeated: the answer is shown on a page and must be a safe OAuth error description (RFC 6749 §5.2)."""
+    problem = _problem(uri)
+    return None if problem is None else f"The redirect URI {problem}."
 
 
 def matches(registered: list[str] | tuple[str, ...], requested: str) -> bool:
     """Whether the requested redirect URI is one of the registered ones (exact, or loopback with another port)."""
     asked = _parse(requested)
-    if isinstance(asked, str) or registration_problem(requested) is not None:
+    if isinstance(asked, str) or _problem(requested) is not None:
         return False
     if requested in registered:
         return True

@@ -44,6 +44,34 @@ def test_bad_client_or_redirect_shows_an_error_page(
     assert "not valid" in response.text
 
 
+@pytest.mark.parametrize(
+    ("redirect_uri", "reason"),
+    [
+        # Issue 9, finding 1: a browser reads both as host evil.example; urlsplit read them as 127.0.0.1.
+        ("http://evil.example\\@127.0.0.1:33418/callback", "backslash"),
+        ("http://evil.example\\@127.0.0.1:50123/callback", "backslash"),
+        ("http://evil.example@127.0.0.1:33418/callback", "@"),
+        ("http://127.0.0.1:50123/callback\r\nX: y", "control"),
+        ("http://2130706433:50123/callback", "IPv4"),
+        ("HTTP://127.0.0.1:50123/callback", "lower-case"),
+    ],
+)
+def test_a_redirect_uri_a_browser_reads_differently_gets_the_error_page_and_no_code(
+    flow: Flow,
+    public_client: dict[str, Any],
+    verifier_challenge: tuple[str, str],
+    redirect_uri: str,
+    reason: str,
+) -> None:
+    response = flow.start(_params(public_client, verifier_challenge[1], redirect_uri=redirect_uri))
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers  # no pairing, no consent, no code: nothing to follow
+    assert response.headers["content-type"].startswith("text/html")
+    assert "not valid" in response.text and "redirect URI" in response.text
+    assert reason in response.text
+    assert "set-cookie" not in response.headers  # the request was never opened for a browser
+
+
 def test_loopback_redirect_may_use_any_port(
     flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
 ) -> None:

@@ -43,9 +43,9 @@ def test_registrable(uri: str) -> None:
         ("http://127.0.0.1:080/cb", "port"),
         ("http://127.0.0.1.evil.test/cb", "https"),
         # finding 1: what urlsplit and a browser read differently
-        ("http://evil.example\\@127.0.0.1:3000/callback", "'\\'"),
+        ("http://evil.example\\@127.0.0.1:3000/callback", "backslash"),
         ("http://evil.example@127.0.0.1:3000/callback", "'@'"),
-        ("http:\\\\evil.example/cb", "'\\'"),
+        ("http:\\\\evil.example/cb", "backslash"),
         ("http:/evil.example/cb", "'//'"),
         ("http:///evil.example/cb", "'//'"),
         ("http://127.0.0.1\t.evil.example/cb", "whitespace"),
