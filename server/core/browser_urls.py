@@ -123,10 +123,10 @@ def _domain(text: str) -> str:
     if labels[-1] == "" and len(labels) > 1:
         labels = labels[:-1]  # one trailing dot: a fully qualified name, kept as browsers keep it
     if _NUMBER_LABEL.match(labels[-1]):
-        if not _DOTTED_QUAD.match(host) or any(int(part) > 255 for part in host.split(".")):  # noqa: PLR2004
+        if not _DOTTED_QUAD.match(host) or any(int(part) > 255 for part in host.split(".")):
             raise UnsafeUrl("has an IPv4 host that is not written as four decimal numbers (like 127.0.0.1)")
         return host
-    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):  # noqa: PLR2004 (RFC 1035)
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
         raise UnsafeUrl("has a host name that is not letters, digits, '-' and '_' in dot-separated labels")
     for label in labels:
         if label.startswith("xn--"):
@@ -156,20 +156,21 @@ def parse(url: str) -> BrowserUrl:
     rest = rest[2:]
     end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     authority, rest = rest[:end], rest[end:]
+    port_text: str | None
     if authority.startswith("["):
         close = authority.find("]")
         if close < 0:
             raise UnsafeUrl("has an unterminated IPv6 address")
-        host, port_text = _ipv6(authority[1:close]), authority[close + 1 :]
-        if port_text and not port_text.startswith(":"):
+        host, after = _ipv6(authority[1:close]), authority[close + 1 :]
+        if after and not after.startswith(":"):
             raise UnsafeUrl("has text after its IPv6 address")
-        port_text = port_text[1:] if port_text else None
+        port_text = after[1:] if after else None
     else:
         host_text, colon, port_text_or_empty = authority.partition(":")
         host, port_text = _domain(host_text), (port_text_or_empty if colon else None)
     port: int | None = None
     if port_text is not None:
-        if not _PORT.match(port_text) or int(port_text) > 65535:  # noqa: PLR2004
+        if not _PORT.match(port_text) or int(port_text) > 65535:
             raise UnsafeUrl("has a port that is not a number from 1 to 65535 (without leading zeros)")
         port = int(port_text)
         if port == DEFAULT_PORTS[scheme]:

@@ -25,7 +25,7 @@ MAX_LENGTH = 2000  # characters; the longest URL every browser handles (and far 
 
 
 def _quoted(uri: object) -> str:
-    shown = uri if not isinstance(uri, str) or len(uri) <= 120 else uri[:117] + "..."  # noqa: PLR2004
+    shown = uri if not isinstance(uri, str) or len(uri) <= 120 else uri[:117] + "..."
     return repr(shown)
 
 

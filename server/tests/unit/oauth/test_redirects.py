@@ -23,7 +23,7 @@ REGISTERED = ["http://127.0.0.1:3000/callback"]
         "http://[::1]:8080/x?y=1",
         "https://agent.example.com:8443/cb?x=1&y=%20",
         "https://xn--vil-qdd.example/cb",
-        "https://\u0435vil.example/cb",  # Cyrillic е: registrable, but shown as punycode (test_idn_hosts_...)
+        "https://\u0435vil.example/cb",  # Cyrillic ie: registrable, but shown as punycode (test_idn_hosts_...)
     ],
 )
 def test_registrable(uri: str) -> None:
@@ -137,7 +137,7 @@ def test_loopback_is_judged_by_the_browser_host() -> None:
 @pytest.mark.parametrize(
     ("uri", "shown"),
     [
-        ("https://\u0435vil.example/cb", "xn--vil-qdd.example"),  # Cyrillic е cannot pass as "evil"
+        ("https://\u0435vil.example/cb", "xn--vil-qdd.example"),  # Cyrillic ie cannot pass as "evil"
         ("https://b\u00fccher.example/cb", "xn--bcher-kva.example"),
         ("https://Agent.Example.com/cb", "agent.example.com"),
         ("http://127.0.0.1:3000/cb", "127.0.0.1"),
