@@ -199,6 +199,22 @@ class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
 
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """RFC 6749 §3.3: a scope this server does not know is ignored, not refused (`ClientView.get_allowed_scope`
+        drops it). Authlib would answer `invalid_scope`."""
+
+    def authenticate_client(self, request: FormRequest, methods: list[str], endpoint: str = "token") -> ClientView:
+        # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each request."
+        # Authlib would try Basic first and ignore the body's secret.
+        basic = (request.headers.get("Authorization") or "").strip().lower().startswith("basic ")
+        if basic and "client_secret" in request.payload.datalist:
+            raise InvalidRequestError(
+                "The client authenticated twice: with HTTP Basic and with client_secret in the body. "
+                "Use one method (RFC 6749 section 2.3)."
+            )
+        client: ClientView = super().authenticate_client(request, methods, endpoint)
+        return client
+
     def query_client(self, client_id: str) -> ClientView | None:
         return _bridge(self.store.client, client_id)  # type: ignore[no-any-return]
 
@@ -327,6 +343,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     @property
     def store(self) -> OAuthStore:
         return self.server.store  # type: ignore[no-any-return]
+
+    def validate_token_request(self) -> None:
+        # Authlib's refresh grant runs no "after_validate_token_request" hooks: without this, ResourceIndicator
+        # never saw a refresh's `resource`, and a foreign one was silently ignored (RFC 8707 §2: invalid_target).
+        super().validate_token_request()
+        self.execute_hook("after_validate_token_request", None)
 
     def authenticate_refresh_token(self, refresh_token: str) -> TokenView | None:
         outcome = _bridge(self.store.present_refresh, refresh_token)
