@@ -22,6 +22,9 @@ from vouchsim.server.core.browser_urls import BrowserUrl, UnsafeUrl
 
 LOOPBACK_HOSTS = {"127.0.0.1", "[::1]", "localhost"}
 MAX_LENGTH = 2000  # characters; the longest URL every browser handles (and far beyond any real redirect URI)
+# Per client. Neither Hydra nor Keycloak documents a cap; 20 is Microsoft Entra's classic limit and Outline's, far
+# above any MCP client's one or two (20,000 were accepted before: issue 9, finding 4).
+MAX_PER_CLIENT = 20
 
 
 def _quoted(uri: object) -> str:

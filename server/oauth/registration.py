@@ -29,10 +29,9 @@ from vouchsim.server.oauth.engine import _bridge
 from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
 
-# Caps on what one registration may hold (docs/security.md, "Registration hygiene"). Neither Hydra nor Keycloak
-# documents a cap on redirect URIs; 20 is Microsoft Entra's classic limit and Outline's, far above any MCP client's
-# one or two. Strings are capped at their column widths, URIs at the 2,000 characters every browser handles.
-MAX_REDIRECT_URIS = 20
+# Caps on what one registration may hold (docs/security.md, "Registration hygiene"): redirect URIs as
+# `redirects.MAX_PER_CLIENT` says; strings at their column widths, URIs at the 2,000 characters browsers handle.
+MAX_REDIRECT_URIS = redirects.MAX_PER_CLIENT
 MAX_LIST_ITEMS = 10  # contacts, grant_types, response_types
 FIELD_LIMITS = {
     "client_name": 256,  # oauth_clients.client_name

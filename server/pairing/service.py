@@ -9,6 +9,7 @@ compare-and-swap; a caller that loses a race gets the error that describes the s
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
 import msgspec
 
 from vouchsim.server.core.browser_urls import display_host
