@@ -185,10 +185,18 @@ def parse(url: str) -> BrowserUrl:
 
 
 def display_host(url: str) -> str:
-    """The host a browser would go to, for people to read (punycode for international names), or the scheme
-    when the URL is not one `parse` accepts (a private-use scheme, RFC 8252 §7.1)."""
+    """The host a browser would go to, for people to read (punycode for international names, IPv6 in brackets, as
+    `URL.hostname`). For a private-use scheme (RFC 8252 §7.1; never accepted as a redirect URI since issue 9, but
+    possibly stored before), the authority if it is plain ASCII, else the scheme."""
     try:
         return parse(url).host
     except UnsafeUrl:
-        scheme = _SCHEME.match(url)
-        return scheme.group(1).lower() if scheme else "an address this server cannot read"
+        pass
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return "an address this server cannot read"
+    name = scheme.group(1).lower()
+    if name in DEFAULT_PORTS or _character_problem(url):
+        return name
+    authority = url[scheme.end() :].removeprefix("//").split("/")[0].split("?")[0].split("#")[0].lower()
+    return authority if authority and re.fullmatch(r"[a-z0-9._-]+", authority) else name
