@@ -146,11 +146,19 @@ async def test_a_code_typed_in_another_browser_session_is_refused(
     assert "code" in query_of(done.headers["location"])
 
 
-@pytest.mark.requirement("OAUTH-REDIRECT-MISMATCH-NO-REDIRECT", "OAUTH-LOOPBACK-REDIRECT")
+@pytest.mark.requirement(
+    "OAUTH-REDIRECT-MISMATCH-NO-REDIRECT", "OAUTH-LOOPBACK-REDIRECT", "OAUTH-REDIRECT-BROWSER-HOST"
+)
 @pytest.mark.parametrize(
     "redirect_uri",
-    ["https://evil.example/callback", "http://127.0.0.1:9/elsewhere"],
-    ids=["other-host", "loopback-other-path"],
+    [
+        "https://evil.example/callback",
+        "http://127.0.0.1:9/elsewhere",
+        # Issue 9, finding 1: a browser goes to evil.example; the server once judged these 127.0.0.1.
+        "http://evil.example\\@127.0.0.1:9/callback",
+        "http://evil.example@127.0.0.1:9/callback",
+    ],
+    ids=["other-host", "loopback-other-path", "backslash-userinfo", "userinfo"],
 )
 async def test_a_redirect_uri_that_does_not_match_gets_an_error_page_not_a_redirect(
     live_server: LiveServer, http: httpx.AsyncClient, browser: Browser, redirect_uri: str

@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import new_id
+from vouchsim.server.core.text import display_text_problem
 from vouchsim.server.device.auth import fingerprint
 from vouchsim.server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
 from vouchsim.server.device.schemas import MAX_NAME_LENGTH, ConnectionList, ConnectionView, DeviceInfo
@@ -17,12 +16,13 @@ from vouchsim.server.storage.repositories.devices import DeviceRepository
 
 
 def checked_name(name: str) -> str:
-    """A device name as shown to people: trimmed, 1 to 64 characters, no control characters."""
+    """A device name as shown to people: trimmed, 1 to 64 characters, no control or bidi formatting characters
+    (the same rule as client names, `server.core.text`)."""
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise InvalidRequest(f"name must be 1 to {MAX_NAME_LENGTH} characters.")
-    if any(unicodedata.category(char) == "Cc" for char in name):
-        raise InvalidRequest("name must not contain control characters.")
+    if problem := display_text_problem("name", name, MAX_NAME_LENGTH):
+        raise InvalidRequest(problem + ".")
     return name
 
 

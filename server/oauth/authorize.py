@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import constant_time_equals, hash_secret, keyed_hash, new_id, random_token
 from vouchsim.server.core.errors import VouchsimError
-from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth import redirects, scopes
 from vouchsim.server.pairing.service import PairingService, PairingView
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
@@ -89,8 +89,6 @@ class Approved:
 
 
 def _summary(row: AuthorizationRequest, client: OAuthClient) -> RequestSummary:
-    from urllib.parse import urlsplit
-
     params = ValidatedRequest(
         client_id=row.client_id,
         redirect_uri=row.redirect_uri,
@@ -105,7 +103,7 @@ def _summary(row: AuthorizationRequest, client: OAuthClient) -> RequestSummary:
         client_id=client.client_id,
         client_name=client.client_name or client.client_id,
         redirect_uri=row.redirect_uri,
-        redirect_host=urlsplit(row.redirect_uri).hostname or "",
+        redirect_host=redirects.display_host(row.redirect_uri),
         scopes=tuple(scopes.split(row.scope)),
         state=row.state,
         expires_at=row.expires_at,

@@ -5,7 +5,7 @@ file (`VOUCHSIM_CLIENTS_FILE`).
 
 from __future__ import annotations
 
-import unicodedata
+from vouchsim.server.core.text import display_text_problem
 
 # RFC 7591 §2 would default to authorization_code alone; this server's clients are MCP runtimes that keep
 # sessions alive, so refresh tokens come by default. The registration response says what was registered.
@@ -15,16 +15,5 @@ DEFAULT_GRANT_TYPES = ["authorization_code", "refresh_token"]
 # and echoed; the OIDC redirect constraints that go with it are not enforced (this is not an OIDC provider).
 APPLICATION_TYPES = ("web", "native")
 
-# Characters that would let a self-asserted name rearrange or hide what the consent page shows around it.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def display_text_problem(name: str, value: object, max_length: int) -> str | None:
-    """Why `value` cannot be shown to a person as the field `name` (a client name), or None when it can."""
-    if not isinstance(value, str) or not value.strip():
-        return f"{name} must be a non-empty string"
-    if len(value) > max_length:
-        return f"{name} must be at most {max_length} characters"
-    if any(unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS for char in value):
-        return f"{name} must not contain control or bidirectional formatting characters"
-    return None
+# One rule for names people read, shared with the device API (server.core.text); re-exported for the callers here.
+__all__ = ["APPLICATION_TYPES", "DEFAULT_GRANT_TYPES", "display_text_problem"]

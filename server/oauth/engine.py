@@ -38,7 +38,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from vouchsim.server.core.crypto import random_token
 from vouchsim.server.core.issuer import resource_url
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.store import OAuthStore
 from vouchsim.server.oauth.views import ClientView, CodeView, TokenView, UserView
 from vouchsim.server.settings import Settings
@@ -198,6 +199,22 @@ class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
 
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """RFC 6749 §3.3: a scope this server does not know is ignored, not refused (`ClientView.get_allowed_scope`
+        drops it). Authlib would answer `invalid_scope`."""
+
+    def authenticate_client(self, request: FormRequest, methods: list[str], endpoint: str = "token") -> ClientView:
+        # RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each request."
+        # Authlib would try Basic first and ignore the body's secret.
+        basic = (request.headers.get("Authorization") or "").strip().lower().startswith("basic ")
+        if basic and "client_secret" in request.payload.datalist:
+            raise InvalidRequestError(
+                "The client authenticated twice: with HTTP Basic and with client_secret in the body. "
+                "Use one method (RFC 6749 section 2.3)."
+            )
+        client: ClientView = super().authenticate_client(request, methods, endpoint)
+        return client
+
     def query_client(self, client_id: str) -> ClientView | None:
         return _bridge(self.store.client, client_id)  # type: ignore[no-any-return]
 
@@ -275,6 +292,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
     def store(self) -> OAuthStore:
         return self.server.store  # type: ignore[no-any-return]
 
+    @staticmethod
+    def validate_authorization_redirect_uri(request: FormRequest, client: ClientView) -> str:
+        # Say why a redirect URI a browser could read differently is refused (docs/security.md), before the
+        # registered-URI comparison whose message would echo it.
+        requested = request.payload.redirect_uri
+        if requested and (problem := redirects.request_problem(requested)):
+            raise InvalidRequestError(safe_description(problem))
+        uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+        return uri
+
     def save_authorization_code(self, code: str, request: FormRequest) -> None:
         user: UserView = request.user
         data = request.payload.data
@@ -316,6 +343,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     @property
     def store(self) -> OAuthStore:
         return self.server.store  # type: ignore[no-any-return]
+
+    def validate_token_request(self) -> None:
+        # Authlib's refresh grant runs no "after_validate_token_request" hooks: without this, ResourceIndicator
+        # never saw a refresh's `resource`, and a foreign one was silently ignored (RFC 8707 §2: invalid_target).
+        super().validate_token_request()
+        self.execute_hook("after_validate_token_request", None)
 
     def authenticate_refresh_token(self, refresh_token: str) -> TokenView | None:
         outcome = _bridge(self.store.present_refresh, refresh_token)

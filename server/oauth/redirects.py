@@ -1,67 +1,100 @@
 """Redirect URIs: what may be registered (RFC 7591 §2, OAuth 2.1 §2.3.1) and how a request matches one.
 
-Matching is exact string comparison, with one exception from RFC 8252 §7.3: for a loopback redirect URI the
-port may differ, because native clients (Claude Code, the MCP SDKs, mcp-remote) listen on whatever port is free.
+One parser judges them all, at registration (dynamic, the clients file, Client ID Metadata Documents) and at the
+authorization endpoint: `server.core.browser_urls`, which reads a URL as a browser does or refuses it. A redirect
+URI with `\\`, `@`, whitespace, control or formatting characters, an upper-case scheme, a host in an unusual form
+or a fragment is refused wherever it appears (docs/security.md, "Redirect URIs as browsers read them").
+
+Matching is exact string comparison, with one exception from RFC 8252 §7.3: for a loopback redirect URI (`http`
+on `127.0.0.1`, `[::1]` or `localhost`) the port may differ, because native clients (Claude Code, the MCP SDKs,
+mcp-remote) listen on whatever port is free. Two loopback URIs match when their re-serialised forms without the
+port are equal: same scheme, same host as a browser reads it, same path and query, character for character.
+
+Public API (used by registration, the clients file, CIMD, the authorization endpoint and the pages):
+`registration_problem(uri)`, `request_problem(uri)`, `matches(registered, requested)`, `is_loopback(uri)`,
+`display_host(uri)`.
 """
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, urlsplit
+from vouchsim.server.core import browser_urls
+from vouchsim.server.core.browser_urls import BrowserUrl, UnsafeUrl
 
 LOOPBACK_HOSTS = {"127.0.0.1", "[::1]", "localhost"}
+MAX_LENGTH = 2000  # characters; the longest URL every browser handles (and far beyond any real redirect URI)
+# Per client. Neither Hydra nor Keycloak documents a cap; 20 is Microsoft Entra's classic limit and Outline's, far
+# above any MCP client's one or two (20,000 were accepted before: issue 9, finding 4).
+MAX_PER_CLIENT = 20
 
 
-def _split(uri: str) -> SplitResult | None:
+def _quoted(uri: object) -> str:
+    shown = uri if not isinstance(uri, str) or len(uri) <= 120 else uri[:117] + "..."
+    return repr(shown)
+
+
+def _parse(uri: str) -> BrowserUrl | str:
+    """The parsed URI, or why it cannot be used as a redirect URI (a phrase to follow "the redirect URI")."""
+    if not isinstance(uri, str):
+        return "must be a string"
+    if len(uri) > MAX_LENGTH:
+        return f"is longer than {MAX_LENGTH} characters"
     try:
-        parts = urlsplit(uri)
-        _ = parts.port  # raises on a malformed port
-    except ValueError:
-        return None
-    return parts
+        parsed = browser_urls.parse(uri)
+    except UnsafeUrl as unsafe:
+        return str(unsafe)
+    if parsed.fragment is not None:
+        return "must not contain a fragment (RFC 6749 section 3.1.2)"
+    return parsed
 
 
-def _netloc_host(parts: SplitResult) -> str:
-    host = parts.netloc.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        return host.split("]")[0] + "]"
-    return host.split(":")[0].lower()
+def _is_loopback(parsed: BrowserUrl) -> bool:
+    return parsed.scheme == "http" and parsed.host in LOOPBACK_HOSTS
 
 
 def is_loopback(uri: str) -> bool:
-    parts = _split(uri)
-    return bool(parts and parts.scheme == "http" and _netloc_host(parts) in LOOPBACK_HOSTS)
+    """True for a usable `http` redirect URI on a loopback host (RFC 8252 §7.3)."""
+    parsed = _parse(uri)
+    return isinstance(parsed, BrowserUrl) and _is_loopback(parsed)
+
+
+def _problem(uri: str) -> str | None:
+    parsed = _parse(uri)
+    if isinstance(parsed, str):
+        return parsed
+    if parsed.scheme == "http" and not _is_loopback(parsed):
+        return "must use https (plain http is allowed only for loopback hosts)"
+    return None
 
 
 def registration_problem(uri: str) -> str | None:
     """Why `uri` cannot be registered, or None when it can."""
-    parts = _split(uri)
-    if parts is None or not parts.scheme or not parts.netloc:
-        return f"redirect URI {uri!r} is not an absolute URI"
-    if parts.fragment or "#" in uri:
-        return f"redirect URI {uri!r} must not contain a fragment (RFC 6749 section 3.1.2)"
-    if "@" in parts.netloc:
-        return f"redirect URI {uri!r} must not contain user information"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and _netloc_host(parts) in LOOPBACK_HOSTS:
-        return None
-    if parts.scheme == "http":
-        return f"redirect URI {uri!r} must use https (plain http is allowed only for loopback hosts)"
-    return f"redirect URI {uri!r} must use https, or http on a loopback host"
+    problem = _problem(uri)
+    return None if problem is None else f"redirect URI {_quoted(uri)} {problem}"
 
 
-def matches(registered: list[str], requested: str) -> bool:
+def request_problem(uri: str) -> str | None:
+    """Why `uri` cannot be used in an authorization request, whatever is registered, or None. The client's input is
+    not repeated: the answer is shown on a page and must be a safe OAuth error description (RFC 6749 §5.2)."""
+    problem = _problem(uri)
+    return None if problem is None else f"The redirect URI {problem}."
+
+
+def matches(registered: list[str] | tuple[str, ...], requested: str) -> bool:
+    """Whether the requested redirect URI is one of the registered ones (exact, or loopback with another port)."""
+    asked = _parse(requested)
+    if isinstance(asked, str) or _problem(requested) is not None:
+        return False
     if requested in registered:
         return True
-    if not is_loopback(requested):
+    if not _is_loopback(asked):
         return False
-    asked = _split(requested)
-    assert asked is not None
     for uri in registered:
-        if not is_loopback(uri):
-            continue
-        known = _split(uri)
-        assert known is not None
-        if _netloc_host(known) == _netloc_host(asked) and known.path == asked.path and known.query == asked.query:
+        known = _parse(uri)
+        if isinstance(known, BrowserUrl) and _is_loopback(known) and known.without_port() == asked.without_port():
             return True
     return False
+
+
+def display_host(uri: str) -> str:
+    """The host a browser would go to, as people should read it (international names in punycode)."""
+    return browser_urls.display_host(uri)

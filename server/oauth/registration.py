@@ -1,13 +1,17 @@
 """RFC 7591 dynamic client registration, on Authlib's `ClientRegistrationEndpoint`.
 
 Open registration (no initial access token), as MCP clients expect. Checked before Authlib's own claim
-validation: redirect URIs (https, or http on loopback; no fragment) → `invalid_redirect_uri`, and the types of
-the fields we rely on → `invalid_client_metadata`. Unknown metadata is ignored (RFC 7591 §2), except the
+validation: redirect URIs (at most 20, each passing `redirects.registration_problem`, the parser the authorization
+endpoint uses) → `invalid_redirect_uri`; the types and lengths of the fields, control characters in any of them,
+and control or bidi characters in `client_name` → `invalid_client_metadata`. Unknown scopes are dropped and the
+response says what was registered (RFC 7591 §3.2.1). Unknown metadata is ignored (RFC 7591 §2), except the
 non-standard `provider_id` and OIDC's `application_type` (`web` or `native`), which are kept and echoed.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,48 +22,105 @@ from authlib.oauth2.rfc7591 import (
 )
 
 from vouchsim.server.core.crypto import new_id, random_token
+from vouchsim.server.core.text import display_text_problem, has_control_characters
 from vouchsim.server.oauth import redirects, scopes
 from vouchsim.server.oauth.client_metadata import APPLICATION_TYPES, DEFAULT_GRANT_TYPES
 from vouchsim.server.oauth.engine import _bridge
 from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
 
+# Caps on what one registration may hold (docs/security.md, "Registration hygiene"): redirect URIs as
+# `redirects.MAX_PER_CLIENT` says; strings at their column widths, URIs at the 2,000 characters browsers handle.
+MAX_REDIRECT_URIS = redirects.MAX_PER_CLIENT
+MAX_LIST_ITEMS = 10  # contacts, grant_types, response_types
+FIELD_LIMITS = {
+    "client_name": 256,  # oauth_clients.client_name
+    "scope": 1000,  # as sent, before unknown scopes are dropped; what is kept fits oauth_clients.scope
+    "token_endpoint_auth_method": 64,
+    "provider_id": 128,
+    "application_type": 16,
+    "software_id": 256,
+    "software_version": 256,
+    **dict.fromkeys(("client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri"), redirects.MAX_LENGTH),
+}
+LIST_ITEM_LIMITS = {"contacts": 320, "grant_types": 64, "response_types": 64}  # 320: the longest e-mail address
+MAX_JWKS_LENGTH = 16_384  # characters of the `jwks` object as JSON
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
-def _check_string_list(data: dict[str, Any], name: str) -> None:
+
+def _check_string_list(data: dict[str, Any], name: str, max_items: int, max_length: int) -> None:
     value = data.get(name)
-    if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidClientMetadataError(f"{name} must be an array of strings")
+    if len(value) > max_items:
+        raise InvalidClientMetadataError(f"{name} may hold at most {max_items} entries")
+    for item in value:
+        if len(item) > max_length:
+            raise InvalidClientMetadataError(f"each entry of {name} must be at most {max_length} characters")
+        if has_control_characters(item):
+            raise InvalidClientMetadataError(f"{name} must not contain control characters")
 
 
-def _check_string(data: dict[str, Any], name: str, max_length: int = 512) -> None:
+def _check_string(data: dict[str, Any], name: str, max_length: int) -> None:
     value = data.get(name)
-    if value is not None and (not isinstance(value, str) or len(value) > max_length):
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > max_length:
         raise InvalidClientMetadataError(f"{name} must be a string of at most {max_length} characters")
+    if has_control_characters(value):
+        raise InvalidClientMetadataError(f"{name} must not contain control characters")
+
+
+def _check_redirect_uris(data: dict[str, Any]) -> None:
+    uris = data.get("redirect_uris")
+    if uris is not None and (not isinstance(uris, list) or not all(isinstance(v, str) for v in uris)):
+        raise InvalidClientMetadataError("redirect_uris must be an array of strings")
+    if not uris:
+        raise InvalidRedirectURIError("redirect_uris is required for the authorization code flow")
+    if len(uris) > MAX_REDIRECT_URIS:
+        raise InvalidRedirectURIError(f"redirect_uris may hold at most {MAX_REDIRECT_URIS} URIs")
+    for uri in uris:  # the parser of the authorization endpoint: CR/LF, NUL, controls, backslashes and @ are refused
+        if problem := redirects.registration_problem(uri):
+            raise InvalidRedirectURIError(safe_description(problem))
+
+
+def granted_registration_scope(scope: str) -> str:
+    """RFC 6749 §3.3, RFC 7591 §2: scopes this server does not know are dropped, not refused (a client may name
+    scopes of other servers, as claude.ai's `claudeai` does); nothing known left means the default."""
+    tokens = scope.split()
+    if not all(_SCOPE_TOKEN.match(token) for token in tokens):
+        raise InvalidClientMetadataError("scope must be space-separated scope tokens (RFC 6749 section 3.3)")
+    known = [name for name in scopes.split(scope) if name in scopes.SUPPORTED_SCOPES]
+    return scopes.join(known) if known else scopes.DEFAULT_SCOPE
 
 
 def prepare_metadata(data: dict[str, Any]) -> dict[str, Any]:
     """Check what Authlib does not and fill the defaults this server applies."""
-    for name in ("redirect_uris", "grant_types", "response_types", "contacts"):
-        _check_string_list(data, name)
-    for name in ("client_name", "scope", "token_endpoint_auth_method"):
-        _check_string(data, name)
-    _check_string(data, "provider_id", 128)
+    _check_redirect_uris(data)
+    for name, max_length in LIST_ITEM_LIMITS.items():
+        _check_string_list(data, name, MAX_LIST_ITEMS, max_length)
+    for name, max_length in FIELD_LIMITS.items():
+        _check_string(data, name, max_length)
+    if data.get("client_name") is not None and (
+        problem := display_text_problem("client_name", data["client_name"], FIELD_LIMITS["client_name"])
+    ):
+        raise InvalidClientMetadataError(problem)  # the device API's rule for names people read
+    if data.get("jwks") is not None and len(json.dumps(data["jwks"])) > MAX_JWKS_LENGTH:
+        raise InvalidClientMetadataError(f"jwks must be at most {MAX_JWKS_LENGTH} characters as JSON")
     if data.get("application_type") is not None and data["application_type"] not in APPLICATION_TYPES:
         raise InvalidClientMetadataError("application_type must be web or native")  # OIDC Registration §2
-    uris = data.get("redirect_uris")
-    if not uris:
-        raise InvalidRedirectURIError("redirect_uris is required for the authorization code flow")
-    for uri in uris:
-        problem = redirects.registration_problem(uri)
-        if problem:
-            raise InvalidRedirectURIError(safe_description(problem))
     data = dict(data)
+    if data.get("client_name") is not None:
+        data["client_name"] = data["client_name"].strip()
     # RFC 7591 §2 would default to authorization_code alone; this server's clients are MCP runtimes that
     # keep sessions alive, so refresh tokens come by default. The response says what was registered.
     data.setdefault("grant_types", list(DEFAULT_GRANT_TYPES))
     data.setdefault("response_types", ["code"])
     data.setdefault("token_endpoint_auth_method", "client_secret_basic")  # RFC 7591 §2 default
-    data.setdefault("scope", scopes.DEFAULT_SCOPE)
+    data["scope"] = granted_registration_scope(data.get("scope") or "")
     if data["token_endpoint_auth_method"] not in AUTH_METHODS:
         raise InvalidClientMetadataError(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
     if unknown := set(data["grant_types"]) - set(GRANT_TYPES):
@@ -68,8 +129,6 @@ def prepare_metadata(data: dict[str, Any]) -> dict[str, Any]:
         raise InvalidClientMetadataError("grant_types must include authorization_code")
     if data["response_types"] != ["code"]:
         raise InvalidClientMetadataError("response_types must be ['code']")  # Authlib refuses '"' in descriptions
-    if unknown := set(scopes.split(data["scope"])) - set(scopes.SUPPORTED_SCOPES):
-        raise InvalidClientMetadataError(safe_description(f"unsupported scope: {' '.join(sorted(unknown))}"))
     return data
 
 

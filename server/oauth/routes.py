@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError
@@ -22,6 +21,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 
+from vouchsim.server.core import browser_urls
 from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import derive_issuer, is_secure, resource_url
 from vouchsim.server.core.runtime import Runtime
@@ -145,7 +145,7 @@ def _browser_cookie(issuer: str, browser: Browser, runtime: NamedDependency[Runt
 
 
 def _csp(form_targets: list[str]) -> str:
-    form_action = " ".join(["'self'", *form_targets])
+    form_action = " ".join(["'self'", *(target for target in form_targets if target)])
     return (
         "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
         f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
@@ -154,10 +154,14 @@ def _csp(form_targets: list[str]) -> str:
 
 def _redirect_origin(redirect_uri: str) -> str:
     """The CSP source for a redirect target: browsers apply form-action to the redirect after a POST."""
-    parts = urlsplit(redirect_uri)
+    try:
+        parts = browser_urls.parse(redirect_uri)  # the host a browser goes to, in ASCII (punycode)
+    except browser_urls.UnsafeUrl:
+        return ""  # never stored (the authorization endpoint refuses it); nothing to allow
     if redirects.is_loopback(redirect_uri):
-        return f"{parts.scheme}://{parts.hostname if ':' not in (parts.hostname or '') else f'[{parts.hostname}]'}:*"
-    return f"{parts.scheme}://{parts.netloc}"
+        return f"{parts.scheme}://{parts.host}:*"
+    port = "" if parts.port is None else f":{parts.port}"
+    return f"{parts.scheme}://{parts.host}{port}"
 
 
 def page(

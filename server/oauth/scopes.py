@@ -1,4 +1,9 @@
-"""The scopes this server grants (RFC 6749 §3.3)."""
+"""The scopes this server grants (RFC 6749 §3.3).
+
+A scope this server does not know is dropped wherever a client names one (authorization request, registration,
+metadata document), never refused: RFC 6749 §3.3 lets the server ignore requested scope, and real clients send
+scopes of their own (claude.ai's `claudeai`). What was granted is what the token response's `scope` says.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +31,8 @@ def split(scope: str | None) -> list[str]:
 
 def join(scopes: list[str] | tuple[str, ...]) -> str:
     return " ".join(dict.fromkeys(scopes))
+
+
+def known(scope: str | None) -> list[str]:
+    """The scopes of `scope` this server supports, de-duplicated, order kept; the others dropped."""
+    return [name for name in split(scope) if name in SUPPORTED_SCOPES]

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, InvalidScopeError, TokenMixin
 
 from vouchsim.server.core.crypto import constant_time_equals, hash_secret
 from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.errors import safe_description
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,26 @@ class ClientView(ClientMixin):  # type: ignore[misc]
         # Only when exactly one is registered is "the" default unambiguous (RFC 6749 §3.1.2.3).
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
-    def get_allowed_scope(self, scope: str | None) -> str | None:
-        """The scope to grant: the request's (or the registered default), limited to what the client registered.
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """The scope to grant (RFC 6749 §3.3; docs/security.md, "Scopes"):
 
-        `offline_access` is always accepted. None (→ invalid_scope) when nothing grantable is left.
+        - scopes this server does not know are dropped (claude.ai sends `claudeai`), not refused;
+        - nothing known asked for (or no scope at all) means the client's registered scope;
+        - a known scope the client did not register is refused with `invalid_scope`, as Ory Hydra and Keycloak
+          do, never silently narrowed; `offline_access` is always accepted.
         """
-        registered = set(scopes.split(self.scope)) | {scopes.OFFLINE_ACCESS}
-        wanted = scopes.split(scope) or scopes.split(self.scope)
-        granted = [s for s in wanted if s in registered]
-        return scopes.join(granted) if granted else None
+        registered = scopes.split(self.scope)
+        wanted = scopes.known(scope)
+        if not wanted:
+            return scopes.join(registered)
+        if refused := [s for s in wanted if s not in registered and s != scopes.OFFLINE_ACCESS]:
+            raise InvalidScopeError(
+                safe_description(
+                    f"This client registered the scope {' '.join(registered)}; it may not ask for "
+                    f"{' '.join(refused)}. Register again with every scope it needs."
+                )
+            )
+        return scopes.join(wanted)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirects.matches(list(self.redirect_uris), redirect_uri)

@@ -9,10 +9,10 @@ compare-and-swap; a caller that loses a race gets the error that describes the s
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import msgspec
 
+from vouchsim.server.core.browser_urls import display_host
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import constant_time_equals, hash_secret, new_id
 from vouchsim.server.pairing import codes, qr
@@ -299,14 +299,13 @@ class PairingService:
             raise PairingClosed()
         if pairing.device_id != device_id:
             raise PairingAlreadyClaimed()
-        redirect = urlsplit(request.redirect_uri)
         return PairingContext(
             pairing_id=pairing.id,
             status=status,
             client_id=client.client_id,
             client_name=client.client_name or client.client_id,
-            # A private-use scheme (RFC 8252 §7.1) has no host: name the scheme instead.
-            redirect_host=redirect.hostname or redirect.scheme,
+            # The host a browser would go to, international names in punycode (docs/security.md).
+            redirect_host=display_host(request.redirect_uri),
             scopes=list(dict.fromkeys(request.scope.split())),
             requested_at=request.created_at,
             expires_at=pairing.expires_at,

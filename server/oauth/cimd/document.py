@@ -124,6 +124,10 @@ def validate_document(url: str, data: dict[str, Any]) -> ClientMetadata:
     uris = _string_list(url, data, "redirect_uris")
     if not uris:
         raise errors.InvalidDocument(f"The metadata document at {url} has no redirect_uris (MCP requires them).")
+    if len(uris) > redirects.MAX_PER_CLIENT:
+        raise errors.InvalidRedirectUri(
+            f"The metadata document at {url} lists more than {redirects.MAX_PER_CLIENT} redirect_uris."
+        )
     for uri in uris:
         if problem := redirects.registration_problem(uri):
             raise errors.InvalidRedirectUri(f"The metadata document at {url}: {problem}.")

@@ -44,6 +44,34 @@ def test_bad_client_or_redirect_shows_an_error_page(
     assert "not valid" in response.text
 
 
+@pytest.mark.parametrize(
+    ("redirect_uri", "reason"),
+    [
+        # Issue 9, finding 1: a browser reads both as host evil.example; urlsplit read them as 127.0.0.1.
+        ("http://evil.example\\@127.0.0.1:33418/callback", "backslash"),
+        ("http://evil.example\\@127.0.0.1:50123/callback", "backslash"),
+        ("http://evil.example@127.0.0.1:33418/callback", "@"),
+        ("http://127.0.0.1:50123/callback\r\nX: y", "control"),
+        ("http://2130706433:50123/callback", "IPv4"),
+        ("HTTP://127.0.0.1:50123/callback", "lower-case"),
+    ],
+)
+def test_a_redirect_uri_a_browser_reads_differently_gets_the_error_page_and_no_code(
+    flow: Flow,
+    public_client: dict[str, Any],
+    verifier_challenge: tuple[str, str],
+    redirect_uri: str,
+    reason: str,
+) -> None:
+    response = flow.start(_params(public_client, verifier_challenge[1], redirect_uri=redirect_uri))
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers  # no pairing, no consent, no code: nothing to follow
+    assert response.headers["content-type"].startswith("text/html")
+    assert "not valid" in response.text and "redirect URI" in response.text
+    assert reason in response.text
+    assert "set-cookie" not in response.headers  # the request was never opened for a browser
+
+
 def test_loopback_redirect_may_use_any_port(
     flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
 ) -> None:
@@ -61,7 +89,6 @@ def test_loopback_redirect_may_use_any_port(
         ({"code_challenge_method": None}, "invalid_request"),
         ({"code_challenge": "short"}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
-        ({"scope": "admin"}, "invalid_scope"),
         ({"resource": "https://other.example/mcp"}, "invalid_target"),
         ({"resource": f"{ISSUER}/api"}, "invalid_target"),
     ],
@@ -89,6 +116,44 @@ def test_resource_with_trailing_slash_and_default_scope_are_accepted(
     params = _params(public_client, verifier_challenge[1], resource=f"{ISSUER}/mcp/", scope=None)
     page = flow.client.get(flow.pairing_page(params))
     assert "identity" in page.text and "delegation" in page.text
+
+
+# -- scopes (issue 9, finding 5): unknown ones dropped, unregistered ones refused, never narrowed silently --------
+@pytest.mark.parametrize(
+    ("asked", "shown", "not_shown"),
+    [
+        ("identity claudeai", ["identity"], ["claudeai", "delegation"]),
+        ("claudeai", ["identity", "delegation"], ["claudeai"]),  # nothing known: the registered scope
+        ("admin delegation", ["delegation"], ["admin"]),
+    ],
+)
+def test_unknown_scopes_are_dropped_not_refused(
+    flow: Flow,
+    public_client: dict[str, Any],
+    verifier_challenge: tuple[str, str],
+    asked: str,
+    shown: list[str],
+    not_shown: list[str],
+) -> None:
+    page = flow.client.get(flow.pairing_page(_params(public_client, verifier_challenge[1], scope=asked)))
+    assert page.status_code == 200, page.text
+    granted = page.text.split('class="scopes"')[1].split("</ul>")[0]
+    assert all(f"<code>{name}</code>" in granted for name in shown), granted
+    assert not any(f"<code>{name}</code>" in granted for name in not_shown), granted
+
+
+def test_a_scope_the_client_did_not_register_is_invalid_scope_not_narrowed(
+    flow: Flow, client: TestClient[Any], verifier_challenge: tuple[str, str]
+) -> None:
+    narrow = register(client, scope="identity")
+    response = flow.start(_params(narrow, verifier_challenge[1], scope="identity delegation"))
+    assert response.status_code in (302, 303), response.text
+    query = redirect_query(response.headers["location"])
+    assert query["error"] == "invalid_scope"
+    assert "delegation" in query["error_description"]
+    assert "code" not in query and query["state"] == "opaque-state" and query["iss"] == ISSUER
+    # What it registered still works, as does offline_access (always accepted).
+    assert "code" in flow.authorize(_params(narrow, verifier_challenge[1], scope="identity offline_access"))
 
 
 # -- the pairing page ----------------------------------------------------------------------------------------
@@ -269,3 +334,20 @@ def test_odd_characters_in_parameters_never_cause_a_500(
 def test_odd_grant_type_is_a_400(client: TestClient[Any]) -> None:
     response = client.post("/oauth/token", data={"grant_type": 'x"y', "client_id": "é"})
     assert response.status_code in (400, 401)
+
+
+def test_an_idn_redirect_host_is_shown_in_punycode_on_the_page_and_the_device(
+    flow: Flow, client: TestClient[Any], verifier_challenge: tuple[str, str]
+) -> None:
+    """Issue 9, finding 4: a Cyrillic look-alike (U+0435) cannot pass as "evil" on the page or on the device."""
+    info = register(client, redirect_uris=["https://\u0435vil.example/cb"])
+    path = flow.pairing_page(_params(info, verifier_challenge[1]))
+    page = flow.client.get(path)
+    assert '<dd class="redirect-host">xn--vil-qdd.example</dd>' in page.text
+    assert "\u0435vil" not in page.text.split('class="who"')[1].split("</section>")[0]
+    assert "form-action 'self' https://xn--vil-qdd.example;" in page.headers["content-security-policy"]
+    claim = flow.device.call(
+        flow.client, "POST", "/device/pairings/claim", {"qr_payload": qr_payload_for(client, path)}
+    )
+    assert claim.status_code == 200, claim.text
+    assert claim.json()["redirect_host"] == "xn--vil-qdd.example"

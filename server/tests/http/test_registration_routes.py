@@ -67,7 +67,6 @@ def test_confidential_client_defaults_to_client_secret_basic_and_gets_a_secret(
             "invalid_client_metadata",
         ),
         ({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}, "invalid_client_metadata"),
-        ({"redirect_uris": ["https://a.example/cb"], "scope": "identity admin"}, "invalid_client_metadata"),
         ({"redirect_uris": ["https://a.example/cb"], "client_name": 42}, "invalid_client_metadata"),
         ({"redirect_uris": ["https://a.example/cb"], "client_uri": "not a uri"}, "invalid_client_metadata"),
         ([1, 2], "invalid_client_metadata"),
@@ -112,3 +111,70 @@ def test_input_with_quotes_or_non_ascii_is_a_400_not_a_500(client: TestClient[An
     response = _register(client, body)
     assert response.status_code == 400, response.text
     assert response.json()["error"] in ("invalid_redirect_uri", "invalid_client_metadata")
+
+
+# -- issue 9, finding 4: registration hygiene -----------------------------------------------------------------
+CB = "https://a.example/cb"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"redirect_uris": ["http://127.0.0.1/cb\r\nSet-Cookie: x=1"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["http://127.0.0.1/cb\n"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["http://127.0.0.1/c\x00b"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://a.example/c\x1bb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["http://evil.example\\@127.0.0.1/cb"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["HTTPS://a.example/cb"]}, "invalid_redirect_uri"),  # refused, not normalised
+        ({"redirect_uris": [f"https://a.example/{i}" for i in range(21)]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["https://a.example/" + "x" * 2000]}, "invalid_redirect_uri"),
+        ({"redirect_uris": [CB], "client_name": "Acme\x00"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_name": "Acme\r\nAdmin"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_name": "Acme \u202egnp.exe"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_name": "\u2066Acme\u2069"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_name": "   "}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_name": "x" * 257}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "scope": "identity " * 200}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "contacts": ["a@example.com"] * 11}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "contacts": ["a" * 321]}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "contacts": ["a@example.com\r\nBcc: b@example.com"]}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_uri": "https://a.example/" + "x" * 2000}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "software_id": "s" * 257}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "software_version": "1\x00"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "grant_types": ["authorization_code"] * 11}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "jwks": {"keys": [{"kty": "oct", "n": "x" * 20000}]}}, "invalid_client_metadata"),
+    ],
+)
+def test_registration_hygiene(client: TestClient[Any], body: Any, error: str) -> None:
+    response = _register(client, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == error
+    assert response.json()["error_description"]
+
+
+def test_twenty_redirect_uris_and_fields_at_their_caps_are_accepted(client: TestClient[Any]) -> None:
+    response = _register(
+        client,
+        {
+            "redirect_uris": [f"https://a.example/{i}" for i in range(20)],
+            "client_name": " " + "n" * 255,  # shown (and stored) trimmed
+            "contacts": ["a@example.com"] * 10,
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["client_name"] == "n" * 255
+
+
+@pytest.mark.parametrize(
+    ("asked", "registered"),
+    [
+        ("identity admin", "identity"),
+        ("claudeai identity delegation", "identity delegation"),
+        ("claudeai", "identity delegation"),  # nothing known: the default
+        ("identity offline_access", "identity offline_access"),
+    ],
+)
+def test_unknown_scopes_are_dropped_at_registration(client: TestClient[Any], asked: str, registered: str) -> None:
+    response = _register(client, {"redirect_uris": [CB], "scope": asked})
+    assert response.status_code == 201, response.text
+    assert response.json()["scope"] == registered  # the response says what was registered (RFC 7591 §3.2.1)

@@ -302,3 +302,58 @@ def test_unpairing_the_connection_stops_its_tokens_at_once(
         },
     )
     assert refreshed.json()["error"] == "invalid_grant"
+
+
+# -- issue 9, finding 5: protocol details ----------------------------------------------------------------------
+@pytest.mark.parametrize("resource", ["https://other.example/mcp", f"{ISSUER}/api"])
+def test_a_refresh_for_a_foreign_resource_is_invalid_target(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str], resource: str
+) -> None:
+    first = _tokens(flow, public_client, verifier_challenge)
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": first["refresh_token"],
+        "client_id": public_client["client_id"],
+    }
+    foreign = flow.client.post("/oauth/token", data={**data, "resource": resource})
+    assert foreign.status_code == 400, foreign.text
+    assert foreign.json()["error"] == "invalid_target"
+    # Refused before rotation: the refresh token still works, for its own resource (trailing slash forgiven).
+    same = flow.client.post("/oauth/token", data={**data, "resource": f"{ISSUER}/mcp/"})
+    assert same.status_code == 200, same.text
+
+
+@pytest.mark.parametrize("endpoint", ["/oauth/token", "/oauth/introspect", "/oauth/revoke"])
+def test_basic_and_a_body_secret_together_are_refused(
+    flow: Flow, verifier_challenge: tuple[str, str], endpoint: str
+) -> None:
+    info = register(flow.client, token_endpoint_auth_method="client_secret_basic")
+    code = flow.authorize(authorize_params(info, verifier_challenge[1]))["code"]
+    basic = base64.b64encode(f"{info['client_id']}:{info['client_secret']}".encode()).decode()
+    body = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": info["redirect_uris"][0],
+        "code_verifier": verifier_challenge[0],
+        "token": "vsat_whatever",
+        "client_id": info["client_id"],
+        "client_secret": info["client_secret"],  # the right secret, twice: still two methods (RFC 6749 §2.3)
+    }
+    both = flow.client.post(endpoint, data=body, headers={"Authorization": f"Basic {basic}"})
+    assert both.status_code == 400, both.text
+    assert both.json()["error"] == "invalid_request"
+    assert "2.3" in both.json()["error_description"]
+    if endpoint == "/oauth/token":  # the code was not spent: one method alone still works
+        del body["client_secret"]
+        ok = flow.client.post(endpoint, data=body, headers={"Authorization": f"Basic {basic}"})
+        assert ok.status_code == 200, ok.text
+
+
+def test_unknown_scopes_are_dropped_and_the_token_says_what_was_granted(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    params = authorize_params(public_client, verifier_challenge[1], scope="identity claudeai")
+    code = flow.authorize(params)["code"]
+    response = exchange(flow.client, public_client, code, verifier_challenge[0])
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "identity"

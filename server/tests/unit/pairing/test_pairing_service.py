@@ -264,7 +264,8 @@ async def test_claim_of_a_finished_pairing_is_closed(
             "anysphere.cursor-retrieval",
         ),
         ("Native", "com.example.app:/oauth2redirect", "Native", "com.example.app"),
-        ("IPv6", "http://[::1]:4000/cb", "IPv6", "::1"),
+        ("IPv6", "http://[::1]:4000/cb", "IPv6", "[::1]"),  # as a browser's URL.hostname
+        ("IDN", "https://\u0435vil.example/cb", "IDN", "xn--vil-qdd.example"),  # Cyrillic ie: punycode
     ],
 )
 async def test_context_names_the_client_and_the_redirect_host(
