@@ -24,6 +24,7 @@ import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     OAuth2Error,
@@ -39,6 +40,7 @@ from vouchsim.server.core.crypto import random_token
 from vouchsim.server.core.issuer import resource_url
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth import scopes
+from vouchsim.server.oauth.cimd.errors import CimdError
 from vouchsim.server.oauth.store import OAuthStore
 from vouchsim.server.oauth.views import ClientView, CodeView, TokenView, UserView
 from vouchsim.server.settings import Settings
@@ -199,7 +201,12 @@ class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Introspection)
 
     def query_client(self, client_id: str) -> ClientView | None:
-        return _bridge(self.store.client, client_id)  # type: ignore[no-any-return]
+        try:
+            return _bridge(self.store.client, client_id)  # type: ignore[no-any-return]
+        except CimdError as error:
+            # An unusable metadata document: the client is not trusted, so no redirect follows (the error has
+            # no redirect_uri): the authorization page shows it, the other endpoints answer invalid_client.
+            raise InvalidClientError(description=error.description) from None
 
     def save_token(self, token: dict[str, Any], request: FormRequest) -> None:
         source: CodeView | TokenView = request.authorization_code or request.refresh_token
