@@ -37,7 +37,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from vouchsim.server.core.crypto import random_token
-from vouchsim.server.core.issuer import resource_url
+from vouchsim.server.core.issuer import canonical_resource, resource_url
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth import scopes
 from vouchsim.server.oauth.cimd.errors import CimdError
@@ -155,14 +155,15 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
 
 # -- RFC 8707 resource indicators ----------------------------------------------------------------------------
 def normalise_resource(value: str) -> str:
-    return value.rstrip("/")
+    """Scheme and host in lower case, no trailing slash (`core.issuer.canonical_resource`)."""
+    return canonical_resource(value)
 
 
 class ResourceIndicator:
     """Accept `resource` only for our MCP endpoint (trailing slash forgiven) and bind it to code and tokens."""
 
     def __init__(self, issuer: str) -> None:
-        self.resource = resource_url(issuer)
+        self.resource = canonical_resource(resource_url(issuer))
 
     def __call__(self, grant: Any) -> None:
         grant.register_hook("after_validate_authorization_request_payload", self.check_authorize)

@@ -27,7 +27,15 @@ from vouchsim.server.core.issuer import derive_issuer, is_secure, resource_url
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth import redirects, scopes
-from vouchsim.server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
+from vouchsim.server.oauth.authorize import (
+    Approved,
+    AuthorizationFlow,
+    Browser,
+    RequestSummary,
+    ValidatedRequest,
+    prompt_none_error,
+    prompt_values,
+)
 from vouchsim.server.oauth.clients import ClientDirectory
 from vouchsim.server.oauth.engine import (
     FormRequest,
@@ -375,9 +383,15 @@ async def authorize(
     )
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
+    prompt = prompt_values(data.get("prompt"))
+    if failure := prompt_none_error(prompt, browser.user_id is not None):
+        refusal = OAuth2Error(failure[1], state=validated.state, redirect_uri=validated.redirect_uri, error=failure[0])
+        return _to_client(server.handle_error_response(oauth_request, refusal))
     cookies = _browser_cookie(issuer, browser, runtime)
     request_id = await flow.open(browser, validated)
-    if browser.user_id is not None:
+    # `prompt=consent`: the consent page, which a signed-in browser always gets anyway (nothing is approved
+    # without a page). `prompt=login`: pair with the device again, even from a signed-in browser.
+    if browser.user_id is not None and "login" not in prompt:
         return _redirect(f"/oauth/authorize/requests/{request_id}/consent", cookies=cookies)
     pairing_id = await flow.start_pairing(browser, request_id, issuer)
     return _redirect(f"/oauth/authorize/pairing/{pairing_id}", cookies=cookies)
