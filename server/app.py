@@ -173,7 +173,7 @@ def create_app(
             app.state.mcp = McpServer(app.state.runtime, sessions, events, delegations)
             events.add_listener(app.state.mcp.on_event)
             if testbed is not None:
-                await testbed.start(sessions, events, delegations)
+                await testbed.start(sessions, events, delegations, clients)
             yield
         finally:
             if testbed is not None:

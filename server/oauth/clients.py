@@ -40,6 +40,11 @@ class ClientDirectory:
     def offers_registration(self) -> bool:
         return DCR_MODE in self.modes
 
+    def forget_documents(self) -> None:
+        """Drop every cached metadata document and the fetch counts (a testbed reset)."""
+        if self.resolver is not None:
+            self.resolver.forget_all()
+
     async def find(self, clients: ClientRepository, client_id: str) -> OAuthClient | None:
         """The client's row, current; None for an unknown (or retired) client. Raises `CimdError` when
         `client_id` is a metadata document URL whose document cannot be used."""

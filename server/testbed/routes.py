@@ -34,6 +34,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from vouchsim.server.core.crypto import constant_time_equals
 from vouchsim.server.oauth.bearer import bearer_token
+from vouchsim.server.oauth.preregistered import ClientsFileError
 from vouchsim.server.testbed.control import ClockView, Testbed
 from vouchsim.server.testbed.faults import Fault, FaultRequest
 from vouchsim.server.testbed.journal import MAX_WAIT, JournalEntry, split_kinds
@@ -171,10 +172,18 @@ def testbed_router(testbed: Testbed) -> Router:
         return Response(await testbed.reset_clock(), headers=_NO_STORE)
 
     @post("/reset", status_code=204, summary="Wipe everything but the signing keys")
-    async def reset() -> None:
-        """Clients, users, devices, connections, tokens, sessions, delegations, faults and the journal; the clock
-        returns to real time. Answers once done, on every instance."""
-        await testbed.reset()
+    async def reset() -> Response[Any]:
+        """Clients, users, devices, connections, tokens, sessions, delegations, faults, the journal and the cached
+        metadata documents; the clock returns to real time; the pre-registered clients are read again from
+        VOUCHSIM_CLIENTS_FILE. Answers once done, on every instance; 409 (nothing wiped) when the clients file is
+        no longer valid."""
+        try:
+            await testbed.reset()
+        except ClientsFileError as error:
+            return Response(
+                {"error": "invalid_clients_file", "error_description": str(error)}, status_code=409, headers=_NO_STORE
+            )
+        return Response(None, status_code=204)
 
     return Router(
         path="/testbed",
