@@ -27,7 +27,7 @@ import msgspec
 from litestar import Litestar, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
-from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -172,7 +172,7 @@ def testbed_router(testbed: Testbed) -> Router:
         return Response(await testbed.reset_clock(), headers=_NO_STORE)
 
     @post("/reset", status_code=204, summary="Wipe everything but the signing keys")
-    async def reset() -> Response[Any]:
+    async def reset() -> None:
         """Clients, users, devices, connections, tokens, sessions, delegations, faults, the journal and the cached
         metadata documents; the clock returns to real time; the pre-registered clients are read again from
         VOUCHSIM_CLIENTS_FILE. Answers once done, on every instance; 409 (nothing wiped) when the clients file is
@@ -180,10 +180,7 @@ def testbed_router(testbed: Testbed) -> Router:
         try:
             await testbed.reset()
         except ClientsFileError as error:
-            return Response(
-                {"error": "invalid_clients_file", "error_description": str(error)}, status_code=409, headers=_NO_STORE
-            )
-        return Response(None, status_code=204)
+            raise HTTPException(status_code=409, detail=str(error)) from None
 
     return Router(
         path="/testbed",
