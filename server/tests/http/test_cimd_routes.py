@@ -221,3 +221,20 @@ def test_a_cimd_client_cannot_introspect(client: TestClient[Any], docs: Document
     info = _client_info(docs)
     response = client.post("/oauth/introspect", data={"token": "vsat_whatever", "client_id": info["client_id"]})
     assert response.status_code in (400, 401) and response.json()["error"] == "invalid_client"
+
+
+def test_a_document_that_breaks_before_the_person_consents_ends_on_the_error_page(
+    flow: Flow, client: TestClient[Any], docs: DocumentServer, clock: FrozenClock
+) -> None:
+    info = _client_info(docs)
+    _verifier, challenge = pkce()
+    flow.authorize(authorize_params(info, challenge))  # pairs, and signs this browser in
+    start = flow.start(authorize_params(info, challenge))
+    assert start.status_code == 303 and start.headers["location"].endswith("/consent")
+    page = client.get(start.headers["location"])
+    clock.advance(6 * 60)  # past the document's cache lifetime (5 minutes: no cache headers)
+    docs.serve(PATH, status=404, body=b"gone", content_type="text/plain")
+    from server.tests.support import csrf_of
+
+    done = client.post(start.headers["location"], data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert "answered 404" in _error_page(done)
