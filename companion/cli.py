@@ -686,6 +686,10 @@ def _print_identity(cli: Cli, enrolment: Enrolment) -> None:
 def _print_context(cli: Cli, context: PairingContext) -> None:
     cli.out(f"Pairing request {clean(context.pairing_id)}")
     cli.out(f"  client:   {clean(context.client_name)} ({clean(context.client_id)})")
+    if context.verified_host:
+        cli.out(f"  verified: {clean(context.verified_host)} (the client's address, checked by the server)")
+    if context.localhost_only:
+        cli.out("  warning:  it only returns to a program on the computer that started the sign-in")
     cli.out(f"  redirect: {clean(context.redirect_host)}")
     cli.out(f"  scopes:   {clean(', '.join(context.scopes)) or '(none)'}")
     cli.out(f"  expires:  {when(context.expires_at)}")

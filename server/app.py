@@ -28,7 +28,8 @@ from vouchsim.server.delegation.tokens import SigningKeyStore
 from vouchsim.server.device.routes import device_router
 from vouchsim.server.mcp.routes import mcp_routes
 from vouchsim.server.mcp.transport import McpServer
-from vouchsim.server.oauth.cimd.fetch import tls_context
+from vouchsim.server.oauth.cimd import metadata_resolver
+from vouchsim.server.oauth.clients import CIMD_MODE, ClientDirectory
 from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.oauth.routes import TEMPLATES, oauth_routes
 from vouchsim.server.settings import LOG_FORMAT, Settings, settings_from_environment
@@ -83,6 +84,7 @@ _ERROR_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "request_too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",
@@ -137,8 +139,14 @@ def create_app(
     if testbed is not None:
         clock = testbed.clock  # every expiry follows the testbed's movable clock
     preregistered = PreregisteredClients.from_settings(settings)
-    if settings.cimd_ca_file:
-        tls_context(settings.cimd_ca_file)
+    # One directory (and so one metadata document cache) per process; the resolver reads the CA file now.
+    modes = settings.registration_modes
+    clients = ClientDirectory(modes, metadata_resolver(settings, clock) if CIMD_MODE in modes else None)
+    if settings.cimd_ca_file and CIMD_MODE not in modes:
+        metadata_resolver(settings, clock)  # a bad CA file stops the server whatever the mode
+
+    async def provide_clients() -> ClientDirectory:
+        return clients
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -166,7 +174,7 @@ def create_app(
             app.state.mcp = McpServer(app.state.runtime, sessions, events, delegations)
             events.add_listener(app.state.mcp.on_event)
             if testbed is not None:
-                await testbed.start(sessions, events, delegations)
+                await testbed.start(sessions, events, delegations, clients)
             yield
         finally:
             if testbed is not None:
@@ -189,6 +197,7 @@ def create_app(
             "db": Provide(provide_db_session),
             "events": Provide(provide_events),
             "delegations": Provide(provide_delegations),
+            "clients": Provide(provide_clients),
         },
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
         # The command line's one log format, and Alembic's start-up steps kept out of it (the banner names the schema).

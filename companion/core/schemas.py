@@ -51,6 +51,10 @@ class PairingContext(msgspec.Struct, frozen=True, kw_only=True):
     requested_at: datetime
     expires_at: datetime
     issuer: str
+    # A client identified by a metadata document: its client_id host, verified by the server; None otherwise.
+    verified_host: str | None = None
+    # Set when every redirect URI of that client is on this computer (loopback): worth a warning.
+    localhost_only: bool = False
 
 
 class PairingApproval(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +77,7 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    verified_host: str | None = None  # see PairingContext
 
 
 class ConnectionList(msgspec.Struct, frozen=True, kw_only=True):

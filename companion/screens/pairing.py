@@ -57,6 +57,8 @@ class PairingConfirmScreen(ModalScreen[PairingAnswer]):
                 classes="dialog-title",
             )
             yield FieldRow("Client", f"{clean(c.client_name)}  ({clean(c.client_id)})")
+            if c.verified_host:  # a metadata document client: its address is the one thing the server checked
+                yield FieldRow("Verified", clean(c.verified_host))
             yield FieldRow("Returns to", clean(c.redirect_host))
             yield FieldRow("Scopes", clean_list(c.scopes))
             yield FieldRow("Requested", instant(c.requested_at))
@@ -65,7 +67,12 @@ class PairingConfirmScreen(ModalScreen[PairingAnswer]):
                 yield Countdown(c.expires_at, clock=self._clock, prefix="in ", id="pairing-expiry")
             yield Static(
                 "Approve only if you started this yourself, on a screen you trust. "
-                "If someone sent you this QR, decline.",
+                "If someone sent you this QR, decline."
+                + (
+                    " This application only returns to a program on the computer that started the sign-in."
+                    if c.localhost_only
+                    else ""
+                ),
                 classes="dialog-warning",
                 markup=False,
             )

@@ -4,13 +4,15 @@
 // application around it.
 //
 //   node ts_sdk_v2_client.mjs --server <mcp url> --redirect-url <loopback url> --delegation <json arguments>
-//                             [--negotiation auto|default] [--tasks]
+//                             [--negotiation auto|default] [--tasks] [--client-metadata-url <https url>]
 //
 // --negotiation auto: `versionNegotiation: { mode: "auto" }`, the SDK's 2026 negotiation; default: no option
 // at all (the package's own default). --tasks: the client declares the Tasks extension
 // (io.modelcontextprotocol/tasks) in its capabilities, so a waiting delegation_request comes back as a task,
 // polled with tasks/get through the client's generic request method (2.4.0 does not export its Tasks client
-// extension yet) at the pollIntervalMs the server asks for.
+// extension yet) at the pollIntervalMs the server asks for. --client-metadata-url: the provider's
+// `clientMetadataUrl` (a Client ID Metadata Document): when the server advertises
+// client_id_metadata_document_supported, the SDK uses that URL as its client_id and registers nothing.
 //
 // JSON lines, each with a "type", in this order:
 //   out  {"type":"authorize","url"}                 the SDK wants the person's browser at this URL
@@ -37,6 +39,7 @@ const { values: args } = parseArgs({
     delegation: { type: "string" },
     negotiation: { type: "string", default: "auto" },
     tasks: { type: "boolean", default: false },
+    "client-metadata-url": { type: "string" },
     timeout: { type: "string", default: "60" },
   },
 });
@@ -75,8 +78,9 @@ async function recordingFetch(input, init) {
 }
 
 class MemoryProvider {
-  constructor(redirectUrl) {
+  constructor(redirectUrl, clientMetadataUrl) {
     this.redirectUrl = redirectUrl;
+    if (clientMetadataUrl) this.clientMetadataUrl = clientMetadataUrl;
     this.expectedState = randomBytes(16).toString("base64url");
   }
   get clientMetadata() {
@@ -150,7 +154,7 @@ async function sendThroughTransport(client, transport, call) {
 
 async function main() {
   const serverUrl = new URL(args.server);
-  const provider = new MemoryProvider(args["redirect-url"]);
+  const provider = new MemoryProvider(args["redirect-url"], args["client-metadata-url"]);
   const options = {};
   if (args.negotiation === "auto") options.versionNegotiation = { mode: "auto" };
   if (args.tasks) options.capabilities = { extensions: { "io.modelcontextprotocol/tasks": {} } };

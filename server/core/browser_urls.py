@@ -200,3 +200,11 @@ def display_host(url: str) -> str:
         return name
     authority = url[scheme.end() :].removeprefix("//").split("/")[0].split("?")[0].split("#")[0].lower()
     return authority if authority and re.fullmatch(r"[a-z0-9._-]+", authority) else name
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
+
+
+def is_loopback_http(url: BrowserUrl) -> bool:
+    """An `http` URL on a loopback host (RFC 8252 §7.3): the only place plain http is allowed for a redirect URI."""
+    return url.scheme == "http" and url.host in LOOPBACK_HOSTS

@@ -25,6 +25,17 @@ def derive_issuer(configured: str, *, scheme: str, host: str | None, forwarded_p
     return f"{scheme}://{host}"
 
 
+def canonical_resource(value: str) -> str:
+    """A resource URI as bound to codes and tokens and compared at `/mcp` (RFC 8707; MCP "Canonical Server URI"):
+    scheme and host in lower case (RFC 3986 §6.2.2.1: they are case-insensitive), no trailing slash; the path is
+    left as sent (it is case-sensitive)."""
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        return value.rstrip("/")
+    authority, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{authority.lower()}{slash}{path}".rstrip("/")
+
+
 def resource_url(issuer: str) -> str:
     """RFC 9728 / RFC 8707: the one protected resource, the MCP endpoint."""
     return f"{issuer}/mcp"

@@ -63,6 +63,8 @@ class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    # The client_id host of a client described by a metadata document (verified by this server); None otherwise.
+    verified_host: str | None = None
 
 
 class ConnectionList(msgspec.Struct, frozen=True, kw_only=True):

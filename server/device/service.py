@@ -10,7 +10,8 @@ from vouchsim.server.core.text import display_text_problem
 from vouchsim.server.device.auth import fingerprint
 from vouchsim.server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
 from vouchsim.server.device.schemas import MAX_NAME_LENGTH, ConnectionList, ConnectionView, DeviceInfo
-from vouchsim.server.storage.models import Device, RuntimeConnection
+from vouchsim.server.pairing.identity import client_identity
+from vouchsim.server.storage.models import Device, OAuthClient, RuntimeConnection
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
 
@@ -53,8 +54,8 @@ class DeviceService:
         return _device_info(device, issuer)
 
     async def connections_of(self, user_id: str) -> ConnectionList:
-        rows = await self.connections.list_for_user(user_id)
-        return ConnectionList(connections=[_connection_view(row, name) for row, name in rows])
+        rows = await self.connections.list_with_clients(user_id)
+        return ConnectionList(connections=[_connection_view(row, client) for row, client in rows])
 
     async def revoke_connection(self, user_id: str, connection_id: str) -> ConnectionView:
         """Unpair a connection of this user (idempotent); its tokens stop working in the same transaction."""
@@ -63,10 +64,10 @@ class DeviceService:
             raise ConnectionNotFound()
         await self.connections.revoke(connection_id, self.clock.now())
         row = await self.connections.get(connection_id)
-        name = await self.connections.client_name(connection_id)
+        client = await self.connections.client_of(connection_id)
         assert row is not None
-        assert name is not None
-        return _connection_view(row, name)
+        assert client is not None
+        return _connection_view(row, client)
 
 
 def _device_info(device: Device, issuer: str) -> DeviceInfo:
@@ -80,11 +81,12 @@ def _device_info(device: Device, issuer: str) -> DeviceInfo:
     )
 
 
-def _connection_view(row: RuntimeConnection, client_name: str) -> ConnectionView:
+def _connection_view(row: RuntimeConnection, client: OAuthClient) -> ConnectionView:
     return ConnectionView(
         connection_id=row.id,
         client_id=row.client_id,
-        client_name=client_name,
+        client_name=client.client_name or client.client_id,
+        verified_host=client_identity(client).verified_host,
         scopes=list(dict.fromkeys(row.scope.split())),
         created_at=row.created_at,
         last_used_at=row.last_used_at,

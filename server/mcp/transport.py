@@ -36,7 +36,7 @@ import msgspec
 
 from vouchsim.server.core.crypto import hash_secret
 from vouchsim.server.core.errors import VouchsimError
-from vouchsim.server.core.issuer import resource_url
+from vouchsim.server.core.issuer import canonical_resource, resource_url
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.mcp import era, jsonrpc, protocol, tasks
@@ -245,7 +245,7 @@ class McpServer:
         key = hash_secret(token)
         grant = self.cache.grant(key)
         if grant is not None:
-            if grant.resource.rstrip("/") != resource:
+            if canonical_resource(grant.resource) != canonical_resource(resource):
                 raise WrongAudience(f"The access token was issued for {grant.resource}, not {resource}.")
             return grant
         generation = self.cache.generation
@@ -449,7 +449,7 @@ class McpServer:
         if scopes.DELEGATION not in grant.scopes:
             raise ScopeRequired(
                 f"Tasks hold delegations; they need the scope {scopes.DELEGATION!r}.",
-                scope=scopes.join([*grant.scopes, scopes.DELEGATION]),
+                scope=scopes.challenge_scope(grant.scopes, scopes.DELEGATION),
                 request_id=request.id,
             )
         context = self._context(grant, scope, incoming)
@@ -488,7 +488,7 @@ class McpServer:
         if tool.scope not in grant.scopes:
             raise ScopeRequired(
                 f"The tool {tool.name} needs the scope {tool.scope!r}.",
-                scope=scopes.join([*grant.scopes, tool.scope]),
+                scope=scopes.challenge_scope(grant.scopes, tool.scope),
                 request_id=request.id,
             )
         arguments = tool.parse_arguments(params.get("arguments"))

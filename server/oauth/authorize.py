@@ -20,6 +20,7 @@ from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import constant_time_equals, hash_secret, keyed_hash, new_id, random_token
 from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.pairing.identity import client_identity
 from vouchsim.server.pairing.service import PairingService, PairingView
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
@@ -77,6 +78,12 @@ class RequestSummary:
     state: str | None
     expires_at: datetime
     params: ValidatedRequest
+    # A CIMD client's client_id host: the one thing about it this server verified (draft-ietf-oauth-client-id-
+    # metadata-document-02 §8.5; the name is self-asserted). None for registered and pre-registered clients.
+    verified_host: str | None = None
+    # Every redirect URI the client may use is on loopback: any program on the person's computer could receive
+    # the code (MCP 2026-07-28 security considerations, "Localhost Redirect URI Risks"). Set for CIMD clients.
+    localhost_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,25 @@ class Approved:
     request: ValidatedRequest
     user_id: str
     connection_id: str
+
+
+def prompt_values(prompt: str | None) -> frozenset[str]:
+    """OpenID Connect Core §3.1.2.1 `prompt`, space-separated. The MCP Python SDK sends `prompt=consent` with
+    `offline_access` (SEP-2207). Values this server does not know (`select_account`, `create`) are ignored."""
+    return frozenset((prompt or "").split())
+
+
+def prompt_none_error(prompt: frozenset[str], signed_in: bool) -> tuple[str, str] | None:
+    """The error (code, description) that answers `prompt=none` (OpenID Connect Core §3.1.2.6): this server always
+    shows a page (pairing, or consent for a signed-in browser), so a request that forbids any page cannot succeed.
+    None when `none` was not asked for."""
+    if "none" not in prompt:
+        return None
+    if len(prompt) > 1:
+        return "invalid_request", "prompt=none cannot be combined with other prompt values."
+    if not signed_in:
+        return "login_required", "This browser is not signed in: pairing with the trusted device needs a page."
+    return "consent_required", "Connecting an application always needs the person's consent on a page."
 
 
 def _summary(row: AuthorizationRequest, client: OAuthClient) -> RequestSummary:
@@ -98,6 +124,7 @@ def _summary(row: AuthorizationRequest, client: OAuthClient) -> RequestSummary:
         code_challenge_method=row.code_challenge_method,
         resource=row.resource,
     )
+    identity = client_identity(client)
     return RequestSummary(
         request_id=row.id,
         client_id=client.client_id,
@@ -108,6 +135,8 @@ def _summary(row: AuthorizationRequest, client: OAuthClient) -> RequestSummary:
         state=row.state,
         expires_at=row.expires_at,
         params=params,
+        verified_host=identity.verified_host,
+        localhost_only=identity.localhost_only,
     )
 
 

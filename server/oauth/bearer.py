@@ -8,6 +8,7 @@ from datetime import datetime
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import hash_secret
 from vouchsim.server.core.errors import VouchsimError
+from vouchsim.server.core.issuer import canonical_resource
 from vouchsim.server.oauth import scopes
 from vouchsim.server.storage.repositories.tokens import TokenRepository
 
@@ -71,7 +72,7 @@ async def authenticate(tokens: TokenRepository, clock: Clock, authorization: str
     if found is None:
         raise InvalidToken("The access token is unknown, expired or revoked.")
     row, _connection = found
-    if row.resource.rstrip("/") != resource:
+    if canonical_resource(row.resource) != canonical_resource(resource):
         raise WrongAudience(f"The access token was issued for {row.resource}, not {resource}.")
     return AccessGrant(
         token_id=row.id,

@@ -24,6 +24,7 @@ import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     OAuth2Error,
@@ -36,9 +37,10 @@ from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from vouchsim.server.core.crypto import random_token
-from vouchsim.server.core.issuer import resource_url
+from vouchsim.server.core.issuer import canonical_resource, resource_url
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.cimd.errors import CimdError
 from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.store import OAuthStore
 from vouchsim.server.oauth.views import ClientView, CodeView, TokenView, UserView
@@ -154,14 +156,15 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
 
 # -- RFC 8707 resource indicators ----------------------------------------------------------------------------
 def normalise_resource(value: str) -> str:
-    return value.rstrip("/")
+    """Scheme and host in lower case, no trailing slash (`core.issuer.canonical_resource`)."""
+    return canonical_resource(value)
 
 
 class ResourceIndicator:
     """Accept `resource` only for our MCP endpoint (trailing slash forgiven) and bind it to code and tokens."""
 
     def __init__(self, issuer: str) -> None:
-        self.resource = resource_url(issuer)
+        self.resource = canonical_resource(resource_url(issuer))
 
     def __call__(self, grant: Any) -> None:
         grant.register_hook("after_validate_authorization_request_payload", self.check_authorize)
@@ -216,7 +219,12 @@ class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         return client
 
     def query_client(self, client_id: str) -> ClientView | None:
-        return _bridge(self.store.client, client_id)  # type: ignore[no-any-return]
+        try:
+            return _bridge(self.store.client, client_id)  # type: ignore[no-any-return]
+        except CimdError as error:
+            # An unusable metadata document: the client is not trusted, so no redirect follows (the error has
+            # no redirect_uri): the authorization page shows it, the other endpoints answer invalid_client.
+            raise InvalidClientError(description=error.description) from None
 
     def save_token(self, token: dict[str, Any], request: FormRequest) -> None:
         source: CodeView | TokenView = request.authorization_code or request.refresh_token

@@ -18,9 +18,8 @@ Public API (used by registration, the clients file, CIMD, the authorization endp
 from __future__ import annotations
 
 from vouchsim.server.core import browser_urls
-from vouchsim.server.core.browser_urls import BrowserUrl, UnsafeUrl
+from vouchsim.server.core.browser_urls import BrowserUrl, UnsafeUrl, is_loopback_http
 
-LOOPBACK_HOSTS = {"127.0.0.1", "[::1]", "localhost"}
 MAX_LENGTH = 2000  # characters; the longest URL every browser handles (and far beyond any real redirect URI)
 # Per client. Neither Hydra nor Keycloak documents a cap; 20 is Microsoft Entra's classic limit and Outline's, far
 # above any MCP client's one or two (20,000 were accepted before: issue 9, finding 4).
@@ -47,21 +46,17 @@ def _parse(uri: str) -> BrowserUrl | str:
     return parsed
 
 
-def _is_loopback(parsed: BrowserUrl) -> bool:
-    return parsed.scheme == "http" and parsed.host in LOOPBACK_HOSTS
-
-
 def is_loopback(uri: str) -> bool:
     """True for a usable `http` redirect URI on a loopback host (RFC 8252 §7.3)."""
     parsed = _parse(uri)
-    return isinstance(parsed, BrowserUrl) and _is_loopback(parsed)
+    return isinstance(parsed, BrowserUrl) and is_loopback_http(parsed)
 
 
 def _problem(uri: str) -> str | None:
     parsed = _parse(uri)
     if isinstance(parsed, str):
         return parsed
-    if parsed.scheme == "http" and not _is_loopback(parsed):
+    if parsed.scheme == "http" and not is_loopback_http(parsed):
         return "must use https (plain http is allowed only for loopback hosts)"
     return None
 
@@ -86,11 +81,11 @@ def matches(registered: list[str] | tuple[str, ...], requested: str) -> bool:
         return False
     if requested in registered:
         return True
-    if not _is_loopback(asked):
+    if not is_loopback_http(asked):
         return False
     for uri in registered:
         known = _parse(uri)
-        if isinstance(known, BrowserUrl) and _is_loopback(known) and known.without_port() == asked.without_port():
+        if isinstance(known, BrowserUrl) and is_loopback_http(known) and known.without_port() == asked.without_port():
             return True
     return False
 

@@ -27,7 +27,16 @@ from vouchsim.server.core.issuer import derive_issuer, is_secure, resource_url
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth import redirects, scopes
-from vouchsim.server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
+from vouchsim.server.oauth.authorize import (
+    Approved,
+    AuthorizationFlow,
+    Browser,
+    RequestSummary,
+    ValidatedRequest,
+    prompt_none_error,
+    prompt_values,
+)
+from vouchsim.server.oauth.clients import ClientDirectory
 from vouchsim.server.oauth.engine import (
     FormRequest,
     OAuthResult,
@@ -69,8 +78,10 @@ def _server(
     runtime: NamedDependency[Runtime],
     issuer: str,
     delegations: DelegationService | None = None,
+    clients: ClientDirectory | None = None,
 ) -> VouchAuthorizationServer:
-    store = OAuthStore(ClientRepository(db), TokenRepository(db), runtime.clock, runtime.settings)
+    """`clients`: how client_ids are looked up (CIMD included); None where no client is looked up (a denial)."""
+    store = OAuthStore(ClientRepository(db), TokenRepository(db), runtime.clock, runtime.settings, clients)
     return VouchAuthorizationServer(store, issuer, runtime.settings, delegations)
 
 
@@ -221,26 +232,34 @@ async def _deny(server: VouchAuthorizationServer, summary: RequestSummary, descr
 async def _issue_code(
     db: NamedDependency[DbSession],
     runtime: NamedDependency[Runtime],
+    clients: ClientDirectory,
     issuer: str,
     approved: Approved,
     cookies: list[Cookie] | None = None,
 ) -> Response[Any]:
     from vouchsim.server.oauth.views import UserView
 
-    server = _server(db, runtime, issuer)
+    server = _server(db, runtime, issuer, clients=clients)
     request = _authorize_request(issuer, approved.request)
     user = UserView(approved.user_id, approved.connection_id)
-    result = await run_authlib(lambda: server.authorize(request, user))
+    try:
+        result = await run_authlib(lambda: server.authorize(request, user))
+    except OAuth2Error as error:
+        # The client was checked again and is no longer usable (its metadata document became unreachable or
+        # invalid since the request was opened, or it was retired): no code, and no redirect to it either.
+        return error_page("This sign-in link is not valid", error.description or error.error)
     return _to_client(result, cookies)
 
 
 # -- discovery -----------------------------------------------------------------------------------------------
 @get(["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"], tags=["discovery"])
 async def authorization_server_metadata_route(
-    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], clients: NamedDependency[ClientDirectory]
 ) -> dict[str, Any]:
-    """RFC 8414 authorization server metadata."""
-    return authorization_server_metadata(issuer_of(request, runtime))
+    """RFC 8414 authorization server metadata; the registration paths follow `VOUCHSIM_REGISTRATION`."""
+    return authorization_server_metadata(
+        issuer_of(request, runtime), registration=clients.offers_registration, cimd=clients.offers_cimd
+    )
 
 
 @get(["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"], tags=["discovery"])
@@ -268,9 +287,16 @@ class _JsonRequest:
 
 @post("/oauth/register", tags=["oauth"], status_code=201)
 async def register(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
 ) -> Response[Any]:
-    """RFC 7591 dynamic client registration."""
+    """RFC 7591 dynamic client registration (404 when `VOUCHSIM_REGISTRATION` leaves out `dcr`)."""
+    if not clients.offers_registration:
+        return _oauth_error_json(
+            "not_found", "Dynamic client registration is off on this server (VOUCHSIM_REGISTRATION).", 404
+        )
     try:
         data = json.loads(await request.body() or b"null")
     except ValueError:
@@ -327,11 +353,14 @@ def _csrf_failed() -> Template:
 
 @get("/oauth/authorize", tags=["oauth"], include_in_schema=True)
 async def authorize(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
 ) -> Response[Any]:
     """RFC 6749 §4.1.1 with PKCE (S256) and RFC 8707 `resource`: validates, then pairing or consent."""
     issuer = issuer_of(request, runtime)
-    server = _server(db, runtime, issuer)
+    server = _server(db, runtime, issuer, clients=clients)
     params: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
@@ -358,9 +387,15 @@ async def authorize(
     )
     flow = _flow(db, runtime)
     browser = await _browser(request, flow, issuer)
+    prompt = prompt_values(data.get("prompt"))
+    if failure := prompt_none_error(prompt, browser.user_id is not None):
+        refusal = OAuth2Error(failure[1], state=validated.state, redirect_uri=validated.redirect_uri, error=failure[0])
+        return _to_client(server.handle_error_response(oauth_request, refusal))
     cookies = _browser_cookie(issuer, browser, runtime)
     request_id = await flow.open(browser, validated)
-    if browser.user_id is not None:
+    # `prompt=consent`: the consent page, which a signed-in browser always gets anyway (nothing is approved
+    # without a page). `prompt=login`: pair with the device again, even from a signed-in browser.
+    if browser.user_id is not None and "login" not in prompt:
         return _redirect(f"/oauth/authorize/requests/{request_id}/consent", cookies=cookies)
     pairing_id = await flow.start_pairing(browser, request_id, issuer)
     return _redirect(f"/oauth/authorize/pairing/{pairing_id}", cookies=cookies)
@@ -468,6 +503,7 @@ async def pairing_submit(
     request: Request[Any, Any, Any],
     db: NamedDependency[DbSession],
     runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
     pairing_id: FromPath[str],
 ) -> Response[Any]:
     """The pairing code typed by the person. Failures re-render the page (and are committed, not rolled back)."""
@@ -485,7 +521,7 @@ async def pairing_submit(
         return await _pairing_response(
             db, runtime, request, pairing_id, status=failure.status, error=failure.description
         )
-    return await _issue_code(db, runtime, issuer, approved)
+    return await _issue_code(db, runtime, clients, issuer, approved)
 
 
 @post("/oauth/authorize/requests/{request_id:str}/pair", tags=["authorization page"], include_in_schema=False)
@@ -555,6 +591,7 @@ async def consent_submit(
     request: Request[Any, Any, Any],
     db: NamedDependency[DbSession],
     runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
     request_id: FromPath[str],
 ) -> Response[Any]:
     post = await _page_post(request, db, runtime)
@@ -565,7 +602,7 @@ async def consent_submit(
         approved = await flow.consent(browser, request_id)
     except VouchsimError as failure:
         return error_page("Could not authorize", failure.description, status=failure.status)
-    return await _issue_code(db, runtime, issuer, approved)
+    return await _issue_code(db, runtime, clients, issuer, approved)
 
 
 # -- token, revocation, introspection ------------------------------------------------------------------------
@@ -573,6 +610,7 @@ async def _token_endpoint(
     request: Request[Any, Any, Any],
     db: NamedDependency[DbSession],
     runtime: NamedDependency[Runtime],
+    clients: ClientDirectory,
     name: str,
     *,
     allow_json: bool = False,
@@ -583,7 +621,7 @@ async def _token_endpoint(
         kinds = "form-encoded or JSON" if allow_json else "application/x-www-form-urlencoded"
         return _oauth_error_json("invalid_request", f"The body must be {kinds}.")
     issuer = issuer_of(request, runtime)
-    server = _server(db, runtime, issuer, delegations)
+    server = _server(db, runtime, issuer, delegations, clients)
     oauth_request = FormRequest("POST", f"{issuer}/oauth/{name}", params, dict(request.headers))
     endpoint = "revocation" if name == "revoke" else "introspection"
     try:
@@ -599,18 +637,24 @@ async def _token_endpoint(
 
 @post("/oauth/token", tags=["oauth"], status_code=200)
 async def token(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
 ) -> Response[Any]:
     """RFC 6749 §3.2: authorization_code (with PKCE) and refresh_token (rotating)."""
-    return await _token_endpoint(request, db, runtime, "token")
+    return await _token_endpoint(request, db, runtime, clients, "token")
 
 
 @post("/oauth/revoke", tags=["oauth"], status_code=200)
 async def revoke(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
 ) -> Response[Any]:
     """RFC 7009 token revocation; form-encoded or JSON `{"token", "client_id"}`."""
-    return await _token_endpoint(request, db, runtime, "revoke", allow_json=True)
+    return await _token_endpoint(request, db, runtime, clients, "revoke", allow_json=True)
 
 
 @post("/oauth/introspect", tags=["oauth"], status_code=200)
@@ -618,10 +662,11 @@ async def introspect(
     request: Request[Any, Any, Any],
     db: NamedDependency[DbSession],
     runtime: NamedDependency[Runtime],
+    clients: NamedDependency[ClientDirectory],
     delegations: NamedDependency[DelegationService],
 ) -> Response[Any]:
     """RFC 7662 token introspection (client authentication required); delegation tokens too."""
-    return await _token_endpoint(request, db, runtime, "introspect", delegations=delegations.within(db))
+    return await _token_endpoint(request, db, runtime, clients, "introspect", delegations=delegations.within(db))
 
 
 @get("/.well-known/jwks.json", tags=["discovery"])

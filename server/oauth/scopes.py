@@ -36,3 +36,10 @@ def join(scopes: list[str] | tuple[str, ...]) -> str:
 def known(scope: str | None) -> list[str]:
     """The scopes of `scope` this server supports, de-duplicated, order kept; the others dropped."""
     return [name for name in split(scope) if name in SUPPORTED_SCOPES]
+
+
+def challenge_scope(granted: list[str] | tuple[str, ...], needed: str) -> str:
+    """The `scope` of a 403 `insufficient_scope` challenge (MCP 2026-07-28 "Scope Challenge Handling", SEP-2350):
+    the resource scopes already granted plus the one needed, so a client that replaces its scope instead of adding
+    to it keeps what it had. Never `offline_access` or any other non-resource scope (SEP-2207: SHOULD NOT)."""
+    return join([s for s in granted if s in RESOURCE_SCOPES] + [needed])

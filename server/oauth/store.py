@@ -8,6 +8,7 @@ from typing import Any
 
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import hash_secret, new_id, seal, unseal
+from vouchsim.server.oauth.clients import ClientDirectory
 from vouchsim.server.oauth.views import ClientView, CodeView, TokenView
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import AuthorizationCode, OAuthClient, OAuthToken
@@ -59,14 +60,24 @@ class RefreshOutcome:
 
 
 class OAuthStore:
-    def __init__(self, clients: ClientRepository, tokens: TokenRepository, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self,
+        clients: ClientRepository,
+        tokens: TokenRepository,
+        clock: Clock,
+        settings: Settings,
+        directory: ClientDirectory | None = None,
+    ) -> None:
         self.clients = clients
         self.tokens = tokens
         self.clock = clock
         self.settings = settings
+        # Without a directory (no metadata document resolver): registered and pre-registered clients only.
+        self.directory = directory or ClientDirectory(settings.registration_modes, None)
 
     async def client(self, client_id: str) -> ClientView | None:
-        row = await self.clients.get(client_id)
+        """Registered, pre-registered or CIMD (`ClientDirectory.find`); raises `CimdError` for an unusable document."""
+        row = await self.directory.find(self.clients, client_id)
         return client_view(row) if row else None
 
     async def save_client(self, client_info: dict[str, Any], metadata: dict[str, Any]) -> ClientView:

@@ -29,6 +29,7 @@ from vouchsim.server.pairing.errors import (
     PairingNotFound,
     WrongPairingCode,
 )
+from vouchsim.server.pairing.identity import client_identity
 from vouchsim.server.pairing.states import FINAL, OPEN, PairingEvent, PairingStatus, next_status, sources
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.repositories.pairings import PairingBundle, PairingRepository
@@ -71,6 +72,11 @@ class PairingContext(msgspec.Struct, frozen=True, kw_only=True):
     requested_at: datetime
     expires_at: datetime
     issuer: str
+    # The client_id host of a client described by a metadata document, the one verified fact about it; None for
+    # registered and pre-registered clients (pairing.identity).
+    verified_host: str | None = None
+    # Set when every redirect URI of that client is on loopback: warn the person (pairing.identity).
+    localhost_only: bool = False
 
 
 class IssuedCode(msgspec.Struct, frozen=True, kw_only=True):
@@ -299,6 +305,7 @@ class PairingService:
             raise PairingClosed()
         if pairing.device_id != device_id:
             raise PairingAlreadyClaimed()
+        identity = client_identity(client)
         return PairingContext(
             pairing_id=pairing.id,
             status=status,
@@ -310,6 +317,8 @@ class PairingService:
             requested_at=request.created_at,
             expires_at=pairing.expires_at,
             issuer=issuer,
+            verified_host=identity.verified_host,
+            localhost_only=identity.localhost_only,
         )
 
     def _attempts_left(self, failed_attempts: int) -> int:

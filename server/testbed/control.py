@@ -30,9 +30,12 @@ import msgspec
 from vouchsim.server.core.clock import OffsetClock, real_now
 from vouchsim.server.core.crypto import hash_secret, new_id
 from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.oauth.clients import ClientDirectory
+from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.events import EventBus, detail_of, with_detail
 from vouchsim.server.storage.models import TestbedFault
+from vouchsim.server.storage.repositories.clients import ClientRepository
 from vouchsim.server.storage.repositories.testbed import CLOCK, TestbedRepository
 from vouchsim.server.storage.session import DbSession, SessionFactory, Transactions, own_transactions
 from vouchsim.server.testbed.faults import Fault, FaultAction, FaultMatch, FaultRequest
@@ -92,14 +95,23 @@ class Testbed:
         self._transaction: Transactions | None = None
         self._events: EventBus | None = None
         self._delegations: DelegationService | None = None
+        self._clients: ClientDirectory | None = None
         self._listener: asyncio.Task[None] | None = None
 
     # -- life ---------------------------------------------------------------------------------------------------
-    async def start(self, sessions: SessionFactory, events: EventBus, delegations: DelegationService) -> None:
-        """Load the shared state and start following its changes (call in the app's lifespan)."""
+    async def start(
+        self,
+        sessions: SessionFactory,
+        events: EventBus,
+        delegations: DelegationService,
+        clients: ClientDirectory | None = None,
+    ) -> None:
+        """Load the shared state and start following its changes (call in the app's lifespan). `clients`: the
+        process's client directory, whose cached metadata documents a reset forgets."""
         self._transaction = own_transactions(sessions)
         self._events = events
         self._delegations = delegations
+        self._clients = clients
         listening = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(listening))
         await listening.wait()
@@ -220,11 +232,16 @@ class Testbed:
     # -- reset --------------------------------------------------------------------------------------------------
     async def reset(self) -> None:
         """Wipe clients, users, devices, connections, tokens, sessions, delegations and faults, return the
-        clock to real time and clear the journal, on every instance; signing keys stay."""
+        clock to real time and clear the journal and the cached metadata documents, on every instance; signing
+        keys stay. The pre-registered clients are read again from `VOUCHSIM_CLIENTS_FILE` and written back, so
+        the file can be edited between two runs; a file that is no longer valid raises `ClientsFileError` before
+        anything is wiped."""
+        preregistered = PreregisteredClients.from_settings(self.settings)
 
         async def change(repo: TestbedRepository) -> None:
             await repo.wipe()
             await repo.set_state(CLOCK, {"offset_seconds": 0.0}, real_now(self.clock))
+            await preregistered.seed(ClientRepository(repo.session), real_now(self.clock))
             assert self._events is not None
             # Anything any instance has cached (validated tokens and sessions of /mcp) is gone.
             await self._events.publish(repo.session, "*", at_once_here=True)
@@ -232,6 +249,8 @@ class Testbed:
         await self._change("reset", change)
 
     def _clear_local(self) -> None:
+        if self._clients is not None:
+            self._clients.forget_documents()
         self.journal.clear()
         self._names.clear()
         self._faults = []

@@ -27,13 +27,14 @@ import msgspec
 from litestar import Litestar, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
-from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from vouchsim.server.core.crypto import constant_time_equals
 from vouchsim.server.oauth.bearer import bearer_token
+from vouchsim.server.oauth.preregistered import ClientsFileError
 from vouchsim.server.testbed.control import ClockView, Testbed
 from vouchsim.server.testbed.faults import Fault, FaultRequest
 from vouchsim.server.testbed.journal import MAX_WAIT, JournalEntry, split_kinds
@@ -172,9 +173,14 @@ def testbed_router(testbed: Testbed) -> Router:
 
     @post("/reset", status_code=204, summary="Wipe everything but the signing keys")
     async def reset() -> None:
-        """Clients, users, devices, connections, tokens, sessions, delegations, faults and the journal; the clock
-        returns to real time. Answers once done, on every instance."""
-        await testbed.reset()
+        """Clients, users, devices, connections, tokens, sessions, delegations, faults, the journal and the cached
+        metadata documents; the clock returns to real time; the pre-registered clients are read again from
+        VOUCHSIM_CLIENTS_FILE. Answers once done, on every instance; 409 (nothing wiped) when the clients file is
+        no longer valid."""
+        try:
+            await testbed.reset()
+        except ClientsFileError as error:
+            raise HTTPException(status_code=409, detail=str(error)) from None
 
     return Router(
         path="/testbed",

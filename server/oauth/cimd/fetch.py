@@ -160,15 +160,14 @@ class DocumentFetcher:
 
     async def fetch(self, target: ClientIdUrl) -> FetchedDocument:
         allowed = self.is_allowed_host(target)
-        if not allowed and target.port not in self._allowed_ports:
-            ports = ", ".join(str(port) for port in sorted(self._allowed_ports))
-            raise errors.PortRefused(
-                f"The client_id {target.url} names port {target.port}; this server fetches metadata documents "
-                f"from port {ports} only (a testbed can allow the host with VOUCHSIM_CIMD_ALLOW_HOSTS)."
-            )
+        if not allowed and not target.is_ip_literal:
+            self._check_port(target)  # before any DNS lookup
         try:
             with anyio.fail_after(self.limits.total_timeout):
+                # An address literal is vetted before its port: a loopback or private address is refused as such.
                 addresses = await self._addresses(target, allowed)
+                if not allowed:
+                    self._check_port(target)
                 return await self._get(target, addresses)
         except (TimeoutError, httpcore.TimeoutException):
             raise errors.FetchTimedOut(
@@ -178,6 +177,14 @@ class DocumentFetcher:
             log.info("CIMD fetch of %s failed: %r", target.url, error)
             reason = str(error)[:200] or "connection failed"
             raise errors.FetchFailed(f"The metadata document at {target.url} could not be fetched: {reason}.") from None
+
+    def _check_port(self, target: ClientIdUrl) -> None:
+        if target.port not in self._allowed_ports:
+            ports = ", ".join(str(port) for port in sorted(self._allowed_ports))
+            raise errors.PortRefused(
+                f"The client_id {target.url} names port {target.port}; this server fetches metadata documents "
+                f"from port {ports} only (a testbed can allow the host with VOUCHSIM_CIMD_ALLOW_HOSTS)."
+            )
 
     async def _addresses(self, target: ClientIdUrl, allowed: bool) -> Sequence[IPAddress]:
         if target.is_ip_literal:

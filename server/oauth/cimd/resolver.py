@@ -36,6 +36,11 @@ class MetadataResolver:
         self.limiter = limiter or HostRateLimiter(clock)
         self._locks: dict[str, anyio.Lock] = {}
 
+    def forget_all(self) -> None:
+        """Forget every cached document and every host's fetch count (a testbed reset)."""
+        self.cache = DocumentCache(self.clock)
+        self.limiter = HostRateLimiter(self.clock, self.limiter.limit, self.limiter.window.total_seconds())
+
     async def resolve(self, client_id: str) -> ResolvedMetadata:
         """The validated document of `client_id`; raises a `cimd.errors.CimdError` (all `invalid_client`)."""
         target = parse_client_id_url(client_id)

@@ -57,6 +57,23 @@ class ConnectionRepository:
         )
         return [(connection, name) for connection, name in rows]
 
+    async def list_with_clients(self, user_id: str) -> list[tuple[RuntimeConnection, OAuthClient]]:
+        """Every connection of the user, newest first, with its client."""
+        rows = await self.session.execute(
+            select(RuntimeConnection, OAuthClient)
+            .join(OAuthClient, OAuthClient.client_id == RuntimeConnection.client_id)
+            .where(RuntimeConnection.user_id == user_id)
+            .order_by(RuntimeConnection.created_at.desc(), RuntimeConnection.id.desc())
+        )
+        return [(connection, client) for connection, client in rows]
+
+    async def client_of(self, connection_id: str) -> OAuthClient | None:
+        return await self.session.scalar(
+            select(OAuthClient)
+            .join(RuntimeConnection, RuntimeConnection.client_id == OAuthClient.client_id)
+            .where(RuntimeConnection.id == connection_id)
+        )
+
     async def client_name(self, connection_id: str) -> str | None:
         return await self.session.scalar(
             select(func.coalesce(OAuthClient.client_name, OAuthClient.client_id))

@@ -256,6 +256,8 @@ async def test_claim_then_approve(api: Client, phone: SigningDevice, started: St
         "requested_at": "2026-11-25T12:00:00Z",
         "expires_at": "2026-11-25T12:05:00Z",
         "issuer": BASE_URL,
+        "verified_host": None,  # a registered client: nothing about it was verified (docs/cimd.md)
+        "localhost_only": False,
     }
     again = await send(api, phone, "POST", "/device/pairings/claim", {"qr_payload": started.qr_payload})
     assert again.json() == context
@@ -381,6 +383,7 @@ async def test_list_and_unpair_connections(
                 "created_at": "2026-11-25T12:00:00Z",
                 "last_used_at": None,
                 "revoked_at": None,
+                "verified_host": None,
             }
         ]
     }
