@@ -71,7 +71,7 @@ def _server(
     delegations: DelegationService | None = None,
 ) -> VouchAuthorizationServer:
     store = OAuthStore(ClientRepository(db), TokenRepository(db), runtime.clock, runtime.settings)
-    return VouchAuthorizationServer(store, issuer, runtime.settings, delegations)
+    return VouchAuthorizationServer(store, issuer, runtime.settings, delegations, hmac_key=runtime.hmac_key)
 
 
 def _flow(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> AuthorizationFlow:
@@ -603,10 +603,14 @@ async def token(
 
 @post("/oauth/revoke", tags=["oauth"], status_code=200)
 async def revoke(
-    request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
+    request: Request[Any, Any, Any],
+    db: NamedDependency[DbSession],
+    runtime: NamedDependency[Runtime],
+    delegations: NamedDependency[DelegationService],
 ) -> Response[Any]:
-    """RFC 7009 token revocation; form-encoded or JSON `{"token", "client_id"}`."""
-    return await _token_endpoint(request, db, runtime, "revoke", allow_json=True)
+    """RFC 7009 token revocation; form-encoded or JSON `{"token", "client_id"}`. A delegation token revoked by the
+    agent client holding it revokes its delegation."""
+    return await _token_endpoint(request, db, runtime, "revoke", allow_json=True, delegations=delegations.within(db))
 
 
 @post("/oauth/introspect", tags=["oauth"], status_code=200)
