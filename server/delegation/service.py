@@ -134,7 +134,8 @@ class DelegationService:
     async def request(
         self, *, user_id: str, client_id: str, connection_id: str, audience_id: str, purpose: str, scopes: list[str]
     ) -> DelegationView:
-        """A new pending delegation, shown on the user's devices at once."""
+        """A new pending delegation, shown on the user's devices at once. A user with no trusted device left (a lost
+        phone, revoked) has nobody to ask: the delegation is denied at once, as `deny_without_device` does."""
         audience = self._audience(audience_id)
         granted = _checked_scopes(audience, scopes)
         text = _checked_purpose(purpose)
@@ -143,6 +144,7 @@ class DelegationService:
             client_name = await unit.delegations.client_name(client_id)
             if client_name is None:
                 raise InvalidDelegationRequest("This client is not registered.")
+            nobody_to_ask = not await unit.delegations.has_trusted_device(user_id)
             row = Delegation(
                 id=new_id("dlg"),
                 user_id=user_id,
@@ -152,9 +154,10 @@ class DelegationService:
                 scopes=list(granted),
                 purpose=text,
                 binding_message=binding_message(),
-                status=_PENDING,
+                status=DelegationStatus.DENIED if nobody_to_ask else _PENDING,
                 created_at=now,
                 expires_at=_whole(now) + timedelta(seconds=self.settings.delegation_ttl),
+                decided_at=_whole(now) if nobody_to_ask else None,
             )
             await unit.delegations.add(row)
             await self._announce(unit, row)

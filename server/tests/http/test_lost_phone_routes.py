@@ -66,6 +66,9 @@ async def test_a_device_forgets_itself_and_its_key_stops_working(api: Client, pa
 
     denied = on_app(api, lambda: delegations(api).get(pending.delegation_id, connection_id=paired.connection_id))
     assert (denied.status, denied.decided_by) == ("denied", None)  # no signed statement: the revocation denied it
+    # A new request finds nobody to ask: denied at once, rather than left pending until it expires.
+    later = paired.ask()
+    assert (later.status, later.decided_by) == ("denied", None)
 
 
 async def test_forgetting_can_cut_the_connections_it_paired(
