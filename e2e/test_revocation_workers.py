@@ -60,7 +60,8 @@ async def pinned(server: LiveServer, per_worker: int = 1) -> AsyncIterator[list[
             if len(found.setdefault(worker, [])) >= per_worker:
                 await http.aclose()
                 continue
-            found[worker].append(await stack.enter_async_context(http))
+            stack.push_async_callback(http.aclose)
+            found[worker].append(http)
             if len(found) == WORKERS and all(len(clients) == per_worker for clients in found.values()):
                 yield list(found.values())
                 return
@@ -79,9 +80,10 @@ async def mcp_status(http: httpx.AsyncClient, access_token: str) -> int:
     return (await http.get("/mcp", headers={"Authorization": f"Bearer {access_token}"})).status_code
 
 
-async def refused_after(refused: Callable[[], Awaitable[bool]], what: str) -> float:
-    """Seconds from now until `refused()` first says so, polled back to back; printed, and held to WITHIN."""
-    start = anyio.current_time()
+async def refused_after(refused: Callable[[], Awaitable[bool]], what: str, since: float | None = None) -> float:
+    """Seconds from `since` (the revocation's answer; default now) until `refused()` first says so, polled back to
+    back; printed, and held to WITHIN."""
+    start = anyio.current_time() if since is None else since
     while not await refused():
         if anyio.current_time() - start > LOOK_FOR:
             pytest.fail(f"{what}: the other worker still accepted it after {LOOK_FOR:g} s")
@@ -167,6 +169,7 @@ async def test_a_device_revoked_through_one_worker_is_refused_by_the_other(
                 await opened.wait()
             # Forgotten through this worker, cutting the connections it paired (their tokens with them).
             forgotten = await DeviceApiClient(here, keys).forget(cut_connections=True)
+            revoked_at = anyio.current_time()
             assert len(forgotten.connections_cut) == 1
 
             async def token_refused() -> bool:
@@ -176,8 +179,8 @@ async def test_a_device_revoked_through_one_worker_is_refused_by_the_other(
                 await anyio.sleep(0.001)
                 return ended.is_set()
 
-            await refused_after(stream_ended, "the revoked device's event stream")
-            await refused_after(token_refused, "a token of a connection the revoked device paired")
+            await refused_after(stream_ended, "the revoked device's event stream", revoked_at)
+            await refused_after(token_refused, "a token of a connection the revoked device paired", revoked_at)
         assert ending and isinstance(ending[0], DeviceRevokedError)  # ended by the server's device_revoked event
         with pytest.raises(DeviceRevokedError):
             await on_other.me()  # its key: refused by the other worker too
