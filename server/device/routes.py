@@ -322,12 +322,14 @@ async def delegation_events(
             return
         outbox: asyncio.Queue[ServerSentEventMessage] = asyncio.Queue(maxsize=1)
         pump = asyncio.create_task(_pump(_messages(delegations, user_id, keepalive), outbox))
+        waiters: list[asyncio.Task[Any]] = []
         try:
             while True:
-                taken = asyncio.ensure_future(outbox.get())
-                gone = asyncio.ensure_future(revoked.get())
+                taken = asyncio.create_task(outbox.get())
+                gone = asyncio.create_task(revoked.get())
+                waiters = [taken, gone]
                 done, _ = await asyncio.wait({taken, gone, pump}, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in (taken, gone):
+                for waiter in waiters:
                     if waiter not in done:
                         waiter.cancel()
                 if taken in done:
@@ -341,8 +343,9 @@ async def delegation_events(
                     pump.result()  # the feed failed: let it be raised here
                     return
             yield _revoked_message()
-        finally:
-            pump.cancel()
+        finally:  # the device hung up, or the stream ended: nothing of it may outlive the response
+            for task in (*waiters, pump):
+                task.cancel()
             with suppress(asyncio.CancelledError):
                 await pump
 
