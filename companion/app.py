@@ -43,6 +43,7 @@ from vouchsim.companion.core.errors import (
     DelegationClosedError,
     DelegationNotFoundError,
     DeviceExistsError,
+    DeviceRevokedError,
     InvalidSignatureError,
     KeystoreError,
     McpEndpointError,
@@ -119,6 +120,7 @@ TUI_HINTS: dict[type[CompanionError], str] = {
     NotEnrolledError: "Restart the app to enrol.",
     McpEndpointError: "Type the server's base URL instead.",
     InvalidSignatureError: "Check this computer's clock; if the device was removed on the server, enrol again.",
+    DeviceRevokedError: "Quit, run `vouchsim companion forget` to delete its key, then enrol again.",
     ConnectionNotFoundError: "The list is refreshed.",
     DelegationNotFoundError: "The list is refreshed.",
     DelegationClosedError: "Someone or something decided it first; the list is refreshed.",
@@ -328,6 +330,12 @@ class CompanionApp(App[None]):
         home = self.home
         if home is None:
             return Hint()
+        if self.link.state == "revoked":
+            return Hint(
+                "This device was revoked on the server: it can no longer pair or decide. Quit (q), run "
+                "`vouchsim companion forget`, then enrol again.",
+                "problem",
+            )
         if self.link.state == "refused":
             return Hint("The server refused this device (see above): r tries again.", "problem")
         if isinstance(self.screen, PairingConfirmScreen):
@@ -376,6 +384,8 @@ class CompanionApp(App[None]):
 
     def _report(self, error: CompanionError, operation: str) -> None:
         text = explain(error)
+        if isinstance(error, DeviceRevokedError):  # whatever was being done: the device itself is gone
+            self._set_link("revoked", text)
         if not (isinstance(error, TransportError) and operation in BACKGROUND):
             # A list that could not load for want of a server: the status bar says so already, and the
             # list is loaded again when the live connection is back.
@@ -400,6 +410,8 @@ class CompanionApp(App[None]):
         follower = DelegationFollower(self.api, on_link=self._link_changed, sleep=self._sleep)
         try:
             await follower.run(self._delegation_arrived)
+        except DeviceRevokedError as exc:  # revoked on the server (by itself or the operator): for good
+            self._report(exc, "stream")
         except ApiError as exc:  # a refusal (bad signature, device removed) does not heal by waiting
             self._set_link("refused", f"{explain(exc)} Press r to retry.")
             self._report(exc, "stream")

@@ -1,6 +1,6 @@
-"""Headless companion commands: `python -m vouchsim.companion enrol | scan | connections | unpair | whoami`, for
-delegations, `pending | approve | deny | history | revoke | watch`, and `authorize-url` for other
-projects' CI (the person at the authorization page, headless).
+"""Headless companion commands: `python -m vouchsim.companion enrol | scan | connections | unpair | whoami | forget`,
+for delegations, `pending | approve | deny | history | revoke | watch`, and `authorize-url` for other projects' CI
+(the person at the authorization page, headless).
 
 Each command prints results on stdout and, on failure, one line on stderr: exit 2 for a usage error,
 1 for a failure, never a traceback. `watch` also reports its connection on stderr, keeping stdout for one
@@ -36,6 +36,7 @@ from vouchsim.companion.core.errors import (
     AlreadyEnrolledError,
     CompanionError,
     DelegationClosedError,
+    DeviceRevokedError,
 )
 from vouchsim.companion.core.follower import PAST, AutoDecider, LinkEvent, Policy, decide_as_they_come, policy_for
 from vouchsim.companion.core.keystore import DeviceIdentity, Enrolment, Keystore
@@ -215,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     unpair = _command(commands, "unpair", _unpair, "revoke a runtime connection and its tokens")
     unpair.add_argument("connection_id", metavar="CONNECTION_ID")
+
+    forget = _command(
+        commands, "forget", _forget, "forget this device: revoke it on the server, then delete its key here"
+    )
+    forget.add_argument(
+        "--cut-connections",
+        action="store_true",
+        help="also unpair every connection this device paired (default: they keep working)",
+    )
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     whoami = _command(commands, "whoami", _whoami, "show this device's enrolment")
     whoami.add_argument("--json", action="store_true", help="machine-readable output")
@@ -481,6 +492,35 @@ async def _unpair(cli: Cli, args: argparse.Namespace) -> int:
         f"Unpaired {clean(connection.connection_id)} ({clean(connection.client_name)}), "
         f"revoked at {when(connection.revoked_at)}."
     )
+    return EXIT_OK
+
+
+async def _forget(cli: Cli, args: argparse.Namespace) -> int:
+    """Revoke this device on the server (a lost phone's twin), then wipe its key and enrolment here. A device the
+    server revoked already (the operator's `vouchsim devices revoke`) is wiped all the same."""
+    enrolment = cli.keystore.load_identity().enrolment
+    who = f"{clean(enrolment.device_id)} ({clean(enrolment.name)}, {clean(enrolment.fingerprint)})"
+    question = f"Forget {who}? Its key stops working on {clean(enrolment.server_url)} for good. [y/N] "
+    if _interactive(cli) and not args.yes and not _confirm(cli, question):
+        cli.note("Nothing was forgotten.")
+        return EXIT_FAILURE
+    async with _client(cli) as client:
+        try:
+            done = await client.forget(cut_connections=args.cut_connections)
+        except DeviceRevokedError:
+            done = None
+    cli.keystore.wipe()
+    if done is None:
+        cli.out(f"{who} was already revoked on the server.")
+    else:
+        cli.out(f"Forgot {who}: revoked on the server at {when(done.revoked_at)}.")
+        if args.cut_connections:
+            cli.out(f"Connections cut: {len(done.connections_cut)}.")
+        else:
+            cli.out("The connections it paired keep working (unpair them with --cut-connections next time).")
+        if done.delegations_denied:
+            cli.out(f"Pending delegations denied: {len(done.delegations_denied)}.")
+    cli.out(f"Deleted this device's key and enrolment from {cli.config.state_dir}.")
     return EXIT_OK
 
 

@@ -1,8 +1,10 @@
-"""Vouchsim, the one command: `serve`, `migrate`, and the companion's own `companion …`, `sidecar …` and `testbed …`.
+"""Vouchsim, the one command: `serve`, `migrate`, `devices`, and the companion's `companion`, `sidecar`, `testbed`.
 
-`serve` runs the server; `companion …` hands over to the companion's CLI, `sidecar …` to the companion's side-car
-(a server and a rules-driven device for another project's CI), and `testbed …` to the testbed controls' CLI (an
-HTTP client of `/testbed/`, which lives beside the companion).
+`serve` runs the server; `devices list|revoke ID` is the operator's hand on trusted devices (a lost phone), straight
+on the database and announced to running servers as the device API's own revocation is; `companion …` hands over to
+the companion's CLI, `sidecar …` to the companion's side-car (a server and a rules-driven device for another
+project's CI), and `testbed …` to the testbed controls' CLI (an HTTP client of `/testbed/`, which lives beside the
+companion).
 
 The companion runs as its own process (`python -m vouchsim.companion`) so the two halves never import each other:
 they meet only over HTTP, as a real phone and server do.
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vouchsim.server.device.errors import DeviceNotFound
 from vouchsim.server.settings import (
     DEFAULT_PORT,
     LOG_FORMAT,
@@ -87,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     _settings_options(migrate)
+    devices = sub.add_parser("devices", help="list or revoke trusted devices (a lost phone)")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True)
+    listing = devices_sub.add_parser("list", help="every enrolled device, newest first")
+    _settings_options(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per device, one per line")
+    revoke = devices_sub.add_parser(
+        "revoke", help="stop trusting a device at once, on every instance (its key, its event stream)"
+    )
+    revoke.add_argument("device_id", metavar="ID", help="the device's id (dev_…), as `vouchsim devices list` shows")
+    revoke.add_argument(
+        "--cut-connections",
+        action="store_true",
+        help="also unpair every connection it paired, so their tokens stop working (default: they survive)",
+    )
+    revoke.add_argument("--json", action="store_true", help="print the revocation as JSON")
+    _settings_options(revoke)
     sub.add_parser("companion", help="the trusted-device companion (see `vouchsim companion --help`)", add_help=False)
     sub.add_parser(
         "sidecar",
@@ -228,6 +247,94 @@ def migrate(settings: Settings, *, quiet: bool = False) -> str:
     return shown
 
 
+def devices(settings: Settings, args: argparse.Namespace) -> None:
+    """`vouchsim devices list|revoke ID`: brings the schema up to date first, as `serve` does."""
+    migrate(settings, quiet=True)
+    try:
+        asyncio.run(_devices(settings, args))
+    except DeviceNotFound as error:
+        raise SystemExit(f"vouchsim: {error.description}") from None
+
+
+async def _devices(settings: Settings, args: argparse.Namespace) -> None:
+    import msgspec
+
+    from vouchsim.server.core.clock import SystemClock
+    from vouchsim.server.core.crypto import random_token
+    from vouchsim.server.delegation.audiences import AudienceRegistry
+    from vouchsim.server.delegation.service import DelegationService
+    from vouchsim.server.delegation.tokens import SigningKeyStore
+    from vouchsim.server.device.service import DeviceService
+    from vouchsim.server.storage.engine import create_engine, create_sessionmaker
+    from vouchsim.server.storage.events import EventBus
+    from vouchsim.server.storage.repositories.connections import ConnectionRepository
+    from vouchsim.server.storage.repositories.devices import DeviceRepository
+    from vouchsim.server.storage.repositories.keys import get_or_create_key
+    from vouchsim.server.storage.session import shared_transaction
+
+    clock = SystemClock()
+    engine = create_engine(settings.database_url)
+    events = EventBus()  # on PostgreSQL a revocation is NOTIFYed: running servers drop it from every cache
+    try:
+        await events.start(settings.database_url)
+        sessions = create_sessionmaker(engine, events)
+        async with sessions() as session, session.begin():
+            service = DeviceService(DeviceRepository(session), ConnectionRepository(session), clock)
+            if args.devices_command == "list":
+                _print_devices(await service.list_devices(), as_json=args.json, encode=msgspec.json.encode)
+                return
+            key = settings.secret_key or await get_or_create_key(session, "hmac", lambda: random_token(32), clock.now())
+            hmac_key = key.encode()
+            delegations = DelegationService(
+                shared_transaction(session),
+                AudienceRegistry.from_settings(settings),
+                SigningKeyStore(hmac_key, clock, settings),
+                events,
+                clock,
+                settings,
+                hmac_key,
+            )
+            done = await service.revoke_device(
+                args.device_id, cut_connections=args.cut_connections, delegations=delegations
+            )
+        if args.json:
+            print(msgspec.json.encode(done).decode())
+            return
+        print(f"Revoked {done.device_id} ({done.name}, {done.fingerprint}) at {_instant(done.revoked_at)}.")
+        if args.cut_connections:
+            print(f"  connections cut: {len(done.connections_cut)} ({', '.join(done.connections_cut) or 'none live'})")
+        else:
+            print("  the connections it paired survive (pass --cut-connections to unpair them)")
+        print(f"  pending delegations denied: {len(done.delegations_denied)}")
+    finally:
+        await events.stop()
+        await engine.dispose()
+
+
+def _print_devices(found: Sequence[Any], *, as_json: bool, encode: Any) -> None:
+    if as_json:
+        for device in found:
+            print(encode(device).decode())
+        return
+    if not found:
+        print("No devices are enrolled.")
+        return
+    rows = [("DEVICE", "NAME", "FINGERPRINT", "ENROLLED", "LAST SEEN", "STATUS", "CONNECTIONS")]
+    for d in found:
+        status = "active" if d.revoked_at is None else f"REVOKED {_instant(d.revoked_at)}"
+        seen = _instant(d.last_seen_at) if d.last_seen_at else "never"
+        rows.append(
+            (d.device_id, d.name, d.fingerprint, _instant(d.enrolled_at), seen, status, str(d.live_connections))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _instant(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%d %H:%M:%SZ"))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in HANDED_OVER:
@@ -244,3 +351,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(settings)
     elif args.command == "migrate":
         migrate(settings)
+    elif args.command == "devices":
+        devices(settings, args)

@@ -22,6 +22,7 @@ from vouchsim.companion.core.decisions import Decision, SignedDecision
 from vouchsim.companion.core.errors import (
     CompanionError,
     DelegationNotFoundError,
+    DeviceRevokedError,
     InvalidDeviceNameError,
     McpEndpointError,
     ServerTimeoutError,
@@ -47,6 +48,7 @@ from vouchsim.companion.core.schemas import (
     Delegation,
     DelegationList,
     DeviceInfo,
+    DeviceRevocation,
     EnrolRequest,
     ErrorBody,
     PairingApproval,
@@ -63,6 +65,7 @@ MAX_NAME_LENGTH = 64
 DelegationFilter = Literal["pending", "history", "all"]
 DELEGATION_FILTERS: Final[tuple[DelegationFilter, ...]] = ("pending", "history", "all")
 DELEGATION_EVENT: Final = "delegation"
+DEVICE_REVOKED_EVENT: Final = "device_revoked"  # the stream's last event when the device is revoked
 # The server sends a keep-alive comment every 15 s: three missed ones mean the stream is dead.
 STREAM_READ_TIMEOUT: Final = 45.0
 
@@ -118,6 +121,12 @@ class DeviceApiClient:
     async def me(self) -> DeviceInfo:
         return await self._signed("GET", "/device/me", DeviceInfo)
 
+    async def forget(self, *, cut_connections: bool = False) -> DeviceRevocation:
+        """Revoke this device on the server ("forget this device"): its key stops working there at once, for
+        good. `cut_connections` also unpairs the connections it paired. Local state is the caller's to wipe."""
+        query = "?cut_connections=true" if cut_connections else ""
+        return await self._signed("DELETE", f"/device/me{query}", DeviceRevocation)
+
     async def claim(self, qr_payload: str) -> PairingContext:
         """Claim a pairing from the text of its QR, after checking it names the enrolled issuer."""
         payload = qr_payload.strip()
@@ -171,7 +180,8 @@ class DeviceApiClient:
 
         `on_open` runs once the server accepted the stream (before any event: there may be none for a
         while). The iterator ends when the server closes the stream; a dropped connection raises a
-        TransportError. Reconnecting is the caller's business. Close it with `contextlib.aclosing` when
+        TransportError, and the server's `device_revoked` event (this device was revoked meanwhile) a
+        DeviceRevokedError. Reconnecting is the caller's business. Close it with `contextlib.aclosing` when
         leaving early, so the connection is released at once.
         """
         identity = self.identity()
@@ -200,6 +210,8 @@ class DeviceApiClient:
                 async for event in parse_events(response.aiter_lines()):
                     if event.event == DELEGATION_EVENT:
                         yield _decode_event(event.data)
+                    elif event.event == DEVICE_REVOKED_EVENT:
+                        raise _revoked(event.data)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc, "The delegation stream from") from exc
         finally:
@@ -308,6 +320,14 @@ def _decode_event(data: str) -> Delegation:
         raise UnexpectedResponseError(
             f"A delegation event from the server is not what docs/delegations.md promises: {exc}."
         ) from exc
+
+
+def _revoked(data: str) -> DeviceRevokedError:
+    try:
+        description = msgspec.json.decode(data, type=ErrorBody).error_description
+    except msgspec.DecodeError:
+        description = ""
+    return DeviceRevokedError(description, status=401, code=DeviceRevokedError.code)
 
 
 def _error_for(response: httpx.Response) -> CompanionError:

@@ -112,6 +112,15 @@ class InvalidSignatureError(ApiError):
     hint = "Check that this machine's clock is right; if the device was removed, enrol again with --force."
 
 
+class DeviceRevokedError(ApiError):
+    """The server revoked this device (it forgot itself, or the operator revoked a lost phone): its key no longer
+    works there, for anything. Waiting or retrying does not help."""
+
+    code = "device_revoked"
+    default_message = "The server revoked this device: it can no longer pair applications or decide requests."
+    hint = "Run `vouchsim companion forget` to delete this device's key, then `vouchsim companion enrol` to start over."
+
+
 class DeviceExistsError(ApiError):
     code = "device_exists"
     default_message = "This device key is already enrolled."
@@ -179,6 +188,7 @@ API_ERRORS: dict[str, type[ApiError]] = {
     for cls in (
         InvalidRequestError,
         InvalidSignatureError,
+        DeviceRevokedError,
         DeviceExistsError,
         InvalidQrPayloadError,
         PairingNotFoundError,

@@ -122,6 +122,14 @@ class Keystore:
         self._write_private(self.enrolment_path, msgspec.json.format(msgspec.json.encode(enrolment)))
         return DeviceIdentity(key=key, enrolment=enrolment)
 
+    def wipe(self) -> None:
+        """Forget this device here: the enrolment record first (what marks it enrolled), then the key."""
+        for path in (self.enrolment_path, self.key_path):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise KeystoreError(f"Cannot delete {path}: {exc.strerror}.") from exc
+
     def _read(self, path: Path) -> bytes | None:
         try:
             return path.read_bytes()

@@ -39,6 +39,17 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
     enrolled_at: datetime
 
 
+class DeviceRevocation(msgspec.Struct, frozen=True, kw_only=True):
+    """`DELETE /device/me`: this device, forgotten by the server."""
+
+    device_id: str
+    name: str
+    fingerprint: str
+    revoked_at: datetime
+    connections_cut: list[str] = msgspec.field(default_factory=list)
+    delegations_denied: list[str] = msgspec.field(default_factory=list)
+
+
 class PairingContext(msgspec.Struct, frozen=True, kw_only=True):
     """`POST /device/pairings/claim`: what to show the person before they agree."""
 

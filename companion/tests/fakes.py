@@ -172,6 +172,7 @@ class Device:
     public_key: Ed25519PublicKey
     raw_key: bytes
     nonces: set[str] = field(default_factory=set)
+    revoked_at: str | None = None
 
     def info(self, issuer: str) -> dict[str, Any]:
         return {
@@ -198,6 +199,7 @@ Route = Callable[[httpx.Request, Device], httpx.Response]
 #   "follow"  replay the pending delegations, then every change until close_streams() (the default)
 #   "end"     replay the pending delegations, then close the stream cleanly
 #   "drop"    accept the stream, send a keep-alive, then break the connection (httpx.ReadError)
+#   "revoked" replay the pending delegations, then end with the server's `device_revoked` event
 #   an httpx.Response is answered as it is; an exception is raised (httpx.ConnectError: server down)
 StreamPlan = str | httpx.Response | Exception
 PRIVATE = ("user_id", "evidence")
@@ -305,6 +307,10 @@ class FakeDeviceServer:
     def delegation(self, delegation_id: str) -> dict[str, Any]:
         return next(d for d in self.delegations if d["delegation_id"] == delegation_id)
 
+    def revoke_device(self, device_id: str) -> None:
+        """The operator's `vouchsim devices revoke`: the device's key is refused from now on."""
+        self.devices[device_id].revoked_at = ISO
+
     def close_streams(self) -> None:
         """End every open delegation stream cleanly (after what is queued)."""
         for subscriber in self.subscribers:
@@ -325,6 +331,8 @@ class FakeDeviceServer:
         device = self._authenticate(request)
         if device is None:
             return error(401, "invalid_signature", "The request signature is not valid.")
+        if device.revoked_at is not None:
+            return error(401, "device_revoked", f"This device was revoked at {device.revoked_at}.")
         return self._route(request, device)
 
     def _route(self, request: httpx.Request, device: Device) -> httpx.Response:
@@ -332,6 +340,8 @@ class FakeDeviceServer:
         method, path = request.method, request.url.raw_path.decode("ascii").partition("?")[0]
         if (method, path) == ("GET", "/device/me"):
             return httpx.Response(200, json=device.info(self.issuer))
+        if (method, path) == ("DELETE", "/device/me"):
+            return self._forget(request, device)
         if (method, path) == ("POST", "/device/pairings/claim"):
             return self._claim(request, device)
         if match := re.fullmatch(r"/device/pairings/([^/]+)/(approve|decline)", path):
@@ -375,6 +385,24 @@ class FakeDeviceServer:
             return None
         device.nonces.add(nonce)
         return device
+
+    def _forget(self, request: httpx.Request, device: Device) -> httpx.Response:
+        device.revoked_at = ISO
+        cut = []
+        if request.url.params.get("cut_connections") == "true":
+            for connection in self.connections:
+                if connection["device_id"] == device.device_id and connection["revoked_at"] is None:
+                    connection["revoked_at"] = ISO
+                    cut.append(connection["connection_id"])
+        body = {
+            "device_id": device.device_id,
+            "name": device.name,
+            "fingerprint": fingerprint_of(device.raw_key),
+            "revoked_at": ISO,
+            "connections_cut": cut,
+            "delegations_denied": [],
+        }
+        return httpx.Response(200, json=body)
 
     def _claim(self, request: httpx.Request, device: Device) -> httpx.Response:
         body = json.loads(request.content)
@@ -469,6 +497,9 @@ class FakeDeviceServer:
                 raise httpx.ReadError("Connection reset by peer")
             for delegation in pending:
                 yield sse("delegation", delegation)
+            if plan == "revoked":
+                yield sse("device_revoked", {"error": "device_revoked", "error_description": "Revoked just now."})
+                return
             while subscriber is not None and (delegation := await subscriber.queue.get()) is not None:
                 yield sse("delegation", delegation)
         finally:

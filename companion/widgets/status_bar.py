@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from vouchsim.companion.core.text import clean
 
-LinkState = Literal["idle", "connecting", "online", "offline", "refused"]
+LinkState = Literal["idle", "connecting", "online", "offline", "refused", "revoked"]
 
 _BADGES: dict[LinkState, str] = {
     "idle": "○ not connected",
@@ -21,6 +21,7 @@ _BADGES: dict[LinkState, str] = {
     "online": "● live",
     "offline": "▲ offline",
     "refused": "✖ refused",
+    "revoked": "✖ DEVICE REVOKED",
 }
 
 
@@ -60,6 +61,6 @@ class StatusBar(Vertical):
         detail = self.query_one("#status-detail", Static)
         detail.update(clean(link.detail))
         detail.display = bool(link.detail)
-        detail.set_class(link.state == "refused", "-refused")
+        detail.set_class(link.state in ("refused", "revoked"), "-refused")
         device = clean(link.device) + (f" · {link.fingerprint}" if link.fingerprint else "")
         self.query_one("#status-device", Static).update(device)

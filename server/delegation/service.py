@@ -134,7 +134,8 @@ class DelegationService:
     async def request(
         self, *, user_id: str, client_id: str, connection_id: str, audience_id: str, purpose: str, scopes: list[str]
     ) -> DelegationView:
-        """A new pending delegation, shown on the user's devices at once."""
+        """A new pending delegation, shown on the user's devices at once. A user with no trusted device left (a lost
+        phone, revoked) has nobody to ask: the delegation is denied at once, as `deny_without_device` does."""
         audience = self._audience(audience_id)
         granted = _checked_scopes(audience, scopes)
         text = _checked_purpose(purpose)
@@ -143,6 +144,7 @@ class DelegationService:
             client_name = await unit.delegations.client_name(client_id)
             if client_name is None:
                 raise InvalidDelegationRequest("This client is not registered.")
+            nobody_to_ask = not await unit.delegations.has_trusted_device(user_id)
             row = Delegation(
                 id=new_id("dlg"),
                 user_id=user_id,
@@ -152,9 +154,10 @@ class DelegationService:
                 scopes=list(granted),
                 purpose=text,
                 binding_message=binding_message(),
-                status=_PENDING,
+                status=DelegationStatus.DENIED if nobody_to_ask else _PENDING,
                 created_at=now,
                 expires_at=_whole(now) + timedelta(seconds=self.settings.delegation_ttl),
+                decided_at=_whole(now) if nobody_to_ask else None,
             )
             await unit.delegations.add(row)
             await self._announce(unit, row)
@@ -216,6 +219,15 @@ class DelegationService:
                     break
                 found = await self._reload(unit, delegation_id)
             return self._view(await self._reload(unit, delegation_id))
+
+    async def withdraw_for_client(self, delegation_id: str, *, client_id: str) -> DelegationView | None:
+        """`withdraw`, asked by the agent client holding the delegation's token at `/oauth/revoke` (RFC 7009)
+        rather than through one of its runtime connections; None (nothing done) for another client's."""
+        async with self._unit() as unit:
+            found = await unit.delegations.get(delegation_id)
+        if found is None or found.delegation.client_id != client_id:
+            return None
+        return await self.withdraw(delegation_id, connection_id=found.delegation.connection_id)
 
     async def token(self, view: DelegationView, *, issuer: str) -> IssuedToken | None:
         """The delegation token while the delegation is approved and its token unexpired; None otherwise."""
@@ -315,6 +327,20 @@ class DelegationService:
                     break
                 found = await self._reload(unit, delegation_id)
             return self._view(await self._reload(unit, delegation_id))
+
+    async def deny_without_device(self, user_id: str) -> list[str]:
+        """The user's last trusted device was revoked (a lost phone): nobody can decide their pending delegations
+        any more, so each is denied now, with no signed statement (`decided_by` null), and the agents waiting on
+        them are answered at once. Returns the ids denied, oldest first."""
+        denied: list[str] = []
+        async with self._unit() as unit:
+            pending = await unit.delegations.list_for_user(user_id, status_in=[_PENDING], limit=PENDING_LIMIT)
+            for found in reversed(pending):
+                row = await self._expire_if_due(unit, found)
+                changes = {"decided_at": _whole(self.clock.now())}
+                if await self._move(unit, row.delegation, DelegationEvent.DENY, changes):
+                    denied.append(row.delegation.id)
+        return denied
 
     async def changes(self, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
         """The device's live feed: every pending delegation first (oldest first), then each delegation of this

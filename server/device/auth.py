@@ -2,8 +2,10 @@
 
 Each request carries `Vouch-Device-Id`, `Vouch-Timestamp`, `Vouch-Nonce` and `Vouch-Signature`: an Ed25519
 signature over six lines pinning the method, the path and query exactly as sent, the time, a nonce and the
-SHA-256 of the raw body. A request is refused (401 `invalid_signature`) for a bad signature, an unknown or
-revoked device, a timestamp outside `settings.device_clock_skew`, or a nonce that device already used.
+SHA-256 of the raw body. A request is refused (401 `invalid_signature`) for a bad signature, an unknown device,
+a timestamp outside `settings.device_clock_skew`, or a nonce that device already used; a revoked device whose own
+key signed the request is told so (401 `device_revoked`), so a forgotten or lost phone can say why it stopped.
+The device row is read on every request (never cached), so a revocation holds at once on every instance.
 
 The freshness window protects transport (a captured request cannot be replayed later), so it is checked against
 real time, never against the testbed's moved clock (`real_now`): a device whose clock is right keeps working
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from vouchsim.server.core.clock import Clock, real_now
 from vouchsim.server.core.crypto import b64url_decode
 from vouchsim.server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
-from vouchsim.server.device.errors import InvalidSignature
+from vouchsim.server.device.errors import DeviceRevoked, InvalidSignature
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.repositories.devices import DeviceRepository
 
@@ -94,6 +96,14 @@ def fingerprint(public_key: str) -> str:
     return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
 
 
+def _check_signature(request: SignedRequest, key: Ed25519PublicKey) -> None:
+    message = canonical_string(request.method, request.target, str(request.timestamp), request.nonce, request.body)
+    try:
+        key.verify(request.signature, message)
+    except _BadSignature:
+        raise InvalidSignature("The signature does not match this request.") from None
+
+
 def _sometimes() -> bool:
     return secrets.randbelow(_PRUNE_ONE_IN) == 0
 
@@ -117,10 +127,16 @@ class DeviceAuthenticator:
         if request.device_id == ENROLMENT_DEVICE_ID:
             raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
         device = await self.devices.get(request.device_id)
-        if device is None or device.revoked_at is not None:
+        if device is None:
             raise InvalidSignature("This device is unknown or no longer trusted.")
         key = load_public_key(device.public_key)
         assert key is not None  # validated at enrolment
+        if device.revoked_at is not None:
+            _check_signature(request, key)  # only the device's own key learns that it was revoked
+            raise DeviceRevoked(
+                f"This device was revoked at {device.revoked_at.isoformat().replace('+00:00', 'Z')}; "
+                "it can no longer act for its user. Enrol again to pair anew."
+            )
         await self._verify(request, key)
         now = self.clock.now()
         if device.last_seen_at is None or now - device.last_seen_at >= _TOUCH_EVERY:
@@ -134,11 +150,7 @@ class DeviceAuthenticator:
         await self._verify(request, key)
 
     async def _verify(self, request: SignedRequest, key: Ed25519PublicKey) -> None:
-        message = canonical_string(request.method, request.target, str(request.timestamp), request.nonce, request.body)
-        try:
-            key.verify(request.signature, message)
-        except _BadSignature:
-            raise InvalidSignature("The signature does not match this request.") from None
+        _check_signature(request, key)
         now = real_now(self.clock)
         # Compared as numbers first: a far-off timestamp must not reach datetime (year out of range).
         if abs(now.timestamp() - request.timestamp) > self.settings.device_clock_skew:

@@ -19,6 +19,21 @@ class InvalidSignature(VouchsimError):
     status = 401
 
 
+class DeviceRevoked(VouchsimError):
+    """The request is signed by a device that was revoked (it forgot itself, or the operator revoked it). Said
+    only once the signature checks out with that device's own key: to anyone else it is `invalid_signature`."""
+
+    code = "device_revoked"
+    status = 401
+
+
+class DeviceNotFound(VouchsimError):
+    """No device has this id."""
+
+    code = "device_not_found"
+    status = 404
+
+
 class DeviceExists(VouchsimError):
     """This key is already enrolled as a device."""
 

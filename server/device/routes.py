@@ -7,11 +7,13 @@ commits what the failure recorded (the nonce, an expiry). A failed signature che
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.datastructures import CacheControlHeader
@@ -34,7 +36,7 @@ from vouchsim.server.device.auth import (
     load_public_key,
     parse_signed_request,
 )
-from vouchsim.server.device.errors import InvalidRequest
+from vouchsim.server.device.errors import DeviceRevoked, InvalidRequest
 from vouchsim.server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
 from vouchsim.server.device.service import DeviceService
 from vouchsim.server.pairing.service import PairingService
@@ -46,6 +48,7 @@ from vouchsim.server.storage.session import DbSession
 T = TypeVar("T", bound=msgspec.Struct)
 _NO_STORE = {"Cache-Control": "no-store"}
 KEEPALIVE_SECONDS = 15.0  # a `: keep-alive` comment on a quiet delegation stream
+DEVICE_REVOKED_EVENT = "device_revoked"  # the last event of a revoked device's stream
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,21 @@ async def me(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.me(call.device.device_id, call.issuer))
 
 
+@delete("/me", status_code=HTTP_200_OK)
+async def forget_device(call: NamedDependency[DeviceCall], cut_connections: FromQuery[bool] = False) -> Response[Any]:
+    """The device forgets itself ("forget this device", a lost phone's twin): its key stops working at once and
+    its event streams close. `cut_connections=true` also unpairs every connection it paired."""
+
+    async def work() -> msgspec.Struct:
+        device = call.device  # the signature first, then the body
+        _no_body(call.body)
+        return await call.devices.revoke_device(
+            device.device_id, cut_connections=cut_connections, delegations=call.delegations
+        )
+
+    return await answer(work)
+
+
 @post("/pairings/claim", status_code=HTTP_200_OK)
 async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     async def work() -> msgspec.Struct:
@@ -255,7 +273,8 @@ async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[
 async def stream_delegations(
     call: NamedDependency[DeviceCall], delegations: NamedDependency[DelegationService]
 ) -> Response[Any]:
-    """Server-sent events: every pending delegation, then each one created or changed; keep-alives between.
+    """Server-sent events: every pending delegation, then each one created or changed; keep-alives between. Ends
+    with a `device_revoked` event as soon as the device is revoked.
 
     The request's own session is closed before the stream starts (Litestar ends dependencies when the handler
     returns); the stream reads with short units of work of the app-wide service, only when woken.
@@ -264,19 +283,96 @@ async def stream_delegations(
         device = call.device
     except VouchsimError as error:
         return error_response(error)
-    return ServerSentEvent(delegation_events(delegations, device.user_id), headers=_NO_STORE)
+
+    async def still_trusted() -> bool:
+        trusted = False
+        with anyio.CancelScope(shield=True):  # as the feed's reads: a hang-up must not interrupt a rollback
+            async with delegations.transactions() as session:
+                trusted = await DeviceRepository(session).is_active(device.device_id)
+        return trusted
+
+    events = delegation_events(delegations, device.user_id, device_id=device.device_id, still_trusted=still_trusted)
+    return ServerSentEvent(events, headers=_NO_STORE)
 
 
 async def delegation_events(
-    delegations: DelegationService, user_id: str, keepalive: float = KEEPALIVE_SECONDS
+    delegations: DelegationService,
+    user_id: str,
+    keepalive: float = KEEPALIVE_SECONDS,
+    *,
+    device_id: str | None = None,
+    still_trusted: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """The stream's messages: `event: delegation` with the object as data, or a `: keep-alive` comment."""
+    """The stream's messages: `event: delegation` with the object as data, or a `: keep-alive` comment.
+
+    With `device_id`, the stream ends with one `event: device_revoked` message when that device is revoked: at
+    once when the revocation is announced (`revoked:device:<id>`, from every instance on PostgreSQL), and, for a
+    revocation nobody announced to this process (`vouchsim devices revoke` against SQLite), at the next
+    keep-alive, when `still_trusted` is asked again.
+    """
+    if device_id is None:
+        async with aclosing(_messages(delegations, user_id, keepalive)) as messages:
+            async for message in messages:
+                yield message
+        return
+    async with delegations.events.subscribe(f"revoked:device:{device_id}") as revoked:
+        # Subscribed first, then checked: a revocation committed in between is not missed.
+        if still_trusted is not None and not await still_trusted():
+            yield _revoked_message()
+            return
+        outbox: asyncio.Queue[ServerSentEventMessage] = asyncio.Queue(maxsize=1)
+        pump = asyncio.create_task(_pump(_messages(delegations, user_id, keepalive), outbox))
+        waiters: list[asyncio.Task[Any]] = []
+        try:
+            while True:
+                taken = asyncio.create_task(outbox.get())
+                gone = asyncio.create_task(revoked.get())
+                waiters = [taken, gone]
+                done, _ = await asyncio.wait({taken, gone, pump}, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    if waiter not in done:
+                        waiter.cancel()
+                if taken in done:
+                    message = taken.result()
+                    yield message
+                    if message.comment is not None and still_trusted is not None and not await still_trusted():
+                        break
+                if gone in done:
+                    break
+                if pump in done:
+                    pump.result()  # the feed failed: let it be raised here
+                    return
+            yield _revoked_message()
+        finally:  # the device hung up, or the stream ended: nothing of it may outlive the response
+            for task in (*waiters, pump):
+                task.cancel()
+            with suppress(asyncio.CancelledError):
+                await pump
+
+
+async def _messages(
+    delegations: DelegationService, user_id: str, keepalive: float
+) -> AsyncGenerator[ServerSentEventMessage, None]:
     async with aclosing(delegations.changes(user_id, keepalive=keepalive)) as feed:
         async for view in feed:
             if view is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
             else:
                 yield ServerSentEventMessage(data=msgspec.json.encode(view).decode(), event="delegation")
+
+
+async def _pump(
+    messages: AsyncGenerator[ServerSentEventMessage, None], outbox: asyncio.Queue[ServerSentEventMessage]
+) -> None:
+    """Run the feed in a task of its own, so the stream can end (a revocation) while the feed is waiting."""
+    async with aclosing(messages) as feed:
+        async for message in feed:
+            await outbox.put(message)
+
+
+def _revoked_message() -> ServerSentEventMessage:
+    body = ErrorBody(error=DeviceRevoked.code, error_description="This device was revoked: the stream ends here.")
+    return ServerSentEventMessage(data=msgspec.json.encode(body).decode(), event=DEVICE_REVOKED_EVENT)
 
 
 @post("/delegations/{delegation_id:str}/decision", status_code=HTTP_200_OK)
@@ -311,6 +407,7 @@ device_router = Router(
     route_handlers=[
         enrol,
         me,
+        forget_device,
         claim_pairing,
         approve_pairing,
         decline_pairing,

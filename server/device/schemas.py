@@ -55,6 +55,31 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
     enrolled_at: datetime
 
 
+class DeviceRevocation(msgspec.Struct, frozen=True, kw_only=True):
+    """`DELETE /device/me` (the device forgets itself) and `vouchsim devices revoke` (the operator)."""
+
+    device_id: str
+    name: str
+    fingerprint: str
+    revoked_at: datetime
+    # The connections it paired that this revocation cut (empty unless asked to cut them).
+    connections_cut: list[str]
+    # Pending delegations denied because their user has no trusted device left to decide them.
+    delegations_denied: list[str]
+
+
+class DeviceSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the operator's `vouchsim devices list`."""
+
+    device_id: str
+    name: str
+    fingerprint: str
+    enrolled_at: datetime
+    last_seen_at: datetime | None
+    revoked_at: datetime | None
+    live_connections: int
+
+
 class ConnectionView(msgspec.Struct, frozen=True, kw_only=True):
     connection_id: str
     client_id: str

@@ -1,5 +1,6 @@
-"""The trusted device's own records, HTTP-free: enrolment, who it is, and the connections it can unpair
-(docs/device-api.md). Pairings are `server.pairing.service`'s.
+"""The trusted device's own records, HTTP-free: enrolment, who it is, the connections it can unpair, and its
+revocation, by itself or by the operator (docs/device-api.md, docs/security.md "Lost phone"). Pairings are
+`server.pairing.service`'s.
 """
 
 from __future__ import annotations
@@ -7,9 +8,17 @@ from __future__ import annotations
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import new_id
 from vouchsim.server.core.text import display_text_problem
+from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.device.auth import fingerprint
-from vouchsim.server.device.errors import ConnectionNotFound, DeviceExists, InvalidRequest
-from vouchsim.server.device.schemas import MAX_NAME_LENGTH, ConnectionList, ConnectionView, DeviceInfo
+from vouchsim.server.device.errors import ConnectionNotFound, DeviceExists, DeviceNotFound, InvalidRequest
+from vouchsim.server.device.schemas import (
+    MAX_NAME_LENGTH,
+    ConnectionList,
+    ConnectionView,
+    DeviceInfo,
+    DeviceRevocation,
+    DeviceSummary,
+)
 from vouchsim.server.pairing.identity import client_identity
 from vouchsim.server.storage.models import Device, OAuthClient, RuntimeConnection
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
@@ -68,6 +77,53 @@ class DeviceService:
         assert row is not None
         assert client is not None
         return _connection_view(row, client)
+
+    async def revoke_device(
+        self, device_id: str, *, cut_connections: bool, delegations: DelegationService
+    ) -> DeviceRevocation:
+        """Stop trusting a device (a lost phone), in this transaction: its key is refused from now on, on every
+        instance, and its open event streams close when this commits. `cut_connections`: also unpair every
+        connection it paired (their tokens stop working); otherwise they survive. When its user has no trusted
+        device left, their pending delegations are denied (nobody could decide them) and waiting agents are
+        answered. Idempotent: the first revocation time stands. `delegations` must run in the same transaction."""
+        device = await self.devices.get(device_id)
+        if device is None:
+            raise DeviceNotFound(f"No device is called {device_id!r}.")
+        now = self.clock.now()
+        await self.devices.revoke(device_id, now)
+        cut = []
+        if cut_connections:
+            for connection_id in await self.connections.live_of_device(device_id):
+                if await self.connections.revoke(connection_id, now):
+                    cut.append(connection_id)
+        denied = []
+        if not await self.devices.user_has_trusted_device(device.user_id):
+            denied = await delegations.deny_without_device(device.user_id)
+        device = await self.devices.get(device_id)
+        assert device is not None and device.revoked_at is not None
+        return DeviceRevocation(
+            device_id=device.id,
+            name=device.name,
+            fingerprint=fingerprint(device.public_key),
+            revoked_at=device.revoked_at,
+            connections_cut=cut,
+            delegations_denied=denied,
+        )
+
+    async def list_devices(self) -> list[DeviceSummary]:
+        """Every device, newest first (the operator's `vouchsim devices list`)."""
+        return [
+            DeviceSummary(
+                device_id=device.id,
+                name=device.name,
+                fingerprint=fingerprint(device.public_key),
+                enrolled_at=device.created_at,
+                last_seen_at=device.last_seen_at,
+                revoked_at=device.revoked_at,
+                live_connections=live,
+            )
+            for device, live in await self.devices.list_all()
+        ]
 
 
 def _device_info(device: Device, issuer: str) -> DeviceInfo:

@@ -38,6 +38,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from vouchsim.server.core.crypto import random_token
 from vouchsim.server.core.issuer import canonical_resource, resource_url
+from vouchsim.server.core.subjects import client_subject
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth import redirects, scopes
 from vouchsim.server.oauth.cimd.errors import CimdError
@@ -188,14 +189,23 @@ class ResourceIndicator:
 # -- the server --------------------------------------------------------------------------------------------
 class VouchAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(
-        self, store: OAuthStore, issuer: str, settings: Settings, delegations: DelegationService | None = None
+        self,
+        store: OAuthStore,
+        issuer: str,
+        settings: Settings,
+        delegations: DelegationService | None = None,
+        *,
+        hmac_key: bytes,
     ) -> None:
         super().__init__(scopes_supported=list(scopes.SUPPORTED_SCOPES))
         self.store = store
         self.issuer = issuer
         self.settings = settings
-        # Given at the introspection endpoint only: delegation tokens (JWTs) are introspected there too.
+        # Given at the introspection and revocation endpoints only: delegation tokens (JWTs) are introspected and
+        # revoked there too.
         self.delegations = delegations
+        # Introspection names the user by the pairwise subject of the token's client, never the internal id.
+        self.hmac_key = hmac_key
         self.register_token_generator("default", self._generate_token)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), ResourceIndicator(issuer)])
         self.register_grant(RefreshTokenGrant, [ResourceIndicator(issuer)])
@@ -393,25 +403,43 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
 
 class Revocation(RevocationEndpoint):  # type: ignore[misc]
+    """RFC 7009, for our opaque tokens and for delegation tokens (JWTs): the agent client holding a delegation
+    token may revoke it, which revokes its delegation exactly as the `delegation_revoke` tool does."""
+
     CLIENT_AUTH_METHODS = ALL_AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenView | None:
         return _bridge(self.server.store.find_token, token_string, token_type_hint)  # type: ignore[no-any-return]
 
-    def authenticate_token(self, request: FormRequest, client: ClientView) -> TokenView | None:
+    def authenticate_token(self, request: FormRequest, client: ClientView) -> TokenView | DelegationTokenView | None:
         # RFC 7009 §2.2: a token of another client is not revealed; the answer is the same 200.
         self.check_params(request, client)
-        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        presented = request.form["token"]
+        delegations: DelegationService | None = self.server.delegations
+        if delegations is not None and _looks_like_jwt(presented):
+            claims = _bridge(lambda: delegations.introspect(presented, issuer=self.server.issuer))
+            # Only the agent client it was issued to (its `act.sub`) may revoke it; anyone else: 200, nothing done.
+            if claims is None or claims.get("client_id") != client.client_id:
+                return None
+            return DelegationTokenView(claims)
+        token = self.query_token(presented, request.form.get("token_type_hint"))
         return token if token is not None and token.check_client(client) else None
 
-    def revoke_token(self, token: TokenView, request: FormRequest) -> None:
+    def revoke_token(self, token: TokenView | DelegationTokenView, request: FormRequest) -> None:
+        if isinstance(token, DelegationTokenView):
+            delegations: DelegationService | None = self.server.delegations
+            assert delegations is not None  # a DelegationTokenView comes only from them
+            client_id = str(token.claims["client_id"])
+            _bridge(lambda: delegations.withdraw_for_client(str(token.claims["delegation_id"]), client_id=client_id))
+            return
         _bridge(self.server.store.revoke, token)
 
 
 @dataclass(frozen=True)
 class DelegationTokenView:
     """A delegation token (docs/delegations.md) that `DelegationService.introspect` found active: signed by us,
-    unexpired, its delegation still approved. Any authenticated client may introspect one: it is the audience."""
+    unexpired, its delegation still approved. Any authenticated client may introspect one: it is the audience.
+    Its `sub` is already the user's pairwise subject for its audience."""
 
     claims: dict[str, Any]
 
@@ -453,7 +481,8 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
             "client_id": token.client_id,
             "token_type": token.presented if token.presented == "refresh_token" else "Bearer",
             "scope": token.scope,
-            "sub": token.user_id,
+            # The user as this client knows them (`identity_get`'s `subject`): two clients cannot link the user.
+            "sub": client_subject(self.server.hmac_key, token.user_id, token.client_id),
             "aud": token.resource,
             "iss": self.server.issuer,
             "iat": int(token.created_at.timestamp()),

@@ -82,7 +82,7 @@ def _server(
 ) -> VouchAuthorizationServer:
     """`clients`: how client_ids are looked up (CIMD included); None where no client is looked up (a denial)."""
     store = OAuthStore(ClientRepository(db), TokenRepository(db), runtime.clock, runtime.settings, clients)
-    return VouchAuthorizationServer(store, issuer, runtime.settings, delegations)
+    return VouchAuthorizationServer(store, issuer, runtime.settings, delegations, hmac_key=runtime.hmac_key)
 
 
 def _flow(db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]) -> AuthorizationFlow:
@@ -652,9 +652,13 @@ async def revoke(
     db: NamedDependency[DbSession],
     runtime: NamedDependency[Runtime],
     clients: NamedDependency[ClientDirectory],
+    delegations: NamedDependency[DelegationService],
 ) -> Response[Any]:
-    """RFC 7009 token revocation; form-encoded or JSON `{"token", "client_id"}`."""
-    return await _token_endpoint(request, db, runtime, clients, "revoke", allow_json=True)
+    """RFC 7009 token revocation; form-encoded or JSON `{"token", "client_id"}`. A delegation token revoked by the
+    agent client holding it revokes its delegation."""
+    return await _token_endpoint(
+        request, db, runtime, clients, "revoke", allow_json=True, delegations=delegations.within(db)
+    )
 
 
 @post("/oauth/introspect", tags=["oauth"], status_code=200)

@@ -66,6 +66,24 @@ async def test_a_server_error_is_retried_but_a_refusal_waits_for_the_person(
         await settle(pilot, lambda: app.link.state == "online")
 
 
+async def test_a_device_revoked_while_watching_is_shown_as_revoked(
+    app_for: AppFactory, server: UiFakeServer, sleep: ManualSleep
+) -> None:
+    server.stream_connects = ["revoked"]
+    app = app_for()
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot, lambda: app.link.state == "revoked")
+        await pilot.pause()
+        bar = app.screen.query_one(StatusBar)
+        assert text(bar.query_one("#status-link")) == "✖ DEVICE REVOKED"
+        assert "vouchsim companion forget" in text(bar.query_one("#status-detail"))
+        assert any(n.title == "Live updates stopped" for n in app._notifications)
+        assert isinstance(app.screen, HomeScreen)
+        assert "revoked on the server" in app.screen.hint.text
+        assert sleep.delays == []  # a revocation is final: never retried by itself
+        assert app.return_code is None
+
+
 async def test_help_opens_and_closes(app_for: AppFactory) -> None:
     app = app_for()
     async with app.run_test(size=(100, 32)) as pilot:

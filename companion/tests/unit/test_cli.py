@@ -400,3 +400,40 @@ def test_the_tui_refuses_a_server_url_that_is_not_one() -> None:
     result = run(["--server", "ftp://x"], httpx.MockTransport(lambda request: httpx.Response(500)))
     assert result.code == 2
     assert result.err.startswith("vouchsim companion: server URL must be an absolute http(s) URL")
+
+
+# --- a lost phone: forgetting this device, and a device the server revoked ----------------------------------
+
+
+def test_forget_revokes_on_the_server_then_wipes_the_key(
+    cli: RunCli, enrolled: FakeDeviceServer, state_dir: Path
+) -> None:
+    enrolled.add_connection("dev_1")
+    assert Keystore(state_dir).read_key() is not None
+    result = cli("forget", "--cut-connections")
+    assert result.code == 0, result.err
+    fp = enrolled.devices["dev_1"].info(ISSUER)["fingerprint"]
+    assert result.lines[0] == f"Forgot dev_1 (Pixel of QA, {fp}): revoked on the server at 2026-11-25 15:00:00 UTC."
+    assert result.lines[1] == "Connections cut: 1."
+    assert result.last_line == f"Deleted this device's key and enrolment from {state_dir}."
+    assert enrolled.devices["dev_1"].revoked_at is not None
+    assert enrolled.connections[0]["revoked_at"] is not None
+    assert Keystore(state_dir).read_key() is None and Keystore(state_dir).read_enrolment() is None
+    assert_one_line_error(cli("pending"), 1, r"not enrolled")
+
+
+def test_forget_asks_on_a_terminal(cli: RunCli, enrolled: FakeDeviceServer, state_dir: Path) -> None:
+    kept = cli("forget", answer="n\n")
+    assert kept.code == 1 and "Nothing was forgotten" in kept.err
+    assert enrolled.devices["dev_1"].revoked_at is None and Keystore(state_dir).read_key() is not None
+
+
+def test_a_revoked_device_is_told_so_and_can_still_be_forgotten(
+    cli: RunCli, enrolled: FakeDeviceServer, state_dir: Path
+) -> None:
+    enrolled.revoke_device("dev_1")
+    assert_one_line_error(cli("pending"), 1, r"revoked at .*vouchsim companion forget")
+    forgotten = cli("forget", "--yes")
+    assert forgotten.code == 0, forgotten.err
+    assert "was already revoked on the server" in forgotten.out
+    assert Keystore(state_dir).read_enrolment() is None

@@ -258,6 +258,7 @@ async def test_a_base_url_path_prefix_is_part_of_the_signed_path(state_dir: Path
 ERROR_CASES = [
     (400, "invalid_request", errors.InvalidRequestError),
     (401, "invalid_signature", errors.InvalidSignatureError),
+    (401, "device_revoked", errors.DeviceRevokedError),
     (409, "device_exists", errors.DeviceExistsError),
     (400, "invalid_qr_payload", errors.InvalidQrPayloadError),
     (404, "pairing_not_found", errors.PairingNotFoundError),

@@ -341,6 +341,33 @@ async def test_a_dropped_stream_is_a_transport_error(client: DeviceApiClient, se
     assert opened == [0]
 
 
+async def test_a_stream_ended_by_a_revocation_says_so(client: DeviceApiClient, server: FakeDeviceServer) -> None:
+    server.add_delegation()
+    server.stream_connects = ["revoked"]
+    seen: list[Delegation] = []
+
+    async def follow() -> None:
+        async with aclosing(client.stream_delegations()) as stream:
+            async for delegation in stream:
+                seen.append(delegation)
+
+    with pytest.raises(errors.DeviceRevokedError, match="Revoked just now") as caught:
+        await follow()
+    assert ids(seen) == ["dlg_1"]  # what came before the revocation still arrived
+    assert (caught.value.status, caught.value.error_code) == (401, "device_revoked")
+    assert "vouchsim companion forget" in caught.value.hint
+
+
+async def test_forget_revokes_this_device(client: DeviceApiClient, server: FakeDeviceServer) -> None:
+    done = await client.forget()
+    assert (done.device_id, done.connections_cut) == ("dev_1", [])
+    request = server.requests[-1]
+    assert (request.method, request.url.raw_path) == ("DELETE", b"/device/me")
+    assert verify_request(request, server.devices["dev_1"].public_key)
+    with pytest.raises(errors.DeviceRevokedError):
+        await client.me()
+
+
 @pytest.mark.parametrize(
     ("plan", "cls", "match"),
     [

@@ -47,6 +47,15 @@ class ConnectionRepository:
             .limit(1)
         )
 
+    async def live_of_device(self, device_id: str) -> list[str]:
+        """The ids of the connections this device paired that are not revoked, oldest first."""
+        found = await self.session.scalars(
+            select(RuntimeConnection.id)
+            .where(RuntimeConnection.device_id == device_id, RuntimeConnection.revoked_at.is_(None))
+            .order_by(RuntimeConnection.created_at, RuntimeConnection.id)
+        )
+        return list(found)
+
     async def list_for_user(self, user_id: str) -> list[tuple[RuntimeConnection, str]]:
         """Every connection of the user, newest first, with the client's display name (its id if unnamed)."""
         rows = await self.session.execute(

@@ -91,6 +91,13 @@ class DelegationRepository:
     async def client_name(self, client_id: str) -> str | None:
         return await self.session.scalar(select(_CLIENT_NAME).where(OAuthClient.client_id == client_id))
 
+    async def has_trusted_device(self, user_id: str) -> bool:
+        """Whether any device of this user is still trusted (none: a lost phone was revoked)."""
+        found = await self.session.scalar(
+            select(Device.id).where(Device.user_id == user_id, Device.revoked_at.is_(None)).limit(1)
+        )
+        return found is not None
+
     async def device_public_key(self, device_id: str, user_id: str) -> str | None:
         """The enrolled key of a device of this user that is still trusted."""
         return await self.session.scalar(

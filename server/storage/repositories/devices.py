@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vouchsim.server.storage.models import Device, DeviceNonce, User
+from vouchsim.server.storage.events import announce
+from vouchsim.server.storage.models import Device, DeviceNonce, RuntimeConnection, User
 
 
 class DeviceRepository:
@@ -22,6 +23,35 @@ class DeviceRepository:
     async def is_active(self, device_id: str) -> bool:
         found = await self.session.scalar(select(Device.id).where(Device.id == device_id, Device.revoked_at.is_(None)))
         return found is not None
+
+    async def user_has_trusted_device(self, user_id: str) -> bool:
+        found = await self.session.scalar(
+            select(Device.id).where(Device.user_id == user_id, Device.revoked_at.is_(None)).limit(1)
+        )
+        return found is not None
+
+    async def list_all(self) -> list[tuple[Device, int]]:
+        """Every device, newest first, with how many live connections it paired (the operator's list)."""
+        live = (
+            select(func.count(RuntimeConnection.id))
+            .where(RuntimeConnection.device_id == Device.id, RuntimeConnection.revoked_at.is_(None))
+            .scalar_subquery()
+        )
+        rows = await self.session.execute(select(Device, live).order_by(Device.created_at.desc(), Device.id.desc()))
+        return [(device, int(count)) for device, count in rows]
+
+    async def revoke(self, device_id: str, now: datetime) -> bool:
+        """Stop trusting the device: its key is refused from this transaction on (idempotent: the first
+        revocation time stands). True only when this call revoked it. Its open event streams, on every instance,
+        hear `revoked:device:<id>` at commit and close."""
+        result = await self.session.execute(
+            update(Device)
+            .where(Device.id == device_id, Device.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await announce(self.session, f"revoked:device:{device_id}")
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def find_by_public_key(self, public_key: str) -> Device | None:
         return await self.session.scalar(select(Device).where(Device.public_key == public_key))

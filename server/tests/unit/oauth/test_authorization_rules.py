@@ -78,7 +78,9 @@ def test_only_a_metadata_document_client_has_a_verified_host_and_a_localhost_war
         _client("https://app.example.com/c.json", "cimd", ["http://localhost/cb", "https://app.example.com/cb"])
     )
     assert mixed.verified_host == "app.example.com" and not mixed.localhost_only
-    loopback_v6 = client_identity(_client("https://a.example/c", "cimd", ["http://[::1]:9/cb", "http://localhost:8/cb"]))
+    loopback_v6 = client_identity(
+        _client("https://a.example/c", "cimd", ["http://[::1]:9/cb", "http://localhost:8/cb"])
+    )
     assert loopback_v6.localhost_only
     registered = client_identity(_client("vsc_abc", "registered", ["http://127.0.0.1:3000/cb"]))
     assert registered.verified_host is None and not registered.localhost_only
