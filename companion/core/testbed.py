@@ -158,15 +158,21 @@ def journal_line(entry: JournalEntry) -> str:
 
 
 def step_label(entry: JournalEntry) -> str:
-    """What the step was, in a few words, for the Timeline: `token · refresh_token`, `mcp · tools/call
-    delegation_request`, `discovery · GET /.well-known/oauth-authorization-server`."""
+    """What the step was, in a few words, for the Timeline (beside its kind): `refresh_token grant`,
+    `tools/call delegation_request`, `GET /.well-known/oauth-authorization-server`."""
     summary = entry.summary
     if entry.kind == "token" and summary.get("grant_type"):
-        return f"token · {_short(summary['grant_type'])}"
+        return f"{_short(summary['grant_type'])} grant"
     if entry.kind == "mcp" and summary.get("method"):
         tool = f" {_short(summary['name'])}" if summary.get("name") else ""
-        return f"mcp · {_short(summary['method'])}{tool}"
-    return f"{entry.kind} · {entry.method} {entry.path}"
+        return f"{_short(summary['method'])}{tool}"
+    return f"{entry.method} {entry.path}"
+
+
+def is_step(entry: JournalEntry) -> bool:
+    """Whether the entry is a step of the flow, for the Timeline: everything but a device's reads (its list polls
+    and its delegation stream), which repeat while nothing happens."""
+    return not (entry.kind == "device" and entry.method == "GET")
 
 
 def outcome_label(entry: JournalEntry) -> str:
