@@ -1,13 +1,16 @@
 """The Timeline: the flow's steps as the server's testbed journal records them, one line each, as they happen.
 
-    15:00:01  discovery  GET /.well-known/oauth-protected-resource        200
-    15:00:01  register   POST /oauth/register                            201
-    15:00:02  token      refresh_token grant                             400 invalid_grant  ⚡ fault flt_1
+    15:00:01    discovery  200  GET /.well-known/oauth-protected-resource
+    15:00:01    register   201  POST /oauth/register
+    15:00:02 ↯ token      400  refresh_token grant  invalid_grant  fault flt_1
 
 Each kind has its colour (discovery, register, authorize, pairing, token, revoke, introspect, mcp, device), a step
-that failed (an error status, an error code, a dropped connection) is red, and a step a testbed fault answered is
-marked ⚡ with the fault's id. It holds what it is handed (`entries`, attributes down) and writes only the new ones;
-the app follows the journal (`companion.core.testbed.TestbedClient.follow`) and hands them down.
+that failed (an error status, an error code, a dropped connection) is red and marked ✖, and a step a testbed fault
+answered is marked ↯, with the fault's id at the end. The marks stand in a column of their own near the start, so
+they show in a narrow panel too, where long lines end in "…".
+
+It holds what it is handed (`entries`, attributes down) and writes only the new ones; the app follows the journal
+(`companion.core.testbed.TestbedClient.follow`) and hands them down.
 """
 
 from __future__ import annotations
@@ -40,19 +43,31 @@ EMPTY_TEXT: Final = "Nothing yet: each request of the flow shows here as the ser
 
 
 def timeline_line(entry: JournalEntry) -> Text:
-    """One entry as the Timeline shows it: time, kind (in its colour), step, outcome, and the fault if one fired."""
+    """One entry as the Timeline shows it: time, mark (↯ a fault, ✖ an error), kind (in its colour), status, step,
+    the error code, and the fault's id."""
     failed = is_error(entry)
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(entry.at.strftime("%H:%M:%S"), style="dim")
-    line.append("  ")
+    line.append(" ")
+    if entry.fault:
+        line.append("↯", style=FAULT_STYLE)
+    elif failed:
+        line.append("✖", style=ERROR_STYLE)
+    else:
+        line.append(" ")
+    line.append(" ")
     line.append(f"{entry.kind:<10}", style=f"bold {KIND_STYLES.get(entry.kind, '')}".strip())
     line.append(" ")
-    line.append(step_label(entry), style=ERROR_STYLE if failed else "")
+    status, _, error = outcome_label(entry).partition(" ")
+    line.append(f"{status:<3}", style=ERROR_STYLE if failed else "dim")
     line.append("  ")
-    line.append(outcome_label(entry), style=ERROR_STYLE if failed else "dim")
+    line.append(step_label(entry), style=ERROR_STYLE if failed else "")
+    if error:
+        line.append("  ")
+        line.append(error, style=ERROR_STYLE)
     if entry.fault:
         line.append("  ")
-        line.append(f" ⚡ fault {entry.fault} ", style=FAULT_STYLE)
+        line.append(f" fault {entry.fault} ", style=FAULT_STYLE)
     return line
 
 
@@ -65,7 +80,8 @@ class Timeline(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Timeline · what the server saw, as it happens", classes="timeline-title", markup=False)
         yield Static(EMPTY_TEXT, classes="timeline-status", markup=False)
-        yield RichLog(classes="timeline-log", wrap=False, markup=False, highlight=False, max_lines=MAX_SHOWN)
+        # wrap: each line is rendered at the log's width, so a long one ends in "…" (its Text does not wrap).
+        yield RichLog(classes="timeline-log", wrap=True, markup=False, highlight=False, max_lines=MAX_SHOWN)
 
     @property
     def shown(self) -> list[str]:

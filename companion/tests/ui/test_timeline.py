@@ -59,16 +59,18 @@ async def test_the_widget_writes_entries_in_order_colours_kinds_and_marks_faults
         await pilot.pause()
         shown = timeline.shown
         assert len(shown) == len(entries)
-        assert [line.split()[1] for line in shown] == [e.kind for e in entries]
-        assert shown[0].startswith("15:00:30  mcp        initialize  401 invalid_token")
-        assert "authorization_code grant  200" in shown[9]
-        assert shown[-1].endswith("refresh_token grant  400 invalid_grant   ⚡ fault flt_1 ")
-        assert [line for line in shown if "fault" in line] == [shown[-1]]
+        assert [line[11:].split()[0] for line in shown] == [e.kind for e in entries]
+        assert shown[0].startswith("15:00:30 ✖ mcp        401  initialize  invalid_token")
+        assert shown[1].startswith("15:00:31   discovery  200  GET /.well-known/oauth-protected-resource/mcp")
+        assert shown[9].startswith("15:00:39   token      200  authorization_code grant")
+        assert shown[-1].rstrip() == "15:00:41 ↯ token      400  refresh_token grant  invalid_grant   fault flt_1"
+        assert [line for line in shown if "↯" in line or "fault" in line] == [shown[-1]]
 
     refused, discovery = entries[-1], entries[1]
     assert styles_of(refused)["refresh_token grant"] == ERROR_STYLE
-    assert styles_of(refused)["400 invalid_grant"] == ERROR_STYLE
-    assert styles_of(refused)[" ⚡ fault flt_1 "] == FAULT_STYLE
+    assert styles_of(refused)["invalid_grant"] == ERROR_STYLE
+    assert styles_of(refused)["↯"] == FAULT_STYLE
+    assert styles_of(refused)[" fault flt_1 "] == FAULT_STYLE
     assert styles_of(discovery)["discovery "] == f"bold {KIND_STYLES['discovery']}"
     assert ERROR_STYLE not in styles_of(discovery).values()
     assert len({KIND_STYLES[e.kind] for e in entries}) == len({e.kind for e in entries})  # a colour per kind
@@ -109,9 +111,9 @@ async def test_the_companion_follows_the_journal_live_in_a_timeline_tab(
         journal.the_flow()
         steps = [e for e in entries_of(journal) if is_step(e)]
         await settle(pilot, lambda: len(timeline.shown) == len(steps))
-        assert [line.split()[1] for line in timeline.shown] == [e.kind for e in steps]
+        assert [line[11:].split()[0] for line in timeline.shown] == [e.kind for e in steps]
         assert "GET /device/connections" not in "\n".join(timeline.shown)  # a device's poll is not a step
-        assert "⚡ fault flt_1" in timeline.shown[-1]
+        assert timeline.shown[-1].startswith("15:00:42 ↯ token") and "fault flt_1" in timeline.shown[-1]
         reads = [r for r in journal.reads if r.url.params.get("wait")]
         assert reads and all(r.headers["Authorization"] == f"Bearer {TESTBED_TOKEN}" for r in reads)
 
@@ -164,4 +166,4 @@ async def test_the_demo_shows_the_timeline_under_the_agent_log(
         timeline = home.query_one("#agent-panel #agent-timeline", Timeline)
         await settle(pilot, lambda: len(timeline.shown) == len(app.timeline))
         assert not home.query("#timeline")  # in the panel, not in a tab
-        assert timeline.shown[-1].endswith("⚡ fault flt_1 ")
+        assert timeline.shown[-1].startswith("15:00:41 ↯ token      400  refresh_token grant")
