@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -152,6 +153,10 @@ from pathlib import Path
 def test_fails_after_the_flow(vouchsim_token, vouchsim_client):
     Path("secrets.txt").write_text(vouchsim_token.access_token + "\\n" + vouchsim_token.refresh_token)
     assert vouchsim_token.access_token == "something else"
+
+
+def test_fails_with_no_client_of_its_own(vouchsim_testbed, vouchsim_device):
+    assert vouchsim_device.pending() == ["something"]
 """
 
 
@@ -179,17 +184,23 @@ def test_a_failure_reports_the_clients_journal_without_secrets(pytester: pytest.
     pytester.makepyfile(test_failing=FAILING_TEST)
     pytester.makeini(INI)
     result = pytester.runpytest_subprocess("-q", timeout=120)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=2)
     output = result.stdout.str()
-    section = output.split("vouchsim journal", 1)[1]
+    section, without_client = output.split("vouchsim journal")[1:3]
+    assert "every request during the test" in without_client, without_client
+    assert re.search(r" device +POST /device/enrol +201", without_client), without_client
+    assert "/oauth/" not in without_client  # only what happened during that test
     assert "client vsc_" in section, output
     for kind in ("register", "authorize", "pairing", "token"):
         assert f" {kind} " in section, (kind, section)
     assert "grant_type=authorization_code" in section, section
     for secret in (pytester.path / "secrets.txt").read_text().split():
         assert secret not in section
-    passing = pytester.makepyfile(test_failing=FAILING_TEST.replace('== "something else"', '!= ""'))
-    assert "vouchsim journal" not in pytester.runpytest_subprocess("-q", str(passing), timeout=120).stdout.str()
+    first_only = FAILING_TEST.rsplit("\n\n\ndef", 1)[0]
+    passing = pytester.makepyfile(test_failing=first_only.replace('== "something else"', '!= ""'))
+    result = pytester.runpytest_subprocess("-q", str(passing), timeout=120)
+    result.assert_outcomes(passed=1)
+    assert "vouchsim journal" not in result.stdout.str()
 
 
 # --- against one live server -------------------------------------------------------------------------
