@@ -201,8 +201,13 @@ class FakeJournal:
         self._recorded = asyncio.Event()
         return entry
 
-    def the_flow(self) -> None:
-        """Discovery to the first MCP call, with a device poll (not a step) and a refresh a fault refused."""
+    def the_flow(self, *, steps: int | None = None) -> None:
+        """Discovery to the first MCP call, with a device poll (not a step) and a refresh a fault refused (the first
+        `steps` of them: 8 is the moment the companion has approved the pairing)."""
+        self._the_flow()
+        del self.entries[steps or len(self.entries) :]
+
+    def _the_flow(self) -> None:
         refused = {"method": "initialize", "error": "invalid_token"}
         self.record("mcp", "POST", "/mcp", 401, summary=refused, client_id=None)
         self.record("discovery", "GET", "/.well-known/oauth-protected-resource/mcp", 200, client_id=None)

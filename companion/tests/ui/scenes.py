@@ -387,17 +387,20 @@ def timeline(state_dir: Path) -> Scene:
 
 
 def demo_timeline(state_dir: Path) -> Scene:
-    """The demo's agent panel with the Timeline under the agent's log."""
+    """The demo as it runs (the README's picture): the code docked on the left, the agent's field focused on the
+    right, and under the agent's log the Timeline of the flow so far, up to the companion's approval."""
     clock = FakeClock()
     server, sleep = UiFakeServer(clock=clock), ManualSleep()
     journal = FakeJournal()
-    journal.the_flow()
+    journal.the_flow(steps=8)
     app = _demo_app(server, state_dir, clock, sleep, journal)
 
     async def prepare(pilot: Pilot[Any]) -> None:
-        await _demo_home(pilot, app)
-        await settle(pilot, lambda: len(app.timeline) > 0)
-        app.set_focus(None)
+        home = await _demo_home(pilot, app)
+        await settle(pilot, lambda: len(app.timeline) == 7)  # the eight, less the device's poll
+        home.code = ShownCode(APPROVAL, "Vouchsim demo agent", "vsc_1", where="the agent panel on the right")
+        app.show_next_step()
+        home.query_one("#agent-code", Input).focus()
         await _still_inputs(pilot)
 
     return Scene(app, prepare, server, DEMO_SIZE)
