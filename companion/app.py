@@ -55,6 +55,13 @@ from vouchsim.companion.core.keystore import Enrolment, Keystore, fingerprint, p
 from vouchsim.companion.core.pin import PinStore
 from vouchsim.companion.core.schemas import Connection, Delegation, PairingApproval, PairingContext
 from vouchsim.companion.core.signing import Clock, RandomBytes
+from vouchsim.companion.core.testbed import (
+    JournalEntry,
+    TestbedClient,
+    TestbedDisabledError,
+    TestbedUnauthorizedError,
+    is_step,
+)
 from vouchsim.companion.core.text import clean, pairing_code, sentence, when
 from vouchsim.companion.messages import (
     DecisionChosen,
@@ -78,6 +85,7 @@ from vouchsim.companion.screens.scan import ScanKind, ScanStatus
 from vouchsim.companion.widgets.code_dock import ShownCode
 from vouchsim.companion.widgets.hint_bar import Hint
 from vouchsim.companion.widgets.status_bar import Link, LinkState
+from vouchsim.companion.widgets.timeline import MAX_SHOWN
 
 HttpFactory = Callable[[str], httpx.AsyncClient]
 Sleep = Callable[[float], Awaitable[None]]
@@ -86,6 +94,7 @@ Job = Callable[[], Awaitable[None]]
 USER_AGENT: Final = "vouchsim-companion-tui"
 POLL_INTERVAL: Final = 0.5
 CODE_POLL_INTERVAL: Final = 1.0  # while a pairing code is docked: has a connection of its client appeared yet?
+JOURNAL_RETRY: Final = 2.0  # seconds before the Timeline reads the journal again after a failure
 
 DARK = Theme(
     name="vouchsim-dark",
@@ -135,7 +144,7 @@ TITLES: dict[str, str] = {
     "refresh": "Could not load the delegations",
     "stream": "Live updates stopped",
 }
-BACKGROUND = frozenset({"connections", "refresh", "code-use"})  # loads nobody asked for by hand
+BACKGROUND = frozenset({"connections", "refresh", "code-use", "timeline"})  # loads nobody asked for by hand
 # How far a delegation's status has moved; a stale answer must not move one back.
 _PROGRESS = {"pending": 0, "approved": 1}
 
@@ -222,6 +231,7 @@ class CompanionApp(App[None]):
         self._lost = False  # the live connection was up, then broke: say so when it is back
         self._screenshots = screenshots
         self.pairing_problem = ""  # the last pairing that did not go through, for the hint bar, until the next one
+        self.timeline: tuple[JournalEntry, ...] = ()  # what the Timeline shows (with a testbed token)
 
     # --- start and stop ------------------------------------------------------------------------------------
 
@@ -284,10 +294,56 @@ class CompanionApp(App[None]):
         else:
             self.push_screen(self.home)
         self._follow_delegations()  # loads the lists once the live connection is up
+        if self.config.testbed_token:
+            self._run(partial(self._follow_journal, server, self.config.testbed_token), name="timeline", exclusive=True)
 
     def _make_home(self) -> HomeScreen:
         """The home screen; the demo (`companion.demo.app`) adds its agent panel here."""
-        return HomeScreen(clock=self._clock, sleep=self._sleep, poll_interval=self._poll_interval)
+        return HomeScreen(
+            clock=self._clock,
+            sleep=self._sleep,
+            poll_interval=self._poll_interval,
+            timeline=bool(self.config.testbed_token),
+        )
+
+    # --- the Timeline: the server's testbed journal, followed live ---------------------------------------------
+
+    async def _follow_journal(self, server_url: str, token: str) -> None:
+        """The newest entries the journal holds, then each new one as it is recorded (long polls), handed down
+        to the home screen. A server without the testbed controls, or refusing the token, ends it (said in the
+        Timeline); any other failure is retried after JOURNAL_RETRY seconds, from where it stood."""
+        after: int | None = None
+        shown: list[JournalEntry] = []
+        while True:
+            try:
+                async with self._http_factory(server_url) as http:
+                    testbed = TestbedClient(http, token)
+                    if after is None:
+                        shown = [e for e in await testbed.journal(limit=MAX_SHOWN) if is_step(e)]
+                        after = max((e.id for e in shown), default=0)
+                        self._hand_down_journal(shown, "")
+                    async for entry in testbed.follow(since=after):
+                        after = entry.id
+                        if is_step(entry):
+                            shown = [*shown[-(MAX_SHOWN - 1) :], entry]
+                            self._hand_down_journal(shown, "")
+            except (TestbedDisabledError, TestbedUnauthorizedError) as exc:
+                # No testbed: no Timeline tab. A refused token: the tab, saying so.
+                self._hand_down_journal(shown, explain(exc), ready=isinstance(exc, TestbedUnauthorizedError))
+                return
+            except CompanionError as exc:
+                self._hand_down_journal(shown, f"{clean(str(exc))} Trying again in {JOURNAL_RETRY:g} s.", ready=None)
+                await self._sleep(JOURNAL_RETRY)
+
+    def _hand_down_journal(self, entries: list[JournalEntry], status: str, *, ready: bool | None = True) -> None:
+        """`ready`: whether the Timeline tab shows (None: as it was)."""
+        self.timeline = tuple(entries)
+        if self.home is None:
+            return
+        self.home.timeline = tuple(entries)
+        self.home.timeline_status = status
+        if ready is not None:
+            self.home.timeline_ready = ready
 
     # --- attributes down -----------------------------------------------------------------------------------
 

@@ -172,6 +172,7 @@ def parse_command_line(
         environ,
         state_dir=args.state or args.app_state,
         server_url=getattr(args, "server", None) or args.app_server,
+        testbed_token=args.app_testbed_token,
     )
     return args, config
 
@@ -195,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     # No command: the TUI (see main()), which takes the same two options as every command.
     parser.add_argument("--state", dest="app_state", metavar="DIR", help="state directory (default: ./var/companion)")
     parser.add_argument("--server", dest="app_server", metavar="URL", help="server URL (default: the enrolled server)")
+    parser.add_argument(
+        "--testbed-token",
+        dest="app_testbed_token",
+        metavar="TOKEN",
+        help="the server's testbed token (VOUCHSIM_TESTBED_TOKEN): the TUI then shows the Timeline",
+    )
     commands = parser.add_subparsers(title="commands", required=False, metavar="COMMAND")
     parser.set_defaults(command_fn=None, state=None, server=None, quiet_interrupt=False)
 

@@ -15,7 +15,7 @@ from vouchsim.companion.camera import ScanSource
 from vouchsim.companion.core.decisions import Decision
 from vouchsim.companion.core.schemas import Connection, Delegation, PairingApproval
 
-View = Literal["inbox", "history", "connections", "scan"]
+View = Literal["inbox", "history", "connections", "scan", "timeline"]
 
 
 @dataclass

@@ -38,6 +38,7 @@ from vouchsim.companion.core.testbed import (
     Fault,
     JournalEntry,
     TestbedClient,
+    journal_line,
 )
 
 PROG = "vouchsim testbed"
@@ -225,36 +226,6 @@ async def _journal(client: TestbedClient, args: argparse.Namespace, out: Out) ->
         async for entry in entries:
             emit(entry)
     return EXIT_OK  # follow ends only when interrupted
-
-
-_SUMMARY_ORDER = ("method", "name", "id", "grant_type", "scope", "resource", "error")
-
-
-def journal_line(entry: JournalEntry) -> str:
-    """`   12 12:00:01.234 token      POST /oauth/token 200  4.1 ms  client=vsc_… grant_type=… [fault flt_…]`"""
-    status = "dropped" if entry.status is None else str(entry.status)
-    parts = [
-        f"{entry.id:>5}",
-        entry.at.strftime("%H:%M:%S.%f")[:-3],
-        f"{entry.kind:<10}",
-        f"{entry.method} {entry.path}",
-        f"{status:>3}",
-        f"{entry.duration_ms:.1f} ms",
-    ]
-    if entry.client_id:
-        parts.append(f"client={entry.client_id}")
-    shown = [key for key in _SUMMARY_ORDER if key in entry.summary]
-    for key in shown:
-        value = entry.summary[key]
-        parts.append(f"{'rpc_' + key if key in ('method', 'id') else key}={_short(value)}")
-    if entry.fault:
-        parts.append(f"[fault {entry.fault}]")
-    return "  ".join(parts)
-
-
-def _short(value: object) -> str:
-    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
-    return text if len(text) <= 60 else text[:59] + "…"
 
 
 # --- faults --------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 DEMO_TIMEOUT = 90.0
 S = TypeVar("S", bound=Screen[Any])
+TIMELINE_LINE = re.compile(r"^ *\d+  \d\d:\d\d:\d\d\.\d{3}  [a-z]+ ")
 SERVER_LINE = re.compile(r"starting the server on http://127\.0\.0\.1:(\d+)")
 
 
@@ -50,7 +51,7 @@ def port_is_open(port: int) -> bool:
         ),
     ],
 )
-@pytest.mark.requirement("DEMO-AUTO", "DEMO-PROTOCOL")
+@pytest.mark.requirement("DEMO-AUTO", "DEMO-PROTOCOL", "DEMO-TIMELINE")
 def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind(
     options: tuple[str, ...], negotiated: str
 ) -> None:
@@ -78,6 +79,13 @@ def test_demo_runs_the_whole_story_by_itself_and_leaves_no_server_behind(
         "Agent: signature and issuer verified",
     ):
         assert any(line.startswith(expected) for line in steps), f"missing {expected!r} in:\n{output}"
+    # The Timeline the agent panel showed, printed after the TUI: the flow's steps in order, from the journal.
+    timeline = steps[steps.index("Timeline (the server's testbed journal):") + 1 :]
+    kinds = [line.split()[2] for line in timeline if TIMELINE_LINE.match(line)]
+    firsts = [kind for at, kind in enumerate(kinds) if kind not in kinds[:at]]
+    assert [k for k in firsts if k != "device"][:6] == ["mcp", "discovery", "register", "authorize", "pairing", "token"]
+    assert re.search(r" mcp +POST /mcp +200 .* name=delegation_request", "\n".join(timeline)), timeline
+    assert not re.search(r"vs(at|rt)_", "\n".join(timeline)), timeline  # no access or refresh token
     found = SERVER_LINE.search(done.stdout)
     assert found, output
     assert not port_is_open(int(found.group(1))), "the demo's server is still listening"

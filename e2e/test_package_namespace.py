@@ -53,7 +53,7 @@ def run(command: list[str], cwd: Path, timeout: float, env: dict[str, str] | Non
     return done.stdout
 
 
-@pytest.mark.requirement("PACKAGE-ONE-NAMESPACE")
+@pytest.mark.requirement("PACKAGE-ONE-NAMESPACE", "TESTBED-PYTEST-PLUGIN")
 def test_a_project_with_its_own_server_and_companion_packages_runs_the_plugin_example(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     run([uv(), "build", "--wheel", "--quiet", "--out-dir", str(dist), str(REPO)], tmp_path, BUILD_TIMEOUT)
@@ -81,4 +81,4 @@ def test_a_project_with_its_own_server_and_companion_packages_runs_the_plugin_ex
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     # `python -m pytest` puts the project's folder first on sys.path: `server` and `companion` are theirs.
     output = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], project, RUN_TIMEOUT, env)
-    assert "2 passed" in output, output
+    assert "3 passed" in output, output  # the example's two tests, and their own

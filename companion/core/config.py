@@ -12,6 +12,7 @@ DEFAULT_STATE_DIR = Path("var/companion")
 DEFAULT_SERVER_URL = "http://127.0.0.1:8741"
 STATE_ENV = "VOUCHSIM_COMPANION_STATE"
 SERVER_ENV = "VOUCHSIM_SERVER_URL"
+TESTBED_TOKEN_ENV = "VOUCHSIM_TESTBED_TOKEN"  # noqa: S105 - the variable's name
 
 
 class ConfigError(ValueError):
@@ -23,6 +24,8 @@ class CompanionConfig(msgspec.Struct, frozen=True, kw_only=True):
     # None: nobody chose one; commands then use the enrolled server, and `enrol` uses DEFAULT_SERVER_URL.
     server_url: str | None = None
     timeout: float = 10.0
+    # The server's testbed token (`vouchsim serve --testbed`): with it the TUI shows the Timeline.
+    testbed_token: str | None = None
 
     def server_for(self, enrolled_server_url: str | None) -> str:
         """The server to talk to: the one chosen explicitly, else the enrolled one, else the default."""
@@ -41,12 +44,18 @@ def normalize_server_url(url: str) -> str:
 
 
 def load_config(
-    environ: Mapping[str, str], *, state_dir: str | None = None, server_url: str | None = None
+    environ: Mapping[str, str],
+    *,
+    state_dir: str | None = None,
+    server_url: str | None = None,
+    testbed_token: str | None = None,
 ) -> CompanionConfig:
     """Options win over variables, variables over defaults; empty values count as unset."""
     state = state_dir or environ.get(STATE_ENV) or None
     server = server_url or environ.get(SERVER_ENV) or None
+    token = (testbed_token or environ.get(TESTBED_TOKEN_ENV) or "").strip() or None
     return CompanionConfig(
         state_dir=Path(state) if state else DEFAULT_STATE_DIR,
         server_url=normalize_server_url(server) if server else None,
+        testbed_token=token,
     )

@@ -129,6 +129,70 @@ class _ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     error_description: str = ""
 
 
+# --- how an entry reads (the CLI, the pytest plugin's failure report, the TUI's Timeline) ----------------
+
+
+_SUMMARY_ORDER = ("method", "name", "id", "grant_type", "scope", "resource", "error")
+
+
+def journal_line(entry: JournalEntry) -> str:
+    """`   12 12:00:01.234 token      POST /oauth/token 200  4.1 ms  client=vsc_… grant_type=… [fault flt_…]`"""
+    status = "dropped" if entry.status is None else str(entry.status)
+    parts = [
+        f"{entry.id:>5}",
+        entry.at.strftime("%H:%M:%S.%f")[:-3],
+        f"{entry.kind:<10}",
+        f"{entry.method} {entry.path}",
+        f"{status:>3}",
+        f"{entry.duration_ms:.1f} ms",
+    ]
+    if entry.client_id:
+        parts.append(f"client={entry.client_id}")
+    shown = [key for key in _SUMMARY_ORDER if key in entry.summary]
+    for key in shown:
+        value = entry.summary[key]
+        parts.append(f"{'rpc_' + key if key in ('method', 'id') else key}={_short(value)}")
+    if entry.fault:
+        parts.append(f"[fault {entry.fault}]")
+    return "  ".join(parts)
+
+
+def step_label(entry: JournalEntry) -> str:
+    """What the step was, in a few words, for the Timeline (beside its kind): `refresh_token grant`,
+    `tools/call delegation_request`, `GET /.well-known/oauth-authorization-server`."""
+    summary = entry.summary
+    if entry.kind == "token" and summary.get("grant_type"):
+        return f"{_short(summary['grant_type'])} grant"
+    if entry.kind == "mcp" and summary.get("method"):
+        tool = f" {_short(summary['name'])}" if summary.get("name") else ""
+        return f"{_short(summary['method'])}{tool}"
+    return f"{entry.method} {entry.path}"
+
+
+def is_step(entry: JournalEntry) -> bool:
+    """Whether the entry is a step of the flow, for the Timeline: everything but a device's reads (its list polls
+    and its delegation stream), which repeat while nothing happens."""
+    return not (entry.kind == "device" and entry.method == "GET")
+
+
+def outcome_label(entry: JournalEntry) -> str:
+    """How the step ended: `200`, `400 invalid_grant`, `dropped`."""
+    if entry.status is None:
+        return "dropped"
+    error = entry.summary.get("error")
+    return f"{entry.status} {_short(error)}" if error else str(entry.status)
+
+
+def is_error(entry: JournalEntry) -> bool:
+    """A dropped connection, an HTTP error status, or an error code in the answer (a JSON-RPC error on 200)."""
+    return entry.status is None or entry.status >= 400 or bool(entry.summary.get("error"))
+
+
+def _short(value: object) -> str:
+    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 # --- the client ----------------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 `DemoApp` is the companion app (`CompanionApp`) with these additions: the home screen gets an agent panel beside
 the tabs (the agent's steps, and in manual mode the field where the person types the pairing code, as into the
 browser), the scan tab's watched-folder camera is pointed at the folder the agent's browser saves the QR into, the
-hint bar tells the story's next step, and the agent runs as a worker once the home screen is up. The device is
+hint bar tells the story's next step, and the agent runs as a worker once the home screen is up. Under the agent's
+log, the Timeline shows each request of the flow as the server records it (its testbed journal). The device is
 enrolled before the app starts (`demo.run`), with a known PIN shown on screen, so the demo opens straight on the
 home screen.
 
@@ -52,6 +53,7 @@ from vouchsim.companion.screens.pairing import PairingAnswer, PairingConfirmScre
 from vouchsim.companion.screens.scan import PLACEHOLDERS, ScanView
 from vouchsim.companion.widgets.code_dock import ShownCode
 from vouchsim.companion.widgets.hint_bar import Hint
+from vouchsim.companion.widgets.timeline import Timeline
 
 DEMO_PIN: Final = "0000"
 DEVICE_NAME: Final = "Vouchsim demo phone"
@@ -77,11 +79,13 @@ class Agent(Protocol):
 
 
 class AgentPanel(Vertical):
-    """The agent's side: its steps as they happen, and the pairing code field (manual mode only)."""
+    """The agent's side: its steps as they happen, the pairing code field (manual mode only), and under them the
+    Timeline of what the server saw (when the demo's server runs the testbed controls, as `demo.run` starts it)."""
 
-    def __init__(self, *, auto: bool) -> None:
+    def __init__(self, *, auto: bool, timeline: bool = False) -> None:
         super().__init__(id="agent-panel")
         self._auto = auto
+        self._timeline = timeline
 
     def compose(self) -> ComposeResult:
         yield Static("Agent · MCP Python SDK over HTTP", id="agent-title", markup=False)
@@ -94,15 +98,20 @@ class AgentPanel(Vertical):
         yield RichLog(id="agent-log", wrap=True, markup=False, highlight=False, min_width=20)
         yield Input(id="agent-code", placeholder="pairing code (XXXX-XXXX), as typed into the page", disabled=True)
         yield Static(id="agent-outcome", markup=False)
+        if self._timeline:
+            yield Timeline(id="agent-timeline")
 
 
 class DemoHomeScreen(HomeScreen):
-    def __init__(self, *, auto: bool, **kwargs: object) -> None:
+    """The home screen with the agent panel; the Timeline is in the panel, not in a tab."""
+
+    def __init__(self, *, auto: bool, agent_timeline: bool = False, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._auto = auto
+        self._agent_timeline = agent_timeline
 
     def compose_side(self) -> ComposeResult:
-        yield AgentPanel(auto=self._auto)
+        yield AgentPanel(auto=self._auto, timeline=self._agent_timeline)
 
 
 class DemoApp(CompanionApp):
@@ -142,7 +151,13 @@ class DemoApp(CompanionApp):
     # --- the home screen with the agent panel, and the agent once it is up ---------------------------------
 
     def _make_home(self) -> HomeScreen:
-        return DemoHomeScreen(auto=self.auto, clock=self._clock, sleep=self._sleep, poll_interval=self._poll_interval)
+        return DemoHomeScreen(
+            auto=self.auto,
+            agent_timeline=bool(self.config.testbed_token),
+            clock=self._clock,
+            sleep=self._sleep,
+            poll_interval=self._poll_interval,
+        )
 
     def _open_home(self, enrolment: Enrolment) -> None:
         super()._open_home(enrolment)

@@ -8,6 +8,7 @@ the person waits.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import sys
 import tempfile
@@ -26,13 +27,15 @@ def run_demo(*, auto: bool, headless: bool = False, keep: bool = False, protocol
 
     exit_on_termination()
     state = Path(tempfile.mkdtemp(prefix="vouchsim-demo-"))
-    server = ServerProcess(state)
+    testbed_token = secrets.token_urlsafe(32)  # the Timeline reads the server's testbed journal with it
+    server = ServerProcess(state, env={"VOUCHSIM_TESTBED": "1", "VOUCHSIM_TESTBED_TOKEN": testbed_token})
     status = 1
     try:
         print(f"Vouchsim demo: starting the server on {server.base_url} (state in {state})…", flush=True)
         server.launch()
         progress("loading the companion and the agent (Textual, the MCP Python SDK) meanwhile…")
         from vouchsim.companion.core.config import CompanionConfig
+        from vouchsim.companion.core.testbed import journal_line
         from vouchsim.companion.demo.app import DEMO_PIN, DemoApp, enrol_demo_device
 
         progress("waiting for the server to answer /healthz:")
@@ -44,12 +47,16 @@ def run_demo(*, auto: bool, headless: bool = False, keep: bool = False, protocol
         progress(f"server ready; enrolling the demo device (its PIN is {DEMO_PIN})…")
         asyncio.run(enrol_demo_device(state / "companion", server.base_url))
         progress("opening the companion, with the agent on the right")
-        config = CompanionConfig(state_dir=state / "companion", server_url=server.base_url)
+        config = CompanionConfig(state_dir=state / "companion", server_url=server.base_url, testbed_token=testbed_token)
         app = DemoApp(config, camera_dir=state / "camera", auto=auto, protocol=protocol)
         app.run(headless=headless)
         status = app.return_code if app.return_code is not None else 1
         for line in app.transcript:  # the agent's side, kept on the terminal after the TUI is gone
             print(line)
+        if app.timeline:  # and the server's side: the Timeline, as the journal recorded it
+            print("Timeline (the server's testbed journal):")
+            for entry in app.timeline:
+                print(journal_line(entry))
         if app.failure is not None or status != 0:
             print(f"vouchsim demo: failed: {app.failure or f'exit status {status}'}", file=sys.stderr)
             print(f"  server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)

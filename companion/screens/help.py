@@ -37,7 +37,8 @@ field has the focus: type it, `enter`; `escape` declines). The code to type on t
 stays docked under the tabs, large, until it is used or expires.
 
 **History**: decided, expired and revoked requests. **Connections**: paired applications; unpairing
-one stops its tokens at once.
+one stops its tokens at once. **Timeline** (`l`, with the server's testbed token): each request of the
+flow as the server records it, live; failures in red, `↯` where a testbed fault answered.
 
 The bar at the top shows the server, whether the live connection is up (it reconnects by itself),
 and this device's name and key fingerprint; the line under it names the next step.

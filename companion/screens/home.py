@@ -6,6 +6,10 @@ to the widget that shows it; switching tabs reports `ViewShown` so the app can r
 the Inbox from anywhere on this screen, on the selected request or else the newest, so approving needs no Tab.
 
 `compose_side()` yields what stands beside the tabs, on the right: nothing here; the demo's agent panel there.
+
+With `timeline=True` (a testbed token is configured) a fifth tab, Timeline (`l`), shows the server's journal live;
+it stays hidden until the app has read the journal once (`timeline_ready`), so a server without the testbed
+controls shows no empty tab. Every Timeline on the screen (the tab's, the demo's agent panel's) gets the entries.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from vouchsim.companion.core.decisions import Decision
 from vouchsim.companion.core.schemas import Connection, Delegation
 from vouchsim.companion.core.signing import Clock
+from vouchsim.companion.core.testbed import JournalEntry
 from vouchsim.companion.messages import DecisionChosen, View, ViewShown
 from vouchsim.companion.screens.connections import ConnectionsView
 from vouchsim.companion.screens.history import HistoryView
@@ -32,8 +37,9 @@ from vouchsim.companion.screens.scan import ScanStatus, ScanView
 from vouchsim.companion.widgets.code_dock import PairingCodeDock, ShownCode
 from vouchsim.companion.widgets.hint_bar import Hint, HintBar
 from vouchsim.companion.widgets.status_bar import Link, StatusBar
+from vouchsim.companion.widgets.timeline import Timeline
 
-VIEWS: tuple[View, ...] = ("inbox", "history", "connections", "scan")
+VIEWS: tuple[View, ...] = ("inbox", "history", "connections", "scan", "timeline")
 
 
 class HomeScreen(Screen[None]):
@@ -44,6 +50,7 @@ class HomeScreen(Screen[None]):
         Binding("h", "show('history')", "History", show=False),
         Binding("c", "show('connections')", "Connections", show=False),
         Binding("s", "show('scan')", "Scan"),
+        Binding("l", "show('timeline')", "Timeline"),
         Binding("escape", "leave_field", "Leave field", show=False),
         Binding("up", "select(-1)", "Newer", show=False),  # with nothing focused: choose a request all the same
         Binding("down", "select(1)", "Older", show=False),
@@ -56,12 +63,23 @@ class HomeScreen(Screen[None]):
     scan_status: reactive[ScanStatus] = reactive(ScanStatus, init=False)
     hint: reactive[Hint] = reactive(Hint, init=False)
     code: reactive[ShownCode | None] = reactive(None, init=False)
+    timeline: reactive[tuple[JournalEntry, ...]] = reactive((), init=False)
+    timeline_status: reactive[str] = reactive("", init=False)
+    timeline_ready: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, *, clock: Clock, sleep: Callable[[float], Awaitable[None]], poll_interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]],
+        poll_interval: float,
+        timeline: bool = False,
+    ) -> None:
         super().__init__()
         self._clock = clock
         self._sleep = sleep
         self._poll_interval = poll_interval
+        self.has_timeline_tab = timeline
 
     def compose(self) -> ComposeResult:
         yield StatusBar().data_bind(HomeScreen.link)
@@ -81,6 +99,9 @@ class HomeScreen(Screen[None]):
                         yield ScanView(sleep=self._sleep, poll_interval=self._poll_interval, id="scan-view").data_bind(
                             status=HomeScreen.scan_status
                         )
+                    if self.has_timeline_tab:
+                        with TabPane("Timeline", id="timeline"):
+                            yield Timeline(id="timeline-view")
                 yield PairingCodeDock(clock=self._clock, id="code-dock").data_bind(shown=HomeScreen.code)
             yield from self.compose_side()
         yield Footer()
@@ -91,6 +112,33 @@ class HomeScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._count_pending)
+        self.call_after_refresh(self._sync_timeline)
+
+    def _sync_timeline(self) -> None:
+        """What the app handed down before the Timelines were there."""
+        self.watch_timeline(self.timeline)
+        self.watch_timeline_status(self.timeline_status)
+        self.watch_timeline_ready(self.timeline_ready)
+
+    def watch_timeline(self, entries: tuple[JournalEntry, ...]) -> None:
+        for timeline in self.query(Timeline):
+            timeline.entries = entries
+
+    def watch_timeline_status(self, status: str) -> None:
+        for timeline in self.query(Timeline):
+            timeline.status = status
+
+    def watch_timeline_ready(self, ready: bool) -> None:
+        if self.has_timeline_tab:
+            try:
+                tabs = self.query_one(TabbedContent)
+            except NoMatches:  # not composed yet: on_mount syncs
+                return
+            if ready:
+                tabs.show_tab("timeline")
+            else:
+                tabs.hide_tab("timeline")
+        self.refresh_bindings()
 
     def watch_pending(self) -> None:
         self.call_after_refresh(self._count_pending)
@@ -106,6 +154,8 @@ class HomeScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "decide":
             return bool(self.pending) and self.view == "inbox"
+        if action == "show" and parameters == ("timeline",):
+            return self.has_timeline_tab and self.timeline_ready
         return True
 
     def action_decide(self, decision: Decision) -> None:
@@ -124,6 +174,8 @@ class HomeScreen(Screen[None]):
         self.set_focus(None)
 
     def action_show(self, view: View) -> None:
+        if view == "timeline" and not (self.has_timeline_tab and self.timeline_ready):
+            return
         self.query_one(TabbedContent).active = view
 
     @property
@@ -152,5 +204,7 @@ class HomeScreen(Screen[None]):
             self.query_one("#history-table").focus()
         elif view == "connections":
             self.query_one("#connections-table").focus()
+        elif view == "timeline":
+            self.query_one("#timeline-view .timeline-log").focus()
         else:
             self.query_one("#scan-input").focus()

@@ -19,9 +19,14 @@ class VouchsimServer(ServerProcess):
     """`with VouchsimServer() as server: ...` starts it (in `state_dir`, or a fresh temporary directory that is
     removed again on stop) and stops it. `start()` raises ServerStartError with the log's tail."""
 
-    def __init__(self, state_dir: Path | None = None, *, port: int | None = None) -> None:
+    def __init__(
+        self, state_dir: Path | None = None, *, port: int | None = None, testbed_token: str | None = None
+    ) -> None:
+        """`testbed_token`: run with the testbed controls (`/testbed/`) on, reached with this bearer token."""
         self._owned = state_dir is None
-        super().__init__(state_dir or Path(tempfile.mkdtemp(prefix="vouchsim-test-")), port=port)
+        self.testbed_token = testbed_token
+        env = {"VOUCHSIM_TESTBED": "1", "VOUCHSIM_TESTBED_TOKEN": testbed_token} if testbed_token else {}
+        super().__init__(state_dir or Path(tempfile.mkdtemp(prefix="vouchsim-test-")), port=port, env=env)
 
     def start(self, on_progress: Callable[[str], None] | None = None) -> VouchsimServer:
         super().start(on_progress)

@@ -21,7 +21,8 @@ SHOTS = {
     "inbox": "companion-inbox.svg",
     "decision": "companion-approve.svg",
     "pairing-code": "companion-pairing-code.svg",
-    "demo-code": "demo.svg",
+    "demo-timeline": "demo.svg",
+    "timeline": "companion-timeline.svg",
 }
 
 

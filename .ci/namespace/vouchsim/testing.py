@@ -1,7 +1,11 @@
 """The `vouchsim` pytest plugin, as the `pytest11` entry point names it.
 
-Its fixtures live in `vouchsim.companion.testing.pytest_plugin`; this module is the short public name a user
-can write in `pytest_plugins` or `-p`, and the one module pytest registers (so nothing is registered twice).
+Its fixtures and hooks live in `vouchsim.companion.testing.pytest_plugin`; this short public name is that very
+module (one module object under two names, so its private fixtures come along and pytest never sees two plugins).
 """
 
-from vouchsim.companion.testing.pytest_plugin import *  # noqa: F403
+import sys
+
+from vouchsim.companion.testing import pytest_plugin
+
+sys.modules[__name__] = pytest_plugin

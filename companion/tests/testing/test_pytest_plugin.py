@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,11 @@ pytest_plugins = ["pytester"]
 
 EXAMPLE = Path(__file__).with_name("example_test_vouchsim.py")
 README = Path(__file__).resolve().parents[3] / "README.md"
+FIXTURES = (
+    *("vouchsim_server", "vouchsim_device", "vouchsim_authorize"),
+    *("vouchsim_client", "vouchsim_token", "vouchsim_testbed"),
+)
+INI = "[pytest]\nfilterwarnings = error\naddopts = -p no:cacheprovider --strict-markers\n"
 
 
 def test_the_readme_shows_the_example_that_is_tested() -> None:
@@ -34,17 +40,167 @@ def test_the_readme_shows_the_example_that_is_tested() -> None:
 
 def test_the_example_passes_against_a_real_server(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_example=EXAMPLE.read_text("utf-8"))
-    pytester.makeini("[pytest]\nfilterwarnings = error\naddopts = -p no:cacheprovider\n")
+    pytester.makeini(INI)
     result = pytester.runpytest_subprocess("-q", timeout=90)
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 def test_the_plugin_starts_nothing_unless_asked(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain():\n    assert True\n")
     result = pytester.runpytest_subprocess("-q", "--strict-markers", "-W", "error", "--fixtures")
-    result.stdout.fnmatch_lines(["*vouchsim_server*", "*vouchsim_device*", "*vouchsim_authorize*"])
+    for name in FIXTURES:
+        result.stdout.fnmatch_lines([f"{name}*"])
+    result = pytester.runpytest_subprocess("-q", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.vouchsim_reset: *"])
+    result = pytester.runpytest_subprocess("--help")
+    result.stdout.fnmatch_lines(["*--vouchsim-reset*"])
     result = pytester.runpytest_subprocess("-q", "--strict-markers", "-W", "error")
     result.assert_outcomes(passed=1)
+
+
+FIXTURE_TESTS = """
+import httpx
+import pytest
+from urllib.parse import parse_qs, urlsplit
+
+from vouchsim.companion.testing import OAuthError
+from vouchsim.companion.testing.oauth import code_challenge
+
+MCP = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+
+
+def test_client_builds_pkce_urls_and_checks_the_redirect(vouchsim_server, vouchsim_client, vouchsim_authorize):
+    request = vouchsim_client.authorization_request(scope="identity")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+    assert request.url.startswith(vouchsim_server.base_url + "/oauth/authorize?")
+    assert query["client_id"] == vouchsim_client.client_id and query["code_challenge_method"] == "S256"
+    assert query["code_challenge"] == code_challenge(request.code_verifier) and query["state"] == request.state
+    assert query["resource"] == vouchsim_server.mcp_url
+    assert vouchsim_client.authorization_request().state != request.state  # fresh each time
+    redirect = vouchsim_authorize(request.url)
+    forged = redirect.replace("state=", "state=x")
+    with pytest.raises(OAuthError, match="state"):
+        vouchsim_client.exchange(forged, request)
+    tokens = vouchsim_client.exchange(redirect, request)
+    assert tokens.scope == "identity" and tokens.refresh_token and tokens.expires_in == 3600
+    assert "vsat_" not in repr(tokens)  # a failing assertion shows no token
+    rotated = vouchsim_client.refresh(tokens)
+    assert rotated.refresh_token != tokens.refresh_token
+    vouchsim_client.revoke(rotated.access_token)
+    answer = httpx.post(vouchsim_server.mcp_url, headers={**rotated.authorization, **MCP}, json=INITIALIZE)
+    assert answer.status_code == 401
+    with pytest.raises(OAuthError) as replay:  # the code was used
+        vouchsim_client.exchange(redirect, request)
+    assert replay.value.error == "invalid_grant" and replay.value.status == 400
+
+
+def test_token_comes_through_pairing_and_calls_mcp(vouchsim_server, vouchsim_token, vouchsim_device):
+    assert set(vouchsim_token.scope.split()) == {"identity", "delegation"}
+    answer = httpx.post(vouchsim_server.mcp_url, headers={**vouchsim_token.authorization, **MCP}, json=INITIALIZE)
+    assert answer.status_code == 200, answer.text
+
+
+def test_testbed_journal_fault_clock(vouchsim_testbed, vouchsim_client):
+    kinds = [e.kind for e in vouchsim_testbed.journal(client_id=vouchsim_client.client_id)]
+    assert kinds == ["register"]
+    with vouchsim_testbed.fault({"status": 503, "retry_after": 7}, kind="token") as fault:
+        assert [f.id for f in vouchsim_testbed.faults()] == [fault.id]
+        with pytest.raises(OAuthError) as refused:
+            vouchsim_client.refresh("vsrt_unknown")
+        assert refused.value.status == 503
+    assert vouchsim_testbed.faults() == []  # removed on leaving
+    [entry] = vouchsim_testbed.journal(client_id=vouchsim_client.client_id, kind="token")
+    assert entry.fault == fault.id and entry.summary["refresh_token"] == "***"
+    assert vouchsim_testbed.advance(120).offset_seconds == 120
+    vouchsim_testbed.add_fault({"drop": True}, kind="mcp", times=None)  # left armed: removed after the test
+
+
+def test_the_previous_test_left_nothing_armed(vouchsim_testbed):
+    assert vouchsim_testbed.faults() == []
+    assert vouchsim_testbed.clock().offset_seconds == 0
+"""
+
+RESET_TESTS = """
+import httpx
+import pytest
+
+SEEN = {}
+
+
+def test_first(vouchsim_client):
+    SEEN["url"] = vouchsim_client.authorization_url()
+
+
+@pytest.mark.vouchsim_reset
+def test_marked(vouchsim_server):
+    print("MARKED", httpx.get(SEEN["url"]).status_code)
+
+
+def test_second(vouchsim_client):
+    SEEN["url"] = vouchsim_client.authorization_url()
+
+
+def test_unmarked(vouchsim_server):
+    print("UNMARKED", httpx.get(SEEN["url"]).status_code)
+"""
+
+FAILING_TEST = """
+from pathlib import Path
+
+
+def test_fails_after_the_flow(vouchsim_token, vouchsim_client):
+    Path("secrets.txt").write_text(vouchsim_token.access_token + "\\n" + vouchsim_token.refresh_token)
+    assert vouchsim_token.access_token == "something else"
+
+
+def test_fails_with_no_client_of_its_own(vouchsim_testbed, vouchsim_device):
+    assert vouchsim_device.pending() == ["something"]
+"""
+
+
+def test_the_fixtures_against_a_real_server(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fixtures=FIXTURE_TESTS)
+    pytester.makeini(INI)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:randomly", timeout=120)
+    result.assert_outcomes(passed=4)
+
+
+def test_the_marker_and_the_option_reset_the_server(pytester: pytest.Pytester) -> None:
+    """The first client's authorization request answers 303 (to the pairing page) while the client exists, 400
+    once a reset has wiped it."""
+    pytester.makepyfile(test_reset=RESET_TESTS)
+    pytester.makeini(INI)
+    plain = pytester.runpytest_subprocess("-q", "-s", timeout=120)
+    plain.assert_outcomes(passed=4)
+    plain.stdout.fnmatch_lines(["*MARKED 400*", "*UNMARKED 303*"])
+    everywhere = pytester.runpytest_subprocess("-q", "-s", "--vouchsim-reset", timeout=120)
+    everywhere.assert_outcomes(passed=4)
+    everywhere.stdout.fnmatch_lines(["*MARKED 400*", "*UNMARKED 400*"])
+
+
+def test_a_failure_reports_the_clients_journal_without_secrets(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_failing=FAILING_TEST)
+    pytester.makeini(INI)
+    result = pytester.runpytest_subprocess("-q", timeout=120)
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    section, without_client = output.split("vouchsim journal")[1:3]
+    assert "every request during the test" in without_client, without_client
+    assert re.search(r" device +POST /device/enrol +201", without_client), without_client
+    assert "/oauth/" not in without_client  # only what happened during that test
+    assert "client vsc_" in section, output
+    for kind in ("register", "authorize", "pairing", "token"):
+        assert f" {kind} " in section, (kind, section)
+    assert "grant_type=authorization_code" in section, section
+    for secret in (pytester.path / "secrets.txt").read_text().split():
+        assert secret not in section
+    first_only = FAILING_TEST.rsplit("\n\n\ndef", 1)[0]
+    passing = pytester.makepyfile(test_failing=first_only.replace('== "something else"', '!= ""'))
+    result = pytester.runpytest_subprocess("-q", str(passing), timeout=120)
+    result.assert_outcomes(passed=1)
+    assert "vouchsim journal" not in result.stdout.str()
 
 
 # --- against one live server -------------------------------------------------------------------------

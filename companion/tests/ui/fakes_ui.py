@@ -6,10 +6,11 @@ fingerprints and screenshots are the same on every run), and an app built on all
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def make_app(
     server_url: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     kind: type[CompanionApp] = CompanionApp,
+    testbed_token: str | None = None,
     **options: Any,
 ) -> CompanionApp:
     """The app over the fake server; `kind` and `options` make the demo's app (DemoApp) the same way."""
@@ -129,7 +131,7 @@ def make_app(
     if kind is CompanionApp:
         options.setdefault("device_name", "Pixel of QA")
     return kind(
-        CompanionConfig(state_dir=state_dir, server_url=server_url),
+        CompanionConfig(state_dir=state_dir, server_url=server_url, testbed_token=testbed_token),
         http_factory=http_factory,
         pins=pins,
         clock=clock,
@@ -153,3 +155,110 @@ def text(widget: Widget) -> str:
     assert isinstance(widget, Static)
     visual = widget.visual
     return visual.plain if isinstance(visual, Content) else str(visual)
+
+
+# --- the testbed journal, for the Timeline ---------------------------------------------------------------------
+
+TESTBED_TOKEN = "tb-token"
+JOURNAL_T0 = datetime(2026, 11, 25, 15, 0, 30, tzinfo=UTC)
+
+
+class FakeJournal:
+    """`GET /testbed/journal` as the server answers it (bearer token, `since`, `limit`, `wait` as a long poll held
+    until `record()` adds an entry), or 404 when `enabled` is False (a server without the testbed)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.entries: list[dict[str, Any]] = []
+        self.reads: list[httpx.Request] = []
+        self._recorded = asyncio.Event()
+
+    def record(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        status: int | None,
+        *,
+        summary: dict[str, Any] | None = None,
+        fault: str | None = None,
+        client_id: str | None = "vsc_1",
+    ) -> dict[str, Any]:
+        entry = {
+            "id": len(self.entries) + 1,
+            "at": (JOURNAL_T0 + timedelta(seconds=len(self.entries))).isoformat().replace("+00:00", "Z"),
+            "kind": kind,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": 3.5,
+            "client_id": client_id,
+            "summary": summary or {},
+            "fault": fault,
+        }
+        self.entries.append(entry)
+        self._recorded.set()
+        self._recorded = asyncio.Event()
+        return entry
+
+    def the_flow(self, *, steps: int | None = None) -> None:
+        """Discovery to the first MCP call, with a device poll (not a step) and a refresh a fault refused (the first
+        `steps` of them: 8 is the moment the companion has approved the pairing)."""
+        self._the_flow()
+        del self.entries[steps or len(self.entries) :]
+
+    def _the_flow(self) -> None:
+        refused = {"method": "initialize", "error": "invalid_token"}
+        self.record("mcp", "POST", "/mcp", 401, summary=refused, client_id=None)
+        self.record("discovery", "GET", "/.well-known/oauth-protected-resource/mcp", 200, client_id=None)
+        self.record("discovery", "GET", "/.well-known/oauth-authorization-server", 200, client_id=None)
+        self.record("register", "POST", "/oauth/register", 201)
+        self.record("authorize", "GET", "/oauth/authorize", 303, summary={"scope": "identity delegation"})
+        self.record("pairing", "GET", "/oauth/authorize/pairing/pair_1", 200)
+        self.record("device", "GET", "/device/connections", 200, client_id=None)
+        self.record("device", "POST", "/device/pairings/claim", 200)
+        self.record("pairing", "POST", "/oauth/authorize/pairing/pair_1", 303)
+        self.record("token", "POST", "/oauth/token", 200, summary={"grant_type": "authorization_code"})
+        self.record("mcp", "POST", "/mcp", 200, summary={"method": "tools/call", "name": "identity_get", "id": 2})
+        self.record(
+            "token",
+            "POST",
+            "/oauth/token",
+            400,
+            summary={"grant_type": "refresh_token", "error": "invalid_grant"},
+            fault="flt_1",
+        )
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.reads.append(request)
+        if not self.enabled:
+            return httpx.Response(404, json={"status_code": 404, "detail": "Not Found"})
+        if request.headers.get("Authorization") != f"Bearer {TESTBED_TOKEN}":
+            return httpx.Response(401, json={"error": "unauthorized", "error_description": "Bad testbed token."})
+        since = int(request.url.params.get("since", "0"))
+        wait = float(request.url.params.get("wait", "0"))
+        found = [e for e in self.entries if e["id"] > since]
+        if not found and wait:
+            recorded = self._recorded
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(recorded.wait(), wait)
+            found = [e for e in self.entries if e["id"] > since]
+        if "limit" in request.url.params:
+            limit = int(request.url.params["limit"])
+            found = found[:limit] if "since" in request.url.params else found[-limit:]
+        return httpx.Response(200, json={"entries": found})
+
+
+class TestbedTransport(httpx.AsyncBaseTransport):
+    """The fake server's transport, with `/testbed/` answered by a FakeJournal."""
+
+    __test__ = False
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, journal: FakeJournal) -> None:
+        self.inner = inner
+        self.journal = journal
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/testbed/"):
+            return await self.journal.handle(request)
+        return await self.inner.handle_async_request(request)

@@ -24,8 +24,11 @@ from companion.tests.ui.fakes_ui import (
     KEY,
     SIZE,
     T0,
+    TESTBED_TOKEN,
     FakeClock,
+    FakeJournal,
     ManualSleep,
+    TestbedTransport,
     UiFakeServer,
     enrol_device,
     fixed_bytes,
@@ -217,7 +220,12 @@ async def scripted_agent(
     raise AssertionError("a scene never gets this far")
 
 
-def _demo_app(server: UiFakeServer, state_dir: Path, clock: FakeClock, sleep: ManualSleep) -> DemoApp:
+def _demo_app(
+    server: UiFakeServer, state_dir: Path, clock: FakeClock, sleep: ManualSleep, journal: FakeJournal | None = None
+) -> DemoApp:
+    testbed: dict[str, Any] = {}
+    if journal is not None:
+        testbed = {"transport": TestbedTransport(server.transport, journal), "testbed_token": TESTBED_TOKEN}
     app = make_app(
         server,
         state_dir,
@@ -228,6 +236,7 @@ def _demo_app(server: UiFakeServer, state_dir: Path, clock: FakeClock, sleep: Ma
         camera_dir=state_dir.parent / "camera",
         auto=False,
         agent=scripted_agent,
+        **testbed,
     )
     assert isinstance(app, DemoApp)
     return app
@@ -358,6 +367,45 @@ def offline(state_dir: Path) -> Scene:
     return Scene(app, prepare, server)
 
 
+def timeline(state_dir: Path) -> Scene:
+    """The Timeline tab: the flow's steps from the server's journal, a colour per kind, a refused refresh in red
+    with the fault that answered it."""
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    journal = FakeJournal()
+    journal.the_flow()
+    transport = TestbedTransport(server.transport, journal)
+    app = _app(server, state_dir, clock, sleep, transport=transport, testbed_token=TESTBED_TOKEN)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await settle(pilot, lambda: app.home is not None and app.home.timeline_ready)
+        screen = await _home(pilot, "timeline")
+        await settle(pilot, lambda: len(screen.timeline) == len(app.timeline) > 0)
+        await pilot.pause()
+
+    return Scene(app, prepare, server)
+
+
+def demo_timeline(state_dir: Path) -> Scene:
+    """The demo as it runs (the README's picture): the code docked on the left, the agent's field focused on the
+    right, and under the agent's log the Timeline of the flow so far, up to the companion's approval."""
+    clock = FakeClock()
+    server, sleep = UiFakeServer(clock=clock), ManualSleep()
+    journal = FakeJournal()
+    journal.the_flow(steps=8)
+    app = _demo_app(server, state_dir, clock, sleep, journal)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        home = await _demo_home(pilot, app)
+        await settle(pilot, lambda: len(app.timeline) == 7)  # the eight, less the device's poll
+        home.code = ShownCode(APPROVAL, "Vouchsim demo agent", "vsc_1", where="the agent panel on the right")
+        app.show_next_step()
+        home.query_one("#agent-code", Input).focus()
+        await _still_inputs(pilot)
+
+    return Scene(app, prepare, server, DEMO_SIZE)
+
+
 def help_screen(state_dir: Path) -> Scene:
     clock = FakeClock()
     server, sleep = UiFakeServer(clock=clock), ManualSleep()
@@ -386,5 +434,7 @@ SCENES: dict[str, Callable[[Path], Scene]] = {
     "history": history,
     "offline": offline,
     "help": help_screen,
+    "timeline": timeline,
+    "demo-timeline": demo_timeline,
 }
 __all__ = ["DEMO_SIZE", "SCENES", "SIZE", "Scene"]

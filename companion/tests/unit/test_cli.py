@@ -396,6 +396,17 @@ def test_the_tui_takes_state_and_server_like_every_command(tmp_path: Path) -> No
     assert config.state_dir == Path("after")
 
 
+def test_the_tui_takes_a_testbed_token_for_the_timeline_option_over_variable() -> None:
+    _, config = parse_command_line([], {})
+    assert config.testbed_token is None
+    _, config = parse_command_line([], {"VOUCHSIM_TESTBED_TOKEN": "from-env"})
+    assert config.testbed_token == "from-env"
+    _, config = parse_command_line(["--testbed-token", "opt"], {"VOUCHSIM_TESTBED_TOKEN": "from-env"})
+    assert config.testbed_token == "opt"
+    _, config = parse_command_line([], {"VOUCHSIM_TESTBED_TOKEN": "  "})
+    assert config.testbed_token is None
+
+
 def test_the_tui_refuses_a_server_url_that_is_not_one() -> None:
     result = run(["--server", "ftp://x"], httpx.MockTransport(lambda request: httpx.Response(500)))
     assert result.code == 2
