@@ -17,19 +17,21 @@ import asyncio
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import replace
 from functools import partial
 from pathlib import Path, PurePath
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import httpx
 import msgspec
 from platformdirs import user_downloads_path
 from textual import on
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker
 
@@ -143,6 +145,7 @@ TITLES: dict[str, str] = {
     "connections": "Could not load the connections",
     "refresh": "Could not load the delegations",
     "stream": "Live updates stopped",
+    "forget": "Could not forget this device",
 }
 BACKGROUND = frozenset({"connections", "refresh", "code-use", "timeline"})  # loads nobody asked for by hand
 # How far a delegation's status has moved; a stale answer must not move one back.
@@ -723,6 +726,33 @@ class CompanionApp(App[None]):
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT.name if self.theme == DARK.name else DARK.name
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.home is not None:
+            yield SystemCommand(
+                "Forget this device",
+                "Revoke this device on the server (a lost phone's twin), delete its key here, and quit",
+                self.action_forget_device,
+            )
+
+    def action_forget_device(self) -> None:
+        self._run(self._forget, name="forget", exclusive=True)
+
+    async def _forget(self) -> None:
+        question = ConfirmScreen(
+            "Forget this device?",
+            "The server stops trusting this device for good: it can no longer pair applications or decide "
+            "requests, and its pending requests are denied. The applications it paired keep working. Its key is "
+            "deleted here and the app closes.",
+            confirm="Forget",
+        )
+        if not await self.push_screen_wait(question):
+            return
+        with suppress(DeviceRevokedError):  # revoked on the server already: only the local key is left to delete
+            await self.api.forget()
+        self.keystore.wipe()
+        self.exit(message="This device was forgotten: its key is deleted. Run `vouchsim companion` to enrol again.")
 
     def action_reconnect(self) -> None:
         if self.home is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from textual.widgets import Input, Markdown, TabbedContent
@@ -9,6 +11,8 @@ from textual.widgets import Input, Markdown, TabbedContent
 from companion.tests.fakes import error
 from companion.tests.ui.conftest import AppFactory
 from companion.tests.ui.fakes_ui import ManualSleep, UiFakeServer, settle, text
+from vouchsim.companion.core.keystore import Keystore
+from vouchsim.companion.screens.confirm import ConfirmScreen
 from vouchsim.companion.screens.help import HelpScreen
 from vouchsim.companion.screens.home import HomeScreen
 from vouchsim.companion.widgets.status_bar import StatusBar
@@ -82,6 +86,22 @@ async def test_a_device_revoked_while_watching_is_shown_as_revoked(
         assert "revoked on the server" in app.screen.hint.text
         assert sleep.delays == []  # a revocation is final: never retried by itself
         assert app.return_code is None
+
+
+async def test_forget_this_device_from_the_command_palette(
+    app_for: AppFactory, server: UiFakeServer, state_dir: Path
+) -> None:
+    app = app_for()
+    async with app.run_test(size=(120, 32)) as pilot:
+        await settle(pilot, lambda: app.link.state == "online")
+        assert "Forget this device" in [command.title for command in app.get_system_commands(app.screen)]
+        app.action_forget_device()
+        await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#confirm")
+        await settle(pilot, lambda: app.return_code is not None)
+    [device] = server.devices.values()
+    assert device.revoked_at is not None  # revoked on the server first
+    assert Keystore(state_dir).read_enrolment() is None and Keystore(state_dir).read_key() is None
 
 
 async def test_help_opens_and_closes(app_for: AppFactory) -> None:
