@@ -93,6 +93,7 @@ class Testbed:
         self._events: EventBus | None = None
         self._delegations: DelegationService | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._reset_hooks: list[Callable[[], None]] = []
 
     # -- life ---------------------------------------------------------------------------------------------------
     async def start(self, sessions: SessionFactory, events: EventBus, delegations: DelegationService) -> None:
@@ -220,7 +221,7 @@ class Testbed:
     # -- reset --------------------------------------------------------------------------------------------------
     async def reset(self) -> None:
         """Wipe clients, users, devices, connections, tokens, sessions, delegations and faults, return the
-        clock to real time and clear the journal, on every instance; signing keys stay."""
+        clock to real time, clear the journal and the rate limits, on every instance; signing keys stay."""
 
         async def change(repo: TestbedRepository) -> None:
             await repo.wipe()
@@ -231,7 +232,13 @@ class Testbed:
 
         await self._change("reset", change)
 
+    def on_reset(self, forget: Callable[[], None]) -> None:
+        """Call `forget` on this instance at every reset (state kept in process elsewhere: the rate limits)."""
+        self._reset_hooks.append(forget)
+
     def _clear_local(self) -> None:
+        for forget in self._reset_hooks:
+            forget()
         self.journal.clear()
         self._names.clear()
         self._faults = []

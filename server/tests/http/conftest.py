@@ -12,11 +12,13 @@ from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.settings import Settings
 
 ISSUER = "https://vouch.test"
+# The host the test client sends: a name of our own, listed as the operator would (server.edge.hosts).
+TEST_HOSTS = "vouch.test"
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, allowed_hosts=TEST_HOSTS)
 
 
 @pytest.fixture
