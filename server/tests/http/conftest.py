@@ -12,8 +12,9 @@ from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.settings import Settings
 
 ISSUER = "https://vouch.test"
-# The host the test client sends: a name of our own, listed as the operator would (server.edge.hosts).
-TEST_HOSTS = "vouch.test"
+# The hosts the tests send: names of our own, listed as an operator would list them (server.edge.hosts); the
+# last two stand for another name of the same server.
+TEST_HOSTS = "vouch.test,other.example,mcp.example.com"
 
 
 @pytest.fixture

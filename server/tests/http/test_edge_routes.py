@@ -148,7 +148,7 @@ def test_allowed_hosts_and_a_fixed_issuer_widen_the_guard(database_url: str, clo
     with TestClient(create_app(fixed, clock=clock), base_url=LOOPBACK) as client:
         answer = client.get("/.well-known/oauth-protected-resource/mcp", headers={"Host": "evil.example"})
         assert answer.status_code == 200 and answer.json()["resource"] == "https://vouch.example/mcp"
-    public = Settings(database_url=database_url, host="0.0.0.0")  # noqa: S104 - the setting, not a bind
+    public = Settings(database_url=database_url, host="0.0.0.0")
     with TestClient(create_app(public, clock=clock), base_url=LOOPBACK) as client:
         assert client.get("/healthz", headers={"Host": "vouch.example"}).status_code == 200
 

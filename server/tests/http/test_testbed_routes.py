@@ -241,7 +241,7 @@ def test_a_503_fault_carries_retry_after_as_often_as_asked(client: TestClient[An
 
 
 def test_a_fault_answers_browsers_with_the_apps_cors_headers(client: TestClient[Any]) -> None:
-    add_fault(client, {"match": {"kind": "discovery"}, "action": {"status": 503}})
+    add_fault(client, {"match": {"kind": "discovery"}, "action": {"status": 503}, "times": 2})
     answer = client.get("/.well-known/oauth-authorization-server", headers={"Origin": "http://localhost:6274"})
     assert answer.status_code == 503 and answer.headers["access-control-allow-origin"] == "http://localhost:6274"
     assert "retry-after" in answer.headers["access-control-expose-headers"].lower()

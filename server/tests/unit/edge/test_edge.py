@@ -135,8 +135,8 @@ def test_when_the_guard_is_on() -> None:
     assert guard_is_on(Settings())
     assert guard_is_on(Settings(host="::1"))
     assert not guard_is_on(Settings(issuer="https://vouch.example"))
-    assert not guard_is_on(Settings(host="0.0.0.0"))  # noqa: S104
-    assert guard_is_on(Settings(host="0.0.0.0", allowed_hosts="vouch.example"))  # noqa: S104
+    assert not guard_is_on(Settings(host="0.0.0.0"))
+    assert guard_is_on(Settings(host="0.0.0.0", allowed_hosts="vouch.example"))
     assert not guard_is_on(Settings(allowed_hosts="*"))
 
 
