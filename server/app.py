@@ -17,7 +17,7 @@ from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vouchsim.server.core.clock import Clock, OffsetClock, SystemClock
@@ -110,6 +110,11 @@ def bad_input(exc: BaseException) -> bool:
     a recursion limit, text that is not Unicode, a value the database cannot store (PostgreSQL and NUL)."""
     if isinstance(exc, RecursionError | UnicodeError | DataError):
         return True
+    if isinstance(exc, DBAPIError):
+        # asyncpg's errors reach SQLAlchemy as a generic DBAPIError; SQLSTATE class 22 is "data exception"
+        # (22021: a NUL byte in text), the request's fault, not ours.
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith("22")
     return isinstance(exc, StatementError) and isinstance(exc.orig, UnicodeError)
 
 

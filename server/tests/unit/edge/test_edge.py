@@ -236,11 +236,19 @@ def test_jsonrpc_reads_unreadable_bodies_as_parse_errors() -> None:
 
 
 def test_the_last_resort_handler_knows_bad_input_from_a_bug() -> None:
-    from sqlalchemy.exc import DataError, StatementError
+    from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
     assert bad_input(RecursionError())
     assert bad_input(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"))
     assert bad_input(DataError("INSERT", {}, Exception("invalid byte sequence for encoding UTF8: 0x00")))
     assert bad_input(StatementError("x", "INSERT", {}, UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate")))
+
+    class PgError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__("invalid byte sequence for encoding UTF8: 0x00")
+            self.sqlstate = sqlstate
+
+    assert bad_input(DBAPIError("INSERT", {}, PgError("22021")))
+    assert not bad_input(DBAPIError("INSERT", {}, PgError("40001")))  # a serialization failure is ours
     assert not bad_input(KeyError("a bug"))
     assert not bad_input(StatementError("x", "INSERT", {}, KeyError("a bug")))
