@@ -56,8 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Rate limits (server.edge.limits, docs/security.md): how many requests one client IP (one access token on
     # /mcp) may make in a burst, refilled evenly over `rate_limit_window` seconds; 0 turns that limit off. Counted
     # in process: with `--workers N` each worker counts on its own.
-    rate_limit_window: int = 60
-    rate_limit_registrations: int = 200  # POST /oauth/register
+    rate_limit_window: int = 10
+    rate_limit_registrations: int = 150  # POST /oauth/register
     rate_limit_pairings: int = 300  # authorization page starts and fresh pairing QRs
     rate_limit_pairing_codes: int = 600  # pairing codes typed into the authorization page
     rate_limit_mcp: int = 6000  # /mcp requests, per access token
