@@ -56,7 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Rate limits (server.edge.limits, docs/security.md): how many requests one client IP (one access token on
     # /mcp) may make in a burst, refilled evenly over `rate_limit_window` seconds; 0 turns that limit off. Counted
     # in process: with `--workers N` each worker counts on its own.
-    rate_limit_window: int = 10
+    rate_limit_window: int = 20
     rate_limit_registrations: int = 150  # POST /oauth/register
     rate_limit_pairings: int = 300  # authorization page starts and fresh pairing QRs
     rate_limit_pairing_codes: int = 600  # pairing codes typed into the authorization page

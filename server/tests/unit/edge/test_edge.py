@@ -60,10 +60,10 @@ def test_300_registrations_in_a_burst_meet_the_default_limit() -> None:
 
 
 def test_a_suite_of_a_few_hundred_flows_does_not() -> None:
-    """400 flows, one every 80 ms (a fast headless flow): registration, authorization page, code, /mcp calls."""
+    """350 flows, one every 80 ms (a fast headless flow): registration, authorization page, code, /mcp calls."""
     time = FakeTime()
     limits = RateLimits(Settings(), now=time)
-    for _ in range(400):
+    for _ in range(350):
         time.now += 0.08
         for method, path in [
             ("POST", "/oauth/register"),
