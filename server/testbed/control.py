@@ -30,7 +30,6 @@ import msgspec
 from vouchsim.server.core.clock import OffsetClock, real_now
 from vouchsim.server.core.crypto import hash_secret, new_id
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.oauth.clients import ClientDirectory
 from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.events import EventBus, detail_of, with_detail
@@ -95,8 +94,8 @@ class Testbed:
         self._transaction: Transactions | None = None
         self._events: EventBus | None = None
         self._delegations: DelegationService | None = None
-        self._clients: ClientDirectory | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._reset_hooks: list[Callable[[], None]] = []
 
     # -- life ---------------------------------------------------------------------------------------------------
     async def start(
@@ -104,14 +103,11 @@ class Testbed:
         sessions: SessionFactory,
         events: EventBus,
         delegations: DelegationService,
-        clients: ClientDirectory | None = None,
     ) -> None:
-        """Load the shared state and start following its changes (call in the app's lifespan). `clients`: the
-        process's client directory, whose cached metadata documents a reset forgets."""
+        """Load the shared state and start following its changes (call in the app's lifespan)."""
         self._transaction = own_transactions(sessions)
         self._events = events
         self._delegations = delegations
-        self._clients = clients
         listening = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(listening))
         await listening.wait()
@@ -231,11 +227,11 @@ class Testbed:
 
     # -- reset --------------------------------------------------------------------------------------------------
     async def reset(self) -> None:
-        """Wipe clients, users, devices, connections, tokens, sessions, delegations and faults, return the
-        clock to real time and clear the journal and the cached metadata documents, on every instance; signing
-        keys stay. The pre-registered clients are read again from `VOUCHSIM_CLIENTS_FILE` and written back, so
-        the file can be edited between two runs; a file that is no longer valid raises `ClientsFileError` before
-        anything is wiped."""
+        """Wipe clients, users, devices, connections, tokens, sessions, delegations and faults, return the clock
+        to real time and clear the journal, the rate limits and the cached metadata documents, on every instance;
+        signing keys stay. The pre-registered clients are read again from `VOUCHSIM_CLIENTS_FILE` and written
+        back, so the file can be edited between two runs; a file that is no longer valid raises `ClientsFileError`
+        before anything is wiped."""
         preregistered = PreregisteredClients.from_settings(self.settings)
 
         async def change(repo: TestbedRepository) -> None:
@@ -248,9 +244,14 @@ class Testbed:
 
         await self._change("reset", change)
 
+    def on_reset(self, forget: Callable[[], None]) -> None:
+        """Call `forget` on this instance at every reset (state kept in process elsewhere: the rate limits, the
+        cached client metadata documents)."""
+        self._reset_hooks.append(forget)
+
     def _clear_local(self) -> None:
-        if self._clients is not None:
-            self._clients.forget_documents()
+        for forget in self._reset_hooks:
+            forget()
         self.journal.clear()
         self._names.clear()
         self._faults = []
