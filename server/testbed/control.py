@@ -31,6 +31,7 @@ from vouchsim.server.core.clock import OffsetClock, real_now
 from vouchsim.server.core.crypto import hash_secret, new_id
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.settings import Settings
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import EventBus, detail_of, with_detail
 from vouchsim.server.storage.models import TestbedFault
 from vouchsim.server.storage.repositories.testbed import CLOCK, TestbedRepository
@@ -227,7 +228,7 @@ class Testbed:
             await repo.set_state(CLOCK, {"offset_seconds": 0.0}, real_now(self.clock))
             assert self._events is not None
             # Anything any instance has cached (validated tokens and sessions of /mcp) is gone.
-            await self._events.publish(repo.session, "*", at_once_here=True)
+            await self._events.publish(repo.session, topics.EVERYTHING, at_once_here=True)
 
         await self._change("reset", change)
 

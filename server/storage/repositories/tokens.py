@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import AuthorizationCode, OAuthClient, OAuthToken, RuntimeConnection
 
@@ -137,7 +138,7 @@ class TokenRepository:
         # Caches of validated tokens drop them at commit. A long rotation family is announced by its connection
         # instead, one notification rather than one per token (dropping a little more costs a re-read, no more).
         if len(revoked) <= _ANNOUNCE_EACH:
-            await announce(self.session, *(f"revoked:token:{token_id}" for token_id, _ in revoked))
+            await announce(self.session, *(topics.revoked_token(token_id) for token_id, _ in revoked))
         else:
-            await announce(self.session, *sorted({f"revoked:connection:{conn}" for _, conn in revoked}))
+            await announce(self.session, *sorted({topics.revoked_connection(conn) for _, conn in revoked}))
         return len(revoked)
