@@ -111,7 +111,9 @@ async def check(http: httpx.AsyncClient, url: str, era: str, body: str, headers:
 async def prepare(server: BenchServer, work_dir: Path) -> dict[str, tuple[str, dict[str, str]]]:
     """A token through the real pairing flow, a 2025 session, and one checked request of each era."""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT) as device_http:
-        companion = await Companion.enrol(work_dir / "companion-mcp", device_http, name="benchmark phone")
+        companion = await Companion.enrol(
+            work_dir / f"companion-mcp-{server.port}", device_http, name="benchmark phone"
+        )
         token = await access_token(server.base_url, companion, work_dir)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
         session_id = await open_session(http, server.mcp_url, token)

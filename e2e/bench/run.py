@@ -58,18 +58,22 @@ class Report:
 
 
 def _mcp_rows(report: Report, backend: str, rounds: mcp.Rounds) -> None:
-    hello = rounds.median("hello")
+    """Two ratios to the hello-world: of req/s (meaningful when both servers used their whole core) and of server
+    CPU per request (what the req/s ratio would be at one full core each; it holds on a machine busy with other
+    work, where neither server gets its core). The goal is checked on the CPU ratio; both are shown."""
+    hello, hello_cpu = rounds.median("hello"), rounds.median_cpu_us("hello")
     for era, label in (("legacy", "2025-11-25 + session"), ("modern", "2026-07-28 stateless")):
-        rate, ratio = rounds.median(era), rounds.median(era) / hello
+        rate, cpu = rounds.median(era), rounds.median_cpu_us(era)
+        ratio, cpu_ratio = rate / hello, hello_cpu / cpu
         report.row(
             f"`/mcp` identity_get, {label}, {backend}",
-            f"{rate:,.0f} req/s = **{ratio:.2f}** of hello-world; {rounds.median_cpu_us(era):.0f} µs server CPU/req",
+            f"{cpu:.0f} µs server CPU/req = **{cpu_ratio:.2f}** of hello-world's; {rate:,.0f} req/s = {ratio:.2f}",
             "≥ 0.50",
-            _met(ratio, 0.50, at_most=False),
+            _met(cpu_ratio, 0.50, at_most=False),
         )
     report.row(
         f"Litestar hello-world (JSON POST), {backend} run",
-        f"{hello:,.0f} req/s; {rounds.median_cpu_us('hello'):.0f} µs server CPU/req",
+        f"{hello_cpu:.0f} µs server CPU/req; {hello:,.0f} req/s",
         "1.00",
     )
     loader = max(rounds.max_loader_share(what) for what in ("hello", "legacy", "modern"))
@@ -79,6 +83,8 @@ def _mcp_rows(report: Report, backend: str, rounds: mcp.Rounds) -> None:
         "modern_per_s": rounds.median("modern"),
         "legacy_ratio": rounds.median("legacy") / hello,
         "modern_ratio": rounds.median("modern") / hello,
+        "legacy_cpu_ratio": hello_cpu / rounds.median_cpu_us("legacy"),
+        "modern_cpu_ratio": hello_cpu / rounds.median_cpu_us("modern"),
         "hello_cpu_us": rounds.median_cpu_us("hello"),
         "legacy_cpu_us": rounds.median_cpu_us("legacy"),
         "modern_cpu_us": rounds.median_cpu_us("modern"),
@@ -152,15 +158,15 @@ def _token(report: Report, server: BenchServer, sizes: Sizes, work_dir: Path, he
     figures = token.measure(server, exchange, refresh, sizes.duration)
     values = figures.as_dict()
     report.figures["token"] = {**values, "hello_per_s": hello}
+    hello_cpu_ms = report.figures["mcp_SQLite"]["hello_cpu_us"] / 1000
     for what, key in (("code exchange", "exchange"), ("refresh", "refresh")):
-        print(
-            f"  {what}: {values[f'{key}_per_s']:.0f}/s, {values[f'{key}_server_cpu_ms']:.2f} ms server CPU each, "
-            f"loader {100 * values[f'{key}_loader_share']:.0f}% of a core"
-        )
+        rate, cpu = values[f"{key}_per_s"], values[f"{key}_server_cpu_ms"]
+        share = values[f"{key}_loader_share"]
+        print(f"  {what}: {rate:.0f}/s, {cpu:.2f} ms server CPU each, loader {100 * share:.0f}%")
         report.row(
             f"token endpoint: {what}, SQLite",
-            f"{values[f'{key}_per_s']:,.0f} req/s = **{values[f'{key}_per_s'] / hello:.3f}** of hello-world; "
-            f"{values[f'{key}_server_cpu_ms']:.2f} ms server CPU/req",
+            f"{cpu:.2f} ms server CPU/req = **{hello_cpu_ms / cpu:.3f}** of hello-world's; "
+            f"{rate:,.0f} req/s = {rate / hello:.3f}",
             "measure",
         )
 
