@@ -230,7 +230,7 @@ class DelegationService:
                 if await self._move(unit, found.delegation, event):
                     break
                 found = await self._reload(unit, delegation_id)
-            return self._view(await self._reload(unit, delegation_id))
+            return self._view(found)  # a compare-and-swap that won brought `found` up to date: no re-read
 
     async def token(self, view: DelegationView, *, issuer: str) -> IssuedToken | None:
         """The delegation token while the delegation is approved and its token unexpired; None otherwise."""
@@ -335,7 +335,7 @@ class DelegationService:
                 if await self._move(unit, found.delegation, DelegationEvent.REVOKE):
                     break
                 found = await self._reload(unit, delegation_id)
-            return self._view(await self._reload(unit, delegation_id))
+            return self._view(found)  # a compare-and-swap that won brought `found` up to date: no re-read
 
     def changes(self, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
         """The device's live feed (`server.delegation.feed`): every pending delegation first, then each
