@@ -165,10 +165,13 @@ _REPAIRS: tuple[tuple[str, Repair], ...] = (
 
 
 def _attempts(gray: Image.Image) -> Iterator[tuple[str, Image.Image]]:
-    """Candidate images, cheapest and likeliest first; lazy, so work stops at the first success."""
-    upscaled = _upscale(gray)
-    for name, repair in _REPAIRS:
+    """Candidate images, cheapest and likeliest first; lazy, so work stops at the first success. The upscaled copy
+    (a LANCZOS resize, ~5 times zbar's own time on a 530 px QR) is made only once the image as it is has failed."""
+    upscaled: Image.Image | None = None
+    for index, (name, repair) in enumerate(_REPAIRS):
         yield name, repair(gray)
+        if index == 0:
+            upscaled = _upscale(gray)
         if upscaled is not None:
             yield f"{name}, upscaled", repair(upscaled)
 

@@ -15,8 +15,9 @@ event bus when it commits; waiters subscribe *before* they read, so no change sl
 from __future__ import annotations
 
 import asyncio
+import math
 import unicodedata
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ import anyio
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import new_id
 from vouchsim.server.core.subjects import audience_subject
-from vouchsim.server.delegation import decisions
+from vouchsim.server.delegation import decisions, feed
 from vouchsim.server.delegation.audiences import Audience, AudienceRegistry
 from vouchsim.server.delegation.binding import binding_message
 from vouchsim.server.delegation.errors import (
@@ -49,7 +50,8 @@ from vouchsim.server.delegation.tokens import (
     verified_claims,
 )
 from vouchsim.server.settings import Settings
-from vouchsim.server.storage.events import EventBus, detail_of, with_detail
+from vouchsim.server.storage import topics
+from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.models import Delegation
 from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
@@ -174,22 +176,35 @@ class DelegationService:
         *,
         connection_id: str,
         timeout: float,  # noqa: ASYNC109 - not a cancellation: after it the still-pending view is the answer
+        tick: Callable[[float], Awaitable[None]] | None = None,
+        interval: float = math.inf,
     ) -> DelegationView:
         """The delegation once it is no longer pending, or as it is after `timeout` seconds.
 
         Woken by the event bus, not by polling: it subscribes first, then reads, so a decision committed in
         between is not missed. Every read is its own short unit of work; nothing is held while waiting. A
-        pending delegation reaching its `expires_at` wakes it too (and is then read as expired).
+        pending delegation reaching its `expires_at` wakes it too (and is then read as expired). `tick(elapsed)`,
+        if given, is awaited at the start and every `interval` seconds while it is still pending (the MCP tool's
+        progress notifications): one loop, one subscription, and a read only when something changed.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(0.0, timeout)
-        async with self.events.subscribe(f"delegation:{delegation_id}") as queue:
+        started = loop.time()
+        deadline = started + max(0.0, timeout)
+        next_tick = started if tick is not None else math.inf
+        async with self.events.subscribe(topics.delegation(delegation_id)) as queue:
             view = await self._read_shielded(delegation_id, connection_id)
             while view.status == _PENDING:
-                left = deadline - loop.time()
-                if left <= 0:
+                now = loop.time()
+                if deadline - now <= 0:
                     break
-                await _woken(queue, max(0.0, min(left, self._seconds_until(view.expires_at))))
+                if tick is not None and now >= next_tick:
+                    await tick(now - started)
+                    next_tick = loop.time() + interval
+                expiry = self._seconds_until(view.expires_at)
+                within = min(deadline - loop.time(), expiry, next_tick - loop.time())
+                woke = await feed.woken(queue, max(0.0, within))
+                if not woke and loop.time() < deadline and within < expiry:
+                    continue  # only the next tick is due: nothing changed, nothing to read
                 view = await self._read_shielded(delegation_id, connection_id)
         return view
 
@@ -218,7 +233,7 @@ class DelegationService:
                 if await self._move(unit, found.delegation, event):
                     break
                 found = await self._reload(unit, delegation_id)
-            return self._view(await self._reload(unit, delegation_id))
+            return self._view(found)  # a compare-and-swap that won brought `found` up to date: no re-read
 
     async def withdraw_for_client(self, delegation_id: str, *, client_id: str) -> DelegationView | None:
         """`withdraw`, asked by the agent client holding the delegation's token at `/oauth/revoke` (RFC 7009)
@@ -285,14 +300,20 @@ class DelegationService:
         event = decisions.decision_event(decision)
         decisions.check_shape(nonce, signature)
         async with self._unit() as unit:
-            found = await self._of_user(unit, delegation_id, user_id)
+            # The delegation, the device's key and the nonce check in one round trip; then one compare-and-swap.
+            evidence = await unit.delegations.for_decision(
+                delegation_id, device_id=device_id, user_id=user_id, nonce=nonce
+            )
+            if evidence is None or evidence.found.delegation.user_id != user_id:
+                raise DelegationNotFound()
+            found = await self._expire_if_due(unit, evidence.found)
             row = found.delegation
             _require_pending(row)
             text = decisions.statement(row, decision, nonce)
-            decisions.verify(await unit.delegations.device_public_key(device_id, user_id), text, signature)
+            decisions.verify(evidence.device_key, text, signature)
             # Checked, not enforced by an index: two decisions racing with one nonce are still two genuine
             # statements, each bound to its own delegation id, so neither is a replay of the other.
-            if await unit.delegations.nonce_used(device_id, nonce):
+            if evidence.nonce_used:
                 raise InvalidDecision("This nonce was already used for a decision: sign with a new one.")
             moment = self.clock.now()
             now = _whole(moment)
@@ -326,7 +347,7 @@ class DelegationService:
                 if await self._move(unit, found.delegation, DelegationEvent.REVOKE):
                     break
                 found = await self._reload(unit, delegation_id)
-            return self._view(await self._reload(unit, delegation_id))
+            return self._view(found)  # a compare-and-swap that won brought `found` up to date: no re-read
 
     async def deny_without_device(self, user_id: str) -> list[str]:
         """The user's last trusted device was revoked (a lost phone): nobody can decide their pending delegations
@@ -342,42 +363,18 @@ class DelegationService:
                     denied.append(row.delegation.id)
         return denied
 
-    async def changes(self, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
-        """The device's live feed: every pending delegation first (oldest first), then each delegation of this
-        user as it is created or changes; `None` every `keepalive` seconds of quiet.
+    def changes(self, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
+        """The device's live feed (`server.delegation.feed`): every pending delegation first, then each
+        delegation of this user as it is created or changes; `None` every `keepalive` seconds of quiet."""
+        return feed.follow(self._feed_source(), user_id, keepalive=keepalive)
 
-        Woken by `user:<id>#<delegation id>` events, it reads just the delegations named (a burst of a thousand
-        requests costs a thousand single-row reads, not a thousand reads of everything pending), and those of
-        its pending ones that reached their expiry. At each keepalive it reads the whole window again, which
-        also covers an event lost while a PostgreSQL listener reconnected (that one arrives without a detail
-        and triggers the same full read).
-        """
-        loop = asyncio.get_running_loop()
-        async with self.events.subscribe(f"user:{user_id}") as queue:
-            views = await self._feed_snapshot(user_id)
-            known = {view.delegation_id: view for view in views}
-            for view in reversed(views):
-                if view.status == _PENDING:
-                    yield view
-            next_ping = loop.time() + keepalive
-            while True:
-                wake = await _woken(queue, max(0.0, min(next_ping - loop.time(), self._until_first_expiry(known))))
-                quiet = loop.time() >= next_ping
-                if quiet or wake.everything:
-                    views = await self._feed_snapshot(user_id)
-                    changed = _changed(known, views)
-                    known = {view.delegation_id: view for view in views}
-                else:
-                    due = {key for key, view in known.items() if view.status == _PENDING and self._past(view)}
-                    wanted = wake.delegation_ids | due
-                    views = await self._feed_views(user_id, wanted) if wanted else []
-                    changed = _changed(known, views)
-                    known |= {view.delegation_id: view for view in views}
-                for view in changed:
-                    yield view
-                if quiet:
-                    yield None
-                    next_ping = loop.time() + keepalive
+    def _feed_source(self) -> feed.FeedSource:
+        return feed.FeedSource(
+            events=self.events,
+            clock=self.clock,
+            snapshot=self._feed_snapshot,
+            read=self._feed_views,
+        )
 
     async def _feed_snapshot(self, user_id: str) -> list[DelegationView]:
         """Every pending delegation plus the newest others, newest first: a burst of requests larger than the
@@ -483,7 +480,7 @@ class DelegationService:
         return won
 
     async def _announce(self, unit: _Unit, row: Delegation) -> None:
-        await self.events.publish(unit.session, f"delegation:{row.id}", with_detail(f"user:{row.user_id}", row.id))
+        await self.events.publish(unit.session, topics.delegation(row.id), topics.user(row.user_id, changed=row.id))
 
     async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
         if which == "pending":
@@ -500,10 +497,6 @@ class DelegationService:
 
     def _past(self, view: DelegationView) -> bool:
         return self._seconds_until(view.expires_at) <= 0
-
-    def _until_first_expiry(self, known: dict[str, DelegationView]) -> float:
-        pending = [view.expires_at for view in known.values() if view.status == _PENDING]
-        return self._seconds_until(min(pending)) if pending else float("inf")
 
     def _algorithm(self, audience_id: str) -> Algorithm:
         """The algorithm the audience verifies (the default for one removed from the registry since)."""
@@ -594,29 +587,3 @@ def _token_live(row: Delegation, now: datetime) -> bool:
 def _whole(moment: datetime) -> datetime:
     """Whole seconds: these times appear in JWT claims and in the signed statement, which have no fractions."""
     return moment.replace(microsecond=0)
-
-
-def _changed(known: dict[str, DelegationView], views: Iterable[DelegationView]) -> list[DelegationView]:
-    """What differs from the last look, oldest first."""
-    return [view for view in reversed(list(views)) if known.get(view.delegation_id) != view]
-
-
-@dataclass(frozen=True)
-class _Wake:
-    """What woke a feed: the delegations named by their events; `everything` when one named none."""
-
-    delegation_ids: frozenset[str] = frozenset()
-    everything: bool = False
-
-
-async def _woken(queue: asyncio.Queue[str], within: float) -> _Wake:
-    """What arrived within `within` seconds (nothing: an empty wake); everything queued is consumed, so one
-    read covers a burst."""
-    try:
-        messages = [await asyncio.wait_for(queue.get(), within) if within > 0 else queue.get_nowait()]
-    except (TimeoutError, asyncio.QueueEmpty):
-        return _Wake()
-    while not queue.empty():
-        messages.append(queue.get_nowait())
-    details = [detail_of(message) for message in messages]
-    return _Wake(frozenset(detail for detail in details if detail is not None), everything=None in details)

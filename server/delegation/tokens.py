@@ -142,6 +142,9 @@ class SigningKeyStore:
         self.clock = clock
         self.settings = settings
         self._unsealed: dict[str, SigningJwk] = {}
+        # The current key of each algorithm once read back from the database (so committed): no lookup per token.
+        # Keys change only through this store (`rotate`, or a key that no longer unseals), which forgets it.
+        self._current: dict[str, SigningJwk] = {}
 
     async def prepare(self, keys: SigningKeyRepository) -> None:
         """A current key for every algorithm, so the JWKS carries one for each before the first token."""
@@ -150,11 +153,15 @@ class SigningKeyStore:
 
     async def signing_key(self, keys: SigningKeyRepository, algorithm: Algorithm = ALGORITHM) -> SigningJwk:
         """The current key for `algorithm`; made on first use, and replaced if it can no longer be unsealed."""
+        cached = self._current.get(algorithm)
+        if cached is not None:
+            return cached
         row = await keys.current(algorithm)
         if row is None:
-            return await self._create(keys, algorithm)
+            return await self._create(keys, algorithm)  # not cached: its transaction may still roll back
         key = self._open(row)
         if key is not None:
+            self._current[algorithm] = key
             return key
         log.warning("signing key %s cannot be unsealed (was the secret key changed?): rotating", row.kid)
         return await self._replace(keys, row, algorithm)
@@ -162,6 +169,7 @@ class SigningKeyStore:
     async def rotate(self, keys: SigningKeyRepository, algorithm: Algorithm = ALGORITHM) -> str:
         """A new current key for `algorithm`; the old one stays published until every token it signed has
         expired."""
+        self._current.pop(algorithm, None)
         row = await keys.current(algorithm)
         key = await self._create(keys, algorithm) if row is None else await self._replace(keys, row, algorithm)
         return kid_of(key)
@@ -175,6 +183,7 @@ class SigningKeyStore:
         return KeySet([_import(dict(row.public_jwk)) for row in rows])
 
     async def _replace(self, keys: SigningKeyRepository, old: SigningKey, algorithm: Algorithm) -> SigningJwk:
+        self._current.pop(algorithm, None)
         now = self.clock.now()
         key = await self._create(keys, algorithm)
         publish_until = now + timedelta(seconds=self.settings.delegation_token_ttl) + RETIREMENT_MARGIN

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.mcp.sessions import SessionView
 from vouchsim.server.oauth.bearer import AccessGrant
+from vouchsim.server.storage import topics
 
 T = TypeVar("T")
 
@@ -68,21 +69,22 @@ class McpCache:
     # -- invalidation -------------------------------------------------------------------------------------------
     def invalidate(self, topic: str) -> None:
         """An event bus listener: drop whatever `topic` revokes; other topics are not ours."""
-        if topic == "*":
+        if topic == topics.EVERYTHING:
             self._generation += 1
             self._grants.clear()
             self._sessions.clear()
             return
-        kind, _, ident = topic.removeprefix("revoked:").partition(":")
-        if not topic.startswith("revoked:") or not ident:
+        revoked = topics.revoked(topic)
+        if revoked is None:
             return
+        kind, ident = revoked
         self._generation += 1
         if kind == "token":
             self._drop(self._grants, lambda grant: grant.token_id == ident)
         elif kind == "connection":
             self._drop(self._grants, lambda grant: grant.connection_id == ident)
             self._drop(self._sessions, lambda session: session.connection_id == ident)
-        elif kind == "session":
+        else:
             self._sessions.pop(ident, None)
 
     def __len__(self) -> int:

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
@@ -123,9 +122,10 @@ async def _body(request: Request[Any, Any, Any]) -> bytes:
 
 
 async def _serve(
-    request: Request[Any, Any, Any], state: State, work: Callable[[McpServer, str], Awaitable[Response[Any]]]
+    request: Request[Any, Any, Any], work: Callable[[McpServer, str], Awaitable[Response[Any]]]
 ) -> Response[Any]:
-    mcp: McpServer = state.mcp
+    # From the app's state directly: a `state: State` parameter would copy the whole state on every request.
+    mcp: McpServer = request.app.state.mcp
     issuer = issuer_of(request, mcp.runtime)
     try:
         mcp.check_origin(request.headers.get("origin"), issuer)
@@ -140,7 +140,7 @@ async def _serve(
 
 
 @post("/mcp", status_code=200, request_max_body_size=MAX_BODY, tags=["mcp"], include_in_schema=False)
-async def mcp_post(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def mcp_post(request: Request[Any, Any, Any]) -> Response[Any]:
     """One JSON-RPC message: a request (answered as JSON or SSE), a notification or a response (202)."""
 
     async def work(mcp: McpServer, issuer: str) -> Response[Any]:
@@ -148,29 +148,29 @@ async def mcp_post(request: Request[Any, Any, Any], state: State) -> Response[An
         body = await _body(request)
         return _response(await mcp.post(grant, _incoming(request, issuer), body))
 
-    return await _serve(request, state, work)
+    return await _serve(request, work)
 
 
 @delete("/mcp", status_code=200, tags=["mcp"], include_in_schema=False)
-async def mcp_delete(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def mcp_delete(request: Request[Any, Any, Any]) -> Response[Any]:
     """End the session named by `Mcp-Session-Id` (405 with the 2026 header: that revision has no sessions)."""
 
     async def work(mcp: McpServer, issuer: str) -> Response[Any]:
         grant = await mcp.authenticate(request.headers.get("authorization"), issuer)
         return _response(await mcp.delete(grant, _incoming(request, issuer)))
 
-    return await _serve(request, state, work)
+    return await _serve(request, work)
 
 
 @get("/mcp", tags=["mcp"], include_in_schema=False)
-async def mcp_get(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def mcp_get(request: Request[Any, Any, Any]) -> Response[Any]:
     """No server-to-client stream is offered: progress travels on the POST that asked for it."""
 
     async def work(mcp: McpServer, issuer: str) -> Response[Any]:
         await mcp.authenticate(request.headers.get("authorization"), issuer)
         return _response(mcp.method_not_allowed("GET", modern=_incoming(request, issuer).names_modern_version))
 
-    return await _serve(request, state, work)
+    return await _serve(request, work)
 
 
 mcp_routes = [mcp_post, mcp_delete, mcp_get]

@@ -63,6 +63,7 @@ from vouchsim.server.mcp.tools import Tool, ToolContext, ToolResult, tool_named,
 from vouchsim.server.mcp.tools.delegation import REQUEST_REFUSED
 from vouchsim.server.oauth import scopes
 from vouchsim.server.oauth.bearer import AccessGrant, MissingToken, WrongAudience, authenticate, bearer_token
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.mcp_sessions import McpSessionRepository
@@ -72,7 +73,6 @@ from vouchsim.server.storage.session import DbSession, SessionFactory, own_trans
 log = logging.getLogger("vouchsim.mcp")
 
 PROGRESS_INTERVAL = 15.0  # seconds between `notifications/progress` of a waiting call
-_CANCEL_TOPIC = "mcp:cancel:"
 _MAX_CANCEL_ID = 200  # longer request ids are not announced across instances (NOTIFY payloads are small)
 
 
@@ -196,8 +196,8 @@ class McpServer:
     def on_event(self, topic: str) -> None:
         """The event bus listener: revocations empty the cache; another instance may cancel a call held here."""
         self.cache.invalidate(topic)
-        if topic.startswith(_CANCEL_TOPIC):
-            session_id, _, encoded = topic.removeprefix(_CANCEL_TOPIC).partition(":")
+        if (cancelled := topics.mcp_cancelled(topic)) is not None:
+            session_id, encoded = cancelled
             self._cancel_local(session_id, encoded.encode())
 
     # -- per request --------------------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ class McpServer:
             return
         if len(encoded) <= _MAX_CANCEL_ID:
             async with self.transaction() as db:
-                await self.events.publish(db, f"{_CANCEL_TOPIC}{session.id}:{encoded.decode()}")
+                await self.events.publish(db, topics.mcp_cancel(session.id, encoded.decode()))
 
     def _cancel_local(self, session_id: str, encoded_id: bytes) -> bool:
         task = self._in_flight.get((session_id, encoded_id))

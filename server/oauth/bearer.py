@@ -52,6 +52,9 @@ class AccessGrant:
     scopes: tuple[str, ...]
     resource: str
     expires_at: datetime
+    # The client's display name as it was when the token was validated (cached with the grant, so identity_get
+    # reads no client row; a renamed CIMD client shows its new name once the cache entry expires).
+    client_name: str = ""
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -71,17 +74,17 @@ async def authenticate(tokens: TokenRepository, clock: Clock, authorization: str
     found = await tokens.active_access(hash_secret(token), clock.now())
     if found is None:
         raise InvalidToken("The access token is unknown, expired or revoked.")
-    row, _connection = found
-    if canonical_resource(row.resource) != canonical_resource(resource):
-        raise WrongAudience(f"The access token was issued for {row.resource}, not {resource}.")
+    if canonical_resource(found.resource) != canonical_resource(resource):
+        raise WrongAudience(f"The access token was issued for {found.resource}, not {resource}.")
     return AccessGrant(
-        token_id=row.id,
-        client_id=row.client_id,
-        user_id=row.user_id,
-        connection_id=row.connection_id,
-        scopes=tuple(scopes.split(row.scope)),
-        resource=row.resource,
-        expires_at=row.access_expires_at,
+        token_id=found.token_id,
+        client_id=found.client_id,
+        user_id=found.user_id,
+        connection_id=found.connection_id,
+        scopes=tuple(scopes.split(found.scope)),
+        resource=found.resource,
+        expires_at=found.access_expires_at,
+        client_name=found.client_name or found.client_id,
     )
 
 

@@ -5,7 +5,8 @@ On one instance the bus dispatches in-process, right after the commit. On Postgr
 included), so a decision taken through one instance wakes a call held by another, and a revocation empties
 every instance's cache at once.
 
-Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kind>:<id>`. A topic may carry a
+Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kind>:<id>`, built and read by
+`server.storage.topics` only. A topic may carry a
 detail, what changed (`user:<id>#<delegation id>`, see `with_detail`): its subscribers receive the whole string,
 so a reader woken by many changes reads just those rather than everything again.
 
@@ -27,6 +28,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage import topics
+
 log = logging.getLogger("vouchsim.events")
 
 CHANNEL = "vouchsim_events"
@@ -34,7 +37,7 @@ _PENDING = "vouchsim_pending_topics"
 _HOOKED = "vouchsim_events_hooked"
 # The key under which a sessionmaker hands its bus to every session it makes (`EventBus.session_info`).
 _BUS = "vouchsim_event_bus"
-DETAIL = "#"
+DETAIL = topics.DETAIL
 
 
 def with_detail(topic: str, detail: str) -> str:
@@ -137,7 +140,7 @@ class EventBus:
         for topic in list(self._queues):
             self._dispatch(topic)
         for listener in self._listeners:
-            listener("*")
+            listener(topics.EVERYTHING)
 
     # -- publishing --------------------------------------------------------------------------------------------
     async def publish(self, session: AsyncSession, *topics: str, at_once_here: bool = False) -> None:

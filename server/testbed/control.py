@@ -32,6 +32,7 @@ from vouchsim.server.core.crypto import hash_secret, new_id
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.settings import Settings
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import EventBus, detail_of, with_detail
 from vouchsim.server.storage.models import TestbedFault
 from vouchsim.server.storage.repositories.clients import ClientRepository
@@ -240,7 +241,7 @@ class Testbed:
             await preregistered.seed(ClientRepository(repo.session), real_now(self.clock))
             assert self._events is not None
             # Anything any instance has cached (validated tokens and sessions of /mcp) is gone.
-            await self._events.publish(repo.session, "*", at_once_here=True)
+            await self._events.publish(repo.session, topics.EVERYTHING, at_once_here=True)
 
         await self._change("reset", change)
 

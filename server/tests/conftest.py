@@ -1,10 +1,11 @@
 """Shared fixtures: a fresh database per test (SQLite always; PostgreSQL too when VOUCHSIM_TEST_POSTGRES_URL is
-set), a frozen clock, and the app under test."""
+set), copied from one migrated once per session, a frozen clock, and the app under test."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,41 +33,96 @@ def _admin_dsn(url: str) -> tuple[str, str]:
     return base.replace("postgresql+asyncpg://", "postgresql://") + "/" + _db, base
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database nobody else uses, dropped afterwards so no tables are left behind."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'vouchsim.db'}"
-        return
+async def _run_admin(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_admin_dsn(POSTGRES_URL)[0])
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def _create_database(name: str, template: str | None = None) -> None:
+    """CREATE DATABASE (a copy of `template`, else of template1), retried briefly: it fails while anything else is
+    connected to the database it copies."""
     import asyncio
 
     import asyncpg
 
-    admin, base = _admin_dsn(POSTGRES_URL)
-    name = f"vouchsim_test_{secrets.token_hex(6)}"
-
-    async def run(sql: str) -> None:
-        connection = await asyncpg.connect(admin)
+    sql = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    for attempt in range(50):
         try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
+            await _run_admin(sql)
+            return
+        except asyncpg.exceptions.ObjectInUseError:
+            await asyncio.sleep(0.1 * (attempt + 1))
+    await _run_admin(sql)
 
-    async def create() -> None:
-        # CREATE DATABASE copies template1 and fails while anything else is connected to it: retry briefly.
-        for attempt in range(50):
-            try:
-                await run(f'CREATE DATABASE "{name}"')
-                return
-            except asyncpg.exceptions.ObjectInUseError:
-                await asyncio.sleep(0.1 * (attempt + 1))
-        await run(f'CREATE DATABASE "{name}"')
 
-    asyncio.run(create())
+async def _migrate(url: str) -> None:
+    from vouchsim.server.storage.engine import create_engine
+    from vouchsim.server.storage.migrate import upgrade
+
+    engine = create_engine(url)
     try:
-        yield f"{base}/{name}"
+        await upgrade(engine)
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await engine.dispose()  # nothing may stay connected to a PostgreSQL template
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One database per backend, migrated once per test session: each test gets a copy (a file copy on SQLite,
+    CREATE DATABASE … TEMPLATE on PostgreSQL) instead of running every migration again. Measured on SQLite: an
+    HTTP test's set-up took 0.78 s of CPU with its own migrations, 0.29 s with a copy."""
+    import asyncio
+
+    templates: dict[str, str] = {}
+    path = tmp_path_factory.mktemp("template") / "vouchsim.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    templates["sqlite"] = str(path)
+    name = ""
+    try:
+        if POSTGRES_URL:
+            name = f"vouchsim_template_{secrets.token_hex(6)}"
+            asyncio.run(_create_database(name))
+            asyncio.run(_migrate(f"{_admin_dsn(POSTGRES_URL)[1]}/{name}"))
+            templates["postgres"] = name
+        yield templates
+    finally:
+        if name:
+            asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _fresh_database(backend: str, tmp_path: Path, template: str | None) -> Iterator[str]:
+    import asyncio
+
+    if backend == "sqlite":
+        path = tmp_path / "vouchsim.db"
+        if template is not None:
+            shutil.copyfile(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    name = f"vouchsim_test_{secrets.token_hex(6)}"
+    asyncio.run(_create_database(name, template))
+    try:
+        yield f"{_admin_dsn(POSTGRES_URL)[1]}/{name}"
+    finally:
+        asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: dict[str, str]) -> Iterator[str]:
+    """A database nobody else uses, already at the newest schema (a copy of the session's migrated template),
+    dropped afterwards so no tables are left behind."""
+    yield from _fresh_database(request.param, tmp_path, migrated_templates[request.param])
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database nobody else uses with no schema at all: for the tests of the migrations themselves."""
+    yield from _fresh_database(request.param, tmp_path, None)
 
 
 @pytest.fixture

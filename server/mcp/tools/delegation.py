@@ -9,7 +9,6 @@ whose result is exactly what `delegation_result` gives here.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -169,21 +168,21 @@ REQUEST_REFUSED = "The delegation could not be requested"
 
 
 async def _await_decision(ctx: ToolContext, view: DelegationView, budget: float) -> DelegationView:
-    """Hold until the device decides, the delegation expires or `budget` seconds pass; report progress meanwhile."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline = started + budget
+    """Hold until the device decides, the delegation expires or `budget` seconds pass; report progress meanwhile
+    (the service's one waiting loop calls back at the progress pace)."""
+    if str(view.status) != DelegationStatus.PENDING or budget <= 0:
+        return view
+    progress = ctx.progress
+    if progress is None:
+        return await ctx.delegations.wait(view.delegation_id, connection_id=ctx.grant.connection_id, timeout=budget)
     message = waiting_message(view)
-    while str(view.status) == DelegationStatus.PENDING:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            break
-        step = remaining
-        if ctx.progress is not None:
-            await ctx.progress.report(round(loop.time() - started, 1), budget, message)
-            step = min(remaining, ctx.progress.interval)
-        view = await ctx.delegations.wait(view.delegation_id, connection_id=ctx.grant.connection_id, timeout=step)
-    return view
+
+    async def tick(elapsed: float) -> None:
+        await progress.report(round(elapsed, 1), budget, message)
+
+    return await ctx.delegations.wait(
+        view.delegation_id, connection_id=ctx.grant.connection_id, timeout=budget, tick=tick, interval=progress.interval
+    )
 
 
 async def delegation_request(ctx: ToolContext, arguments: RequestArguments) -> ToolResult:

@@ -67,7 +67,8 @@ class ToolResult:
             return {"content": [{"type": "text", "text": self.summary}], "isError": True}
         result: dict[str, Any] = {
             "content": [
-                {"type": "text", "text": json.dumps(self.structured, ensure_ascii=False)},
+                # msgspec: the one JSON encoder of /mcp (a third of the stdlib's cost for this small dict).
+                {"type": "text", "text": _encode(self.structured).decode()},
                 {"type": "text", "text": self.summary},
             ],
             "isError": False,
@@ -75,6 +76,9 @@ class ToolResult:
         if has_structured_output(protocol_version):
             result["structuredContent"] = self.structured
         return result
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def input_schema(arguments: type[msgspec.Struct]) -> dict[str, Any]:

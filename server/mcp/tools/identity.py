@@ -9,7 +9,6 @@ import msgspec
 from vouchsim.server.core.subjects import client_subject
 from vouchsim.server.mcp.tools.framework import Tool, ToolContext, ToolResult
 from vouchsim.server.oauth import scopes
-from vouchsim.server.storage.repositories.clients import ClientRepository
 
 
 class NoArguments(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,9 +33,7 @@ IDENTITY_OUTPUT_SCHEMA: dict[str, Any] = {
 
 async def identity_get(ctx: ToolContext, _arguments: NoArguments) -> ToolResult:
     grant = ctx.grant
-    async with ctx.transaction() as db:
-        client = await ClientRepository(db).get(grant.client_id)
-    client_name = (client.client_name if client else None) or grant.client_id
+    client_name = grant.client_name or grant.client_id  # validated with the token: no database read per call
     subject = client_subject(ctx.hmac_key, grant.user_id, grant.client_id)
     return ToolResult(
         {

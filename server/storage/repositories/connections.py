@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.core.crypto import new_id
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import OAuthClient, OAuthToken, RuntimeConnection
 
@@ -109,7 +110,7 @@ class ConnectionRepository:
             .execution_options(synchronize_session=False)
         )
         # Caches of validated tokens and MCP sessions of this connection drop them at commit.
-        await announce(self.session, f"revoked:connection:{connection_id}")
+        await announce(self.session, topics.revoked_connection(connection_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def touch(self, connection_id: str, now: datetime) -> None:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -24,6 +25,16 @@ class DelegationRow(NamedTuple):
 
     delegation: Delegation
     client_name: str
+
+
+class DecisionEvidence(NamedTuple):
+    """What a device's decision is checked against, read in one statement: the delegation (with its client's
+    name), the deciding device's key (None unless it is this user's and still trusted), and whether the device
+    has signed a decision with this nonce before."""
+
+    found: DelegationRow
+    device_key: str | None
+    nonce_used: bool
 
 
 _CLIENT_NAME = func.coalesce(OAuthClient.client_name, OAuthClient.client_id)
@@ -48,6 +59,29 @@ class DelegationRepository:
             )
         ).first()
         return DelegationRow(found[0], found[1]) if found else None
+
+    async def for_decision(
+        self, delegation_id: str, *, device_id: str, user_id: str, nonce: str
+    ) -> DecisionEvidence | None:
+        """The delegation and the evidence a decision on it needs, in one round trip (see `DecisionEvidence`)."""
+        earlier = aliased(Delegation)
+        device_key = (
+            select(Device.public_key)
+            .where(Device.id == device_id, Device.user_id == user_id, Device.revoked_at.is_(None))
+            .scalar_subquery()
+        )
+        nonce_used = select(earlier.id).where(earlier.device_id == device_id, earlier.decision_nonce == nonce).exists()
+        found = (
+            await self.session.execute(
+                select(Delegation, _CLIENT_NAME, device_key, nonce_used)
+                .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+                .where(Delegation.id == delegation_id)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if found is None:
+            return None
+        return DecisionEvidence(DelegationRow(found[0], found[1]), found[2], bool(found[3]))
 
     async def get_many(self, delegation_ids: Collection[str]) -> list[DelegationRow]:
         """These delegations (those that exist), as the database has them now."""
@@ -95,21 +129,6 @@ class DelegationRepository:
         """Whether any device of this user is still trusted (none: a lost phone was revoked)."""
         found = await self.session.scalar(
             select(Device.id).where(Device.user_id == user_id, Device.revoked_at.is_(None)).limit(1)
-        )
-        return found is not None
-
-    async def device_public_key(self, device_id: str, user_id: str) -> str | None:
-        """The enrolled key of a device of this user that is still trusted."""
-        return await self.session.scalar(
-            select(Device.public_key).where(
-                Device.id == device_id, Device.user_id == user_id, Device.revoked_at.is_(None)
-            )
-        )
-
-    async def nonce_used(self, device_id: str, nonce: str) -> bool:
-        """Whether this device already signed a decision with `nonce`, on any delegation."""
-        found = await self.session.scalar(
-            select(Delegation.id).where(Delegation.device_id == device_id, Delegation.decision_nonce == nonce).limit(1)
         )
         return found is not None
 

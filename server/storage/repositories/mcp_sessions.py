@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import McpSession
 
@@ -41,7 +42,7 @@ class McpSessionRepository:
             .execution_options(synchronize_session=False)
         )
         # Every instance's cache of this session drops it at commit.
-        await announce(self.session, f"revoked:session:{session_id}")
+        await announce(self.session, topics.revoked_session(session_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def purge(self, connection_id: str, now: datetime) -> int:

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
-from vouchsim.server.storage.models import AuthorizationCode, OAuthToken, RuntimeConnection
+from vouchsim.server.storage.models import AuthorizationCode, OAuthClient, OAuthToken, RuntimeConnection
 
 _ANNOUNCE_EACH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAccess:
+    """What a live access token stands for, with its client's display name: what `/mcp` keeps in its cache."""
+
+    token_id: str
+    client_id: str
+    client_name: str | None
+    user_id: str
+    connection_id: str
+    scope: str
+    resource: str
+    access_expires_at: datetime
 
 
 class TokenRepository:
@@ -53,12 +69,23 @@ class TokenRepository:
     async def by_refresh_hash(self, refresh_hash: str) -> OAuthToken | None:
         return await self.session.scalar(select(OAuthToken).where(OAuthToken.refresh_token_hash == refresh_hash))
 
-    async def active_access(self, access_hash: str, now: datetime) -> tuple[OAuthToken, RuntimeConnection] | None:
-        """The token behind a bearer credential, if it and its runtime connection are both still live."""
+    async def active_access(self, access_hash: str, now: datetime) -> ActiveAccess | None:
+        """The token behind a bearer credential, if it and its runtime connection are both still live: one Core
+        statement (columns, no ORM identity map), the client's name joined in so no tool reads the client again."""
         row = (
             await self.session.execute(
-                select(OAuthToken, RuntimeConnection)
+                select(
+                    OAuthToken.id,
+                    OAuthToken.client_id,
+                    OAuthClient.client_name,
+                    OAuthToken.user_id,
+                    OAuthToken.connection_id,
+                    OAuthToken.scope,
+                    OAuthToken.resource,
+                    OAuthToken.access_expires_at,
+                )
                 .join(RuntimeConnection, RuntimeConnection.id == OAuthToken.connection_id)
+                .outerjoin(OAuthClient, OAuthClient.client_id == OAuthToken.client_id)
                 .where(
                     OAuthToken.access_token_hash == access_hash,
                     OAuthToken.revoked_at.is_(None),
@@ -67,7 +94,7 @@ class TokenRepository:
                 )
             )
         ).first()
-        return (row[0], row[1]) if row else None
+        return ActiveAccess(*row) if row else None
 
     async def connection_active(self, connection_id: str) -> bool:
         found = await self.session.scalar(
@@ -111,7 +138,7 @@ class TokenRepository:
         # Caches of validated tokens drop them at commit. A long rotation family is announced by its connection
         # instead, one notification rather than one per token (dropping a little more costs a re-read, no more).
         if len(revoked) <= _ANNOUNCE_EACH:
-            await announce(self.session, *(f"revoked:token:{token_id}" for token_id, _ in revoked))
+            await announce(self.session, *(topics.revoked_token(token_id) for token_id, _ in revoked))
         else:
-            await announce(self.session, *sorted({f"revoked:connection:{conn}" for _, conn in revoked}))
+            await announce(self.session, *sorted({topics.revoked_connection(conn) for _, conn in revoked}))
         return len(revoked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -290,3 +291,32 @@ async def test_listing_expires_what_is_due(service: DelegationService, world: Wo
 async def test_an_unknown_list_is_refused(service: DelegationService, world: World) -> None:
     with pytest.raises(InvalidDelegationRequest):
         await service.list_for_user(world.phone.user_id, "decided")
+
+
+async def test_a_decision_and_a_withdrawal_read_the_delegation_once(make_service: Any, world: World) -> None:
+    """One read before the compare-and-swap, none after it: the CAS itself brings the row up to date."""
+    from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow
+    from vouchsim.server.storage.session import DbSession
+
+    reads: list[str] = []
+
+    class Counting(DelegationRepository):
+        async def get(self, delegation_id: str) -> DelegationRow | None:
+            reads.append("get")
+            return await super().get(delegation_id)
+
+        async def for_decision(self, delegation_id: str, **kwargs: Any) -> Any:
+            reads.append("for_decision")
+            return await super().for_decision(delegation_id, **kwargs)
+
+    def counting(session: DbSession) -> DelegationRepository:
+        return Counting(session)
+
+    service = make_service(repository=counting)
+    approved = await ask(service, world.runtime)
+    reads.clear()
+    assert (await decide(service, world.phone, approved)).status == "approved"
+    assert reads == ["for_decision"]
+    reads.clear()
+    withdrawn = await service.withdraw(approved.delegation_id, connection_id=world.runtime.connection_id)
+    assert withdrawn.status == "revoked" and reads == ["get"]

@@ -18,7 +18,7 @@ from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.core.subjects import audience_subject
 from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.delegation.tokens import ALGORITHMS, RETIREMENT_MARGIN, SigningKeyStore, mint
+from vouchsim.server.delegation.tokens import ALGORITHMS, RETIREMENT_MARGIN, SigningKeyStore, kid_of, mint
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.models import SigningKey
 
@@ -218,3 +218,29 @@ async def test_jwks_lists_keys_oldest_first(service: DelegationService, clock: F
     newer = await service.rotate_keys()
     assert [key["kid"] for key in (await service.jwks())["keys"]][-1] == newer
     assert timedelta(0) < RETIREMENT_MARGIN
+
+
+async def test_the_current_signing_key_is_looked_up_once_not_per_token(
+    sessions: async_sessionmaker[AsyncSession], clock: FrozenClock, settings: Settings
+) -> None:
+    from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
+
+    class Counting(SigningKeyRepository):
+        lookups = 0
+
+        async def current(self, algorithm: str) -> SigningKey | None:
+            Counting.lookups += 1
+            return await super().current(algorithm)
+
+    store = SigningKeyStore(HMAC_KEY, clock, settings)
+    async with sessions() as session, session.begin():
+        await store.prepare(Counting(session))
+    Counting.lookups = 0
+    async with sessions() as session, session.begin():
+        first = await store.signing_key(Counting(session))
+        again = await store.signing_key(Counting(session))
+    assert first is again and Counting.lookups == 1
+    async with sessions() as session, session.begin():
+        rotated = await store.rotate(Counting(session))
+    async with sessions() as session, session.begin():
+        assert kid_of(await store.signing_key(Counting(session))) == rotated  # rotation is seen at once

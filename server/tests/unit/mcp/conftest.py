@@ -77,4 +77,5 @@ def grant_for(paired: Paired, clock: FrozenClock, scopes: tuple[str, ...] = ("id
         scopes=scopes,
         resource=f"{ISSUER}/mcp",
         expires_at=clock.now() + timedelta(hours=1),
+        client_name="Acme Agent",
     )

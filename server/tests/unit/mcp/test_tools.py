@@ -118,7 +118,7 @@ def test_results_carry_structured_content_from_2025_06_18() -> None:
     result = ToolResult({"status": "pending"}, "Waiting.")
     modern = result.render("2025-06-18")
     assert modern["structuredContent"] == {"status": "pending"} and modern["isError"] is False
-    assert modern["content"][0] == {"type": "text", "text": '{"status": "pending"}'}
+    assert modern["content"][0] == {"type": "text", "text": '{"status":"pending"}'}
     assert modern["content"][1] == {"type": "text", "text": "Waiting."}
     legacy = result.render("2025-03-26")
     assert "structuredContent" not in legacy and legacy["content"] == modern["content"]
@@ -158,3 +158,42 @@ def test_the_request_schema_publishes_its_defaults_and_bounds() -> None:
     assert schema["properties"]["timeoutSeconds"]["maximum"] == MAX_WAIT_SECONDS
     assert schema["properties"]["waitForApproval"]["default"] is True
     assert schema["properties"]["scopes"]["maxItems"] == 32
+
+
+@pytest.mark.anyio
+async def test_identity_get_answers_from_the_grant_without_a_transaction() -> None:
+    """The hot path of /mcp: the client's name travels in the (cached) grant, so identity_get touches no database."""
+    from contextlib import AbstractAsyncContextManager
+    from datetime import UTC, datetime
+    from typing import cast
+
+    from vouchsim.server.delegation.service import DelegationService
+    from vouchsim.server.mcp.tools import ToolContext
+    from vouchsim.server.oauth.bearer import AccessGrant
+
+    def no_transaction() -> AbstractAsyncContextManager[Any]:
+        raise AssertionError("identity_get opened a transaction")
+
+    grant = AccessGrant(
+        token_id="tok_1",
+        client_id="vsc_1",
+        user_id="usr_1",
+        connection_id="conn_1",
+        scopes=("identity",),
+        resource="https://vouch.test/mcp",
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        client_name="Acme Agent",
+    )
+    context = ToolContext(
+        grant=grant,
+        issuer="https://vouch.test",
+        hmac_key=b"k" * 32,
+        protocol_version="2025-11-25",
+        transaction=no_transaction,
+        delegations=cast(DelegationService, None),
+    )
+    tool = tool_named("identity_get")
+    assert tool is not None
+    result = await tool.run(context, tool.parse_arguments({}))
+    assert result.structured["clientName"] == "Acme Agent"
+    assert result.structured["subject"] == client_subject(b"k" * 32, "usr_1", "vsc_1")

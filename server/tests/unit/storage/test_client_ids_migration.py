@@ -152,8 +152,8 @@ def _cimd_client() -> OAuthClient:
     )
 
 
-async def test_a_database_in_use_keeps_its_data_and_takes_long_client_ids(database_url: str) -> None:
-    engine = create_engine(database_url)
+async def test_a_database_in_use_keeps_its_data_and_takes_long_client_ids(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
     sessions = create_sessionmaker(engine)
     try:
         await upgrade(engine, "0004")
@@ -217,8 +217,8 @@ async def test_a_database_in_use_keeps_its_data_and_takes_long_client_ids(databa
         await engine.dispose()
 
 
-async def test_the_models_and_the_migrations_describe_the_same_schema(database_url: str) -> None:
-    engine = create_engine(database_url)
+async def test_the_models_and_the_migrations_describe_the_same_schema(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
     try:
         await upgrade(engine)
         async with engine.connect() as connection:

@@ -1,27 +1,18 @@
-"""Benchmark (not a test): how fast a device's decision reaches the MCP call waiting for it, and how many waiting
-calls one server process holds.
+"""The delegation figures of `python -m e2e.bench`: how fast a device's decision reaches the MCP call waiting for
+it, what a decision costs the server, and how many waiting calls one server process holds.
 
-    uv run python -m e2e.bench_delegations [--delegations 300] [--concurrent 1000] [--workers 1]
-                                           [--database-url URL | --postgres ADMIN_URL]
+On a live server with a paired companion and an MCP session (plain httpx JSON-RPC):
 
-It starts a live server (`python -m vouchsim.server serve`, SQLite in a temp dir by default), enrols a companion,
-gets an access token once through the real pairing flow (registration, PKCE, the pairing page, the companion's CLI
-scanning the QR, the code typed in, the code exchanged), opens an MCP session with plain httpx JSON-RPC, then:
-
-1. latency: `--delegations` times, one at a time, a `tools/call delegation_request` waiting for approval (JSON
-   reply), the device sees it pending on its event stream and approves it; latency = from the moment the
-   decision request is sent to the moment the waiting call's reply has arrived.
-2. concurrency: `--concurrent` waiting calls at once; once the device has seen them pending, it approves them
-   all (`--decision-concurrency` decisions in flight); for each call, the time from its own decision to its
-   reply, with the server's RSS and connections before, at the peak and after.
-
-Everything talks to 127.0.0.1 only, every wait is bounded, and the server is stopped at the end whatever
-happens. Not collected by pytest (no `test_` prefix, no test functions).
+1. latency: one at a time, a `tools/call delegation_request` waiting for approval (JSON reply); the device sees it
+   pending on its event stream and approves it; latency = from the moment the decision request is sent to the
+   moment the waiting call's reply has arrived.
+2. concurrency: many waiting calls at once; once the device has seen them pending, it approves them all (32
+   decisions in flight); for each call, the time from its own decision to its reply; the server's CPU per
+   decision (its `/proc` CPU time before and after the approvals) and its peak RSS.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -29,7 +20,6 @@ import platform
 import resource
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,7 +32,6 @@ from e2e.harness import (
     HTTP_TIMEOUT,
     Browser,
     Companion,
-    Databases,
     LiveServer,
     Pkce,
     authorization_url,
@@ -162,6 +151,11 @@ def server_figures(server: LiveServer) -> str:
     )
 
 
+def peak_rss_mib(server: LiveServer) -> float:
+    assert server.process is not None
+    return sum(status_kib(member, "VmHWM") for member in process_tree(server.process.pid)) / 1024
+
+
 @dataclass
 class CpuMeter:
     """The share of one core a process (and its workers) used between `start` and `stop`."""
@@ -174,6 +168,10 @@ class CpuMeter:
 
     def start(self) -> None:
         self._cpu, self._wall, self._own = tree_cpu_seconds(self.pid), time.perf_counter(), time.process_time()
+
+    def cpu(self) -> float:
+        """Server CPU seconds since `start`."""
+        return tree_cpu_seconds(self.pid) - self._cpu
 
     def share(self) -> str:
         cpu, wall = tree_cpu_seconds(self.pid) - self._cpu, time.perf_counter() - self._wall
@@ -370,18 +368,18 @@ class DeviceWatcher:
 # --- setup: a server, a device, a token -----------------------------------------------------------------------
 
 
-async def access_token(server: LiveServer, companion: Companion, work_dir: Path) -> str:
+async def access_token(base_url: str, companion: Companion, work_dir: Path) -> str:
     """Through the real flow once: registration, PKCE, the pairing page and the companion's CLI, the exchange."""
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False) as http:
-        client = await register_client(http, server.base_url, client_name="Vouchsim benchmark agent")
+        client = await register_client(http, base_url, client_name="Vouchsim benchmark agent")
         pkce = Pkce.new()
-        url = authorization_url(server.base_url, client, pkce)
-        async with Browser(server.base_url, work_dir) as browser:
+        url = authorization_url(base_url, client, pkce)
+        async with Browser(base_url, work_dir) as browser:
             location = await browser.authorize(url, companion)
         redirect = query_of(location)
         if redirect.get("state") != query_of(url)["state"] or "code" not in redirect:
             raise RuntimeError(f"unexpected redirect: {location}")
-        response = await exchange_code(http, server.base_url, client, redirect["code"], pkce.verifier)
+        response = await exchange_code(http, base_url, client, redirect["code"], pkce.verifier)
         if response.status_code != 200:
             raise RuntimeError(f"token exchange answered {response.status_code}: {response.text}")
         token: str = response.json()["access_token"]
@@ -399,7 +397,9 @@ async def agent_client(connections: int) -> AsyncIterator[httpx.AsyncClient]:
 # --- phase 1: latency -----------------------------------------------------------------------------------------
 
 
-async def latency_phase(server: LiveServer, mcp: McpSession, watcher: DeviceWatcher, count: int, tag: str) -> None:
+async def latency_phase(
+    server: LiveServer, mcp: McpSession, watcher: DeviceWatcher, count: int, tag: str
+) -> dict[str, float]:
     print(f"\n[1] latency: {count} delegations, one at a time (decision → waiting call's reply)")
     latencies: list[float] = []
     round_trips: list[float] = []
@@ -437,6 +437,15 @@ async def latency_phase(server: LiveServer, mcp: McpSession, watcher: DeviceWatc
     print(f"  decision sent → waiting call's reply: {summary_ms(latencies)}")
     print(f"  decision POST round trip alone:     {summary_ms(round_trips)}")
     print(f"  failures: {failures}; server {meter.share()}")
+    return {
+        "count": count,
+        "failures": failures,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "decision_rtt_p50_ms": percentile(round_trips, 50) * 1000,
+        # request, pending event, decision and reply together
+        "server_cpu_ms_per_delegation": 1000 * meter.cpu() / max(count - failures, 1),
+    }
 
 
 # --- phase 2: concurrency -------------------------------------------------------------------------------------
@@ -450,7 +459,7 @@ async def concurrency_phase(
     count: int,
     in_flight: int,
     tag: str,
-) -> None:
+) -> dict[str, float]:
     print(f"\n[2] concurrency: {count} waiting delegation_request calls at once, then all approved")
     prefix = f"bench {tag} burst #"
     purposes = [f"{prefix}{i}: identify the user for a test payment" for i in range(count)]
@@ -526,6 +535,7 @@ async def concurrency_phase(
                     if not any(p.startswith(prefix) and p not in done for p in watcher.pending):
                         await asyncio.sleep(0.05)
             approved_in = time.perf_counter() - approving
+            approval_cpu = meter.cpu()
             print(
                 f"  {len(decided_at)} decisions sent in {approved_in:.2f} s "
                 f"({len(decided_at) / max(approved_in, 1e-9):.0f}/s, {in_flight} in flight); "
@@ -562,17 +572,32 @@ async def concurrency_phase(
     print(f"  own decision sent → reply: {summary_ms(latencies)}")
     print(f"  within 1 s of their decision: {within}/{count}")
     print(f"  last decision sent → last reply: {(last_reply - last_decision) * 1000:.1f} ms")
+    return {
+        "count": count,
+        "in_flight": in_flight,
+        "replies": len(replies),
+        "within_1s": within,
+        "reply_p50_ms": percentile(latencies, 50) * 1000,
+        "reply_p99_ms": percentile(latencies, 99) * 1000,
+        "decisions_per_s": len(decided_at) / max(approved_in, 1e-9),
+        "server_cpu_ms_per_decision": 1000 * approval_cpu / max(len(decided_at), 1),
+        "rss_peak_mib": peak_rss_mib(server),
+    }
 
 
 # --- main -----------------------------------------------------------------------------------------------------
 
 
-async def bench(args: argparse.Namespace, server: LiveServer, work_dir: Path) -> None:
+async def measure(
+    server: LiveServer, work_dir: Path, *, delegations: int, concurrent: int, in_flight: int = 32
+) -> dict[str, dict[str, float]]:
+    """Both phases on `server`: a companion enrolled, a token through the real pairing flow, an MCP session."""
     tag = secrets.token_hex(3)
-    limits = httpx.Limits(max_connections=args.decision_concurrency + 8)
+    figures: dict[str, dict[str, float]] = {}
+    limits = httpx.Limits(max_connections=in_flight + 8)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT, limits=limits) as device_http:
-        companion = await Companion.enrol(work_dir / "companion", device_http, name="benchmark phone")
-        token = await access_token(server, companion, work_dir)
+        companion = await Companion.enrol(work_dir / f"companion-{tag}", device_http, name="benchmark phone")
+        token = await access_token(server.base_url, companion, work_dir)
         mcp = McpSession(server.mcp_url, token)
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
             await mcp.open(http)
@@ -580,62 +605,15 @@ async def bench(args: argparse.Namespace, server: LiveServer, work_dir: Path) ->
         watcher = DeviceWatcher(companion.api)
         await watcher.start()
         try:
-            if args.delegations > 0:
-                await latency_phase(server, mcp, watcher, args.delegations, tag)
-            if args.concurrent > 0:
+            if delegations > 0:
+                figures["latency"] = await latency_phase(server, mcp, watcher, delegations, tag)
+            if concurrent > 0:
                 observer = DatabaseObserver(server.database_url)
-                await concurrency_phase(server, observer, mcp, watcher, args.concurrent, args.decision_concurrency, tag)
+                figures["concurrency"] = await concurrency_phase(
+                    server, observer, mcp, watcher, concurrent, in_flight, tag
+                )
         finally:
             await watcher.stop()
         if watcher.reconnects > 1:
             print(f"(the device stream reconnected {watcher.reconnects - 1} times)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.bench_delegations", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--delegations", type=int, default=300, help="latency phase: how many, one at a time")
-    parser.add_argument("--concurrent", type=int, default=1000, help="concurrency phase: waiting calls at once")
-    parser.add_argument("--decision-concurrency", type=int, default=32, help="decisions in flight at once")
-    backend = parser.add_mutually_exclusive_group()
-    backend.add_argument("--database-url", help="the server's database (default: SQLite in a temp dir)")
-    backend.add_argument("--postgres", metavar="ADMIN_URL", help="postgresql+asyncpg://…/postgres: a fresh database")
-    parser.add_argument("--workers", type=int, default=1, help="server processes (more than one: PostgreSQL)")
-    parser.add_argument("--time-limit", type=float, default=900.0, help="seconds for the whole run")
-    args = parser.parse_args(argv)
-
-    print(f"machine: {machine()}")
-    print(raise_fd_limit(args.concurrent * 2 + 512))
-    with tempfile.TemporaryDirectory(prefix="vouchsim-bench-") as tmp:
-        work_dir = Path(tmp)
-        databases = Databases("postgres" if args.postgres else "sqlite", work_dir, args.postgres or "")
-        server: LiveServer | None = None
-        try:
-            database_url = args.database_url or databases.new()
-            print(f"database: {database_url}")
-            # Throughput, not the rate limits: those are off.
-            env = {
-                "VOUCHSIM_WORKERS": str(args.workers),
-                "VOUCHSIM_RATE_LIMIT_MCP": "0",
-                "VOUCHSIM_RATE_LIMIT_REGISTRATIONS": "0",
-                "VOUCHSIM_RATE_LIMIT_PAIRINGS": "0",
-                "VOUCHSIM_RATE_LIMIT_PAIRING_CODES": "0",
-            }
-            server = LiveServer(database_url, work_dir / "server.log", env).start()
-            print(f"server: {server.base_url} (pid {server.process.pid if server.process else '?'})")
-
-            async def run() -> None:
-                assert server is not None
-                await asyncio.wait_for(bench(args, server, work_dir), args.time_limit)
-
-            asyncio.run(run())
-            return 0
-        finally:
-            if server is not None:
-                server.stop()
-                if (found := server.tracebacks()) is not None:
-                    print(f"\nthe server logged a traceback or a 5xx answer:\n{found[:3000]}", file=sys.stderr)
-            databases.drop_all()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return figures

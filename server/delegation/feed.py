@@ -1,0 +1,103 @@
+"""The trusted device's live feed of its user's delegations (`GET /device/delegations/events` streams it).
+
+Every pending delegation first (oldest first), then each delegation of this user as it is created or changes, and
+`None` every `keepalive` seconds of quiet (the stream's keepalive).
+
+Woken by `user:<id>#<delegation id>` events, it reads just the delegations named (a burst of a thousand requests
+costs a thousand single-row reads, not a thousand reads of everything pending), and those of its pending ones that
+reached their expiry. At each keepalive it reads the whole window again, which also covers an event lost while a
+PostgreSQL listener reconnected (that one arrives without a detail and triggers the same full read).
+
+What it reads comes from the delegation service (`FeedSource`: a snapshot of the window, and some delegations by
+id), so the rules of reading (expiry first, shielded transactions) stay in one place, the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from vouchsim.server.core.clock import Clock
+from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.delegation.states import DelegationStatus
+from vouchsim.server.storage import topics
+from vouchsim.server.storage.events import EventBus, detail_of
+
+_PENDING = DelegationStatus.PENDING
+
+
+@dataclass(frozen=True)
+class FeedSource:
+    events: EventBus
+    clock: Clock
+    # every pending delegation plus the newest others, newest first
+    snapshot: Callable[[str], Awaitable[list[DelegationView]]]
+    # these delegations of this user as they are now, newest first
+    read: Callable[[str, Collection[str]], Awaitable[list[DelegationView]]]
+
+    def seconds_until_first_expiry(self, known: dict[str, DelegationView]) -> float:
+        pending = [view.expires_at for view in known.values() if view.status == _PENDING]
+        return (min(pending) - self.clock.now()).total_seconds() if pending else float("inf")
+
+    def past(self, view: DelegationView) -> bool:
+        return view.expires_at <= self.clock.now()
+
+
+async def follow(source: FeedSource, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
+    loop = asyncio.get_running_loop()
+    async with source.events.subscribe(topics.user(user_id)) as queue:
+        views = await source.snapshot(user_id)
+        known = {view.delegation_id: view for view in views}
+        for view in reversed(views):
+            if view.status == _PENDING:
+                yield view
+        next_ping = loop.time() + keepalive
+        while True:
+            wake = await woken(queue, max(0.0, min(next_ping - loop.time(), source.seconds_until_first_expiry(known))))
+            quiet = loop.time() >= next_ping
+            if quiet or wake.everything:
+                views = await source.snapshot(user_id)
+                changed = _changed(known, views)
+                known = {view.delegation_id: view for view in views}
+            else:
+                due = {key for key, view in known.items() if view.status == _PENDING and source.past(view)}
+                wanted = wake.delegation_ids | due
+                views = await source.read(user_id, wanted) if wanted else []
+                changed = _changed(known, views)
+                known |= {view.delegation_id: view for view in views}
+            for view in changed:
+                yield view
+            if quiet:
+                yield None
+                next_ping = loop.time() + keepalive
+
+
+def _changed(known: dict[str, DelegationView], views: Iterable[DelegationView]) -> list[DelegationView]:
+    """What differs from the last look, oldest first."""
+    return [view for view in reversed(list(views)) if known.get(view.delegation_id) != view]
+
+
+@dataclass(frozen=True)
+class Wake:
+    """What woke a waiter: the delegations named by their events; `everything` when one named none."""
+
+    delegation_ids: frozenset[str] = frozenset()
+    everything: bool = False
+
+    def __bool__(self) -> bool:
+        """Whether any event arrived (an empty wake is a timeout)."""
+        return self.everything or bool(self.delegation_ids)
+
+
+async def woken(queue: asyncio.Queue[str], within: float) -> Wake:
+    """What arrived within `within` seconds (nothing: an empty wake); everything queued is consumed, so one
+    read covers a burst."""
+    try:
+        messages = [await asyncio.wait_for(queue.get(), within) if within > 0 else queue.get_nowait()]
+    except (TimeoutError, asyncio.QueueEmpty):
+        return Wake()
+    while not queue.empty():
+        messages.append(queue.get_nowait())
+    details = [detail_of(message) for message in messages]
+    return Wake(frozenset(detail for detail in details if detail is not None), everything=None in details)
