@@ -40,6 +40,7 @@ from vouchsim.server.device.errors import DeviceRevoked, InvalidRequest
 from vouchsim.server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
 from vouchsim.server.device.service import DeviceService
 from vouchsim.server.pairing.service import PairingService
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
 from vouchsim.server.storage.repositories.pairings import PairingRepository
@@ -315,7 +316,7 @@ async def delegation_events(
             async for message in messages:
                 yield message
         return
-    async with delegations.events.subscribe(f"revoked:device:{device_id}") as revoked:
+    async with delegations.events.subscribe(topics.revoked_device(device_id)) as revoked:
         # Subscribed first, then checked: a revocation committed in between is not missed.
         if still_trusted is not None and not await still_trusted():
             yield _revoked_message()

@@ -5,6 +5,7 @@ user:<id>[#<delegation id>]      a delegation of this user was created or change
 revoked:token:<id>               an access token was revoked (caches of validated tokens drop it)
 revoked:connection:<id>          a runtime connection (every token and session of it) was revoked
 revoked:session:<id>             an MCP session ended
+revoked:device:<id>              a trusted device was revoked (its open event stream closes)
 mcp:cancel:<session id>:<json id>  a 2025 client cancelled a call that another instance may be running
 *                                anything may have changed (a listener reconnected; the testbed moved the clock)
 """
@@ -40,6 +41,11 @@ def revoked_connection(connection_id: str) -> str:
 
 def revoked_session(session_id: str) -> str:
     return f"{_REVOKED}session:{session_id}"
+
+
+def revoked_device(device_id: str) -> str:
+    """Not a cache matter (a device's key is read on every request): only its event streams follow it."""
+    return f"{_REVOKED}device:{device_id}"
 
 
 def revoked(topic: str) -> tuple[RevokedKind, str] | None:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import Device, DeviceNonce, RuntimeConnection, User
 
@@ -50,7 +51,7 @@ class DeviceRepository:
             .values(revoked_at=now)
             .execution_options(synchronize_session=False)
         )
-        await announce(self.session, f"revoked:device:{device_id}")
+        await announce(self.session, topics.revoked_device(device_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def find_by_public_key(self, public_key: str) -> Device | None:
