@@ -13,8 +13,8 @@ from vouchsim.server.settings import Settings
 
 ISSUER = "https://vouch.test"
 # The hosts the tests send: names of our own, listed as an operator would list them (server.edge.hosts); the
-# last two stand for another name of the same server.
-TEST_HOSTS = "vouch.test,other.example,mcp.example.com"
+# two after it stand for another name of the same server; testserver.local is the TestClient's default.
+TEST_HOSTS = "vouch.test,other.example,mcp.example.com,testserver.local"
 
 
 @pytest.fixture

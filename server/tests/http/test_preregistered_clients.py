@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from server.tests.http.conftest import TEST_HOSTS
 from server.tests.support import Flow, authorize_params, exchange
 from vouchsim.server.app import create_app
 from vouchsim.server.oauth.preregistered import ClientsFileError
@@ -68,4 +69,4 @@ def test_an_unusable_clients_file_stops_the_app_at_once(tmp_path: Path, database
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"clients": [{**PUBLIC, "redirect_uris": ["http://evil.example/cb"]}]}))
     with pytest.raises(ClientsFileError, match="must use https"):
-        create_app(Settings(database_url=database_url, clients_file=str(path)))
+        create_app(Settings(database_url=database_url, clients_file=str(path), allowed_hosts=TEST_HOSTS))
