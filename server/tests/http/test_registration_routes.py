@@ -122,13 +122,14 @@ CB = "https://a.example/cb"
     [
         ({"redirect_uris": ["http://127.0.0.1/cb\r\nSet-Cookie: x=1"]}, "invalid_redirect_uri"),
         ({"redirect_uris": ["http://127.0.0.1/cb\n"]}, "invalid_redirect_uri"),
-        ({"redirect_uris": ["http://127.0.0.1/c\x00b"]}, "invalid_redirect_uri"),
+        # A NUL byte never reaches registration: the edge refuses it for every route (server.edge.inputs).
+        ({"redirect_uris": ["http://127.0.0.1/c\x00b"]}, "invalid_request"),
         ({"redirect_uris": ["https://a.example/c\x1bb"]}, "invalid_redirect_uri"),
         ({"redirect_uris": ["http://evil.example\\@127.0.0.1/cb"]}, "invalid_redirect_uri"),
         ({"redirect_uris": ["HTTPS://a.example/cb"]}, "invalid_redirect_uri"),  # refused, not normalised
         ({"redirect_uris": [f"https://a.example/{i}" for i in range(21)]}, "invalid_redirect_uri"),
         ({"redirect_uris": ["https://a.example/" + "x" * 2000]}, "invalid_redirect_uri"),
-        ({"redirect_uris": [CB], "client_name": "Acme\x00"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "client_name": "Acme\x00"}, "invalid_request"),
         ({"redirect_uris": [CB], "client_name": "Acme\r\nAdmin"}, "invalid_client_metadata"),
         ({"redirect_uris": [CB], "client_name": "Acme \u202egnp.exe"}, "invalid_client_metadata"),
         ({"redirect_uris": [CB], "client_name": "\u2066Acme\u2069"}, "invalid_client_metadata"),
@@ -140,7 +141,7 @@ CB = "https://a.example/cb"
         ({"redirect_uris": [CB], "contacts": ["a@example.com\r\nBcc: b@example.com"]}, "invalid_client_metadata"),
         ({"redirect_uris": [CB], "client_uri": "https://a.example/" + "x" * 2000}, "invalid_client_metadata"),
         ({"redirect_uris": [CB], "software_id": "s" * 257}, "invalid_client_metadata"),
-        ({"redirect_uris": [CB], "software_version": "1\x00"}, "invalid_client_metadata"),
+        ({"redirect_uris": [CB], "software_version": "1\x00"}, "invalid_request"),
         ({"redirect_uris": [CB], "grant_types": ["authorization_code"] * 11}, "invalid_client_metadata"),
         ({"redirect_uris": [CB], "jwks": {"keys": [{"kty": "oct", "n": "x" * 20000}]}}, "invalid_client_metadata"),
     ],
