@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -64,6 +64,7 @@ LIST_LIMIT = 100  # newest first; the device API documents the cap
 # Pending delegations are bounded by their expiry, and a device must see every one it could still decide.
 PENDING_LIMIT = 5000
 WHICH = ("pending", "history", "all")
+_T = TypeVar("_T")
 _PENDING = DelegationStatus.PENDING
 _MAX_CAS_ROUNDS = 3  # pending → approved → revoked: a caller can lose at most twice
 
@@ -211,9 +212,7 @@ class DelegationService:
     async def _read_shielded(self, delegation_id: str, connection_id: str) -> DelegationView:
         # A cancelled wait (the agent hung up or sent notifications/cancelled) is cancelled between reads,
         # never inside one, whose interrupted rollback SQLAlchemy would log as an error.
-        with anyio.CancelScope(shield=True):
-            view = await self.get(delegation_id, connection_id=connection_id)
-        return view
+        return await _uninterrupted(self.get(delegation_id, connection_id=connection_id))
 
     async def withdraw(self, delegation_id: str, *, connection_id: str) -> DelegationView:
         """The agent's `delegation_revoke`: a pending delegation is cancelled, an approved one revoked.
@@ -382,20 +381,23 @@ class DelegationService:
 
         Shielded: a device hanging up cancels its stream, and a cancellation landing inside these short
         transactions would interrupt the connection's rollback (SQLAlchemy logs that as an error)."""
-        with anyio.CancelScope(shield=True):
-            pending = await self.list_for_user(user_id, "pending")
-            recent = await self.list_for_user(user_id, "all")
+        pending, recent = await _uninterrupted(self._pending_and_recent(user_id))
         merged = {view.delegation_id: view for view in recent} | {view.delegation_id: view for view in pending}
         return sorted(merged.values(), key=lambda view: (view.created_at, view.delegation_id), reverse=True)
 
     async def _feed_views(self, user_id: str, delegation_ids: Collection[str]) -> list[DelegationView]:
         """These delegations of this user as they are now (due ones expired first), newest first; shielded as
         `_feed_snapshot` is."""
-        with anyio.CancelScope(shield=True):
-            async with self._unit() as unit:
-                rows = [await self._expire_if_due(unit, row) for row in await unit.delegations.get_many(delegation_ids)]
-        views = [self._view(row) for row in rows if row.delegation.user_id == user_id]
+        views = await _uninterrupted(self._views_now(user_id, delegation_ids))
         return sorted(views, key=lambda view: (view.created_at, view.delegation_id), reverse=True)
+
+    async def _pending_and_recent(self, user_id: str) -> tuple[list[DelegationView], list[DelegationView]]:
+        return await self.list_for_user(user_id, "pending"), await self.list_for_user(user_id, "all")
+
+    async def _views_now(self, user_id: str, delegation_ids: Collection[str]) -> list[DelegationView]:
+        async with self._unit() as unit:
+            rows = [await self._expire_if_due(unit, row) for row in await unit.delegations.get_many(delegation_ids)]
+        return [self._view(row) for row in rows if row.delegation.user_id == user_id]
 
     # -- audiences verifying online (RFC 7662) -------------------------------------------------------------
 
@@ -587,3 +589,13 @@ def _token_live(row: Delegation, now: datetime) -> bool:
 def _whole(moment: datetime) -> datetime:
     """Whole seconds: these times appear in JWT claims and in the signed statement, which have no fractions."""
     return moment.replace(microsecond=0)
+
+
+async def _uninterrupted(work: Awaitable[_T]) -> _T:
+    """Await `work` so that no cancellation lands inside it: neither an anyio cancel scope's (the shield) nor a
+    native `task.cancel()` (asyncio.shield; the device's stream cancels its feed task that way when it hangs up).
+    The caller still sees its cancellation, once `work` has finished its short transaction; an interrupted one
+    would interrupt the connection's rollback, which SQLAlchemy logs as an error."""
+    with anyio.CancelScope(shield=True):
+        result = await asyncio.shield(work)
+    return result
