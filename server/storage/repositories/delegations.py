@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BindParameter, Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,6 +40,38 @@ class DecisionEvidence(NamedTuple):
 _CLIENT_NAME = func.coalesce(OAuthClient.client_name, OAuthClient.client_id)
 
 
+def _decision_statement() -> Select[Any]:
+    """`for_decision`'s statement, built once: its aliased self-join (the nonce check) costs far more to construct
+    than to run (SQLAlchemy adapts every column of a fresh alias anew), and the compiled form is cached anyway."""
+    earlier = aliased(Delegation)
+    device_id: BindParameter[str] = bindparam("device_id")
+    device_key = (
+        select(Device.public_key)
+        .where(Device.id == device_id, Device.user_id == bindparam("user_id"), Device.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+    nonce_used = (
+        select(earlier.id).where(earlier.device_id == device_id, earlier.decision_nonce == bindparam("nonce")).exists()
+    )
+    return (
+        select(Delegation, _CLIENT_NAME, device_key, nonce_used)
+        .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+        .where(Delegation.id == bindparam("delegation_id"))
+        .execution_options(populate_existing=True)
+    )
+
+
+_FOR_DECISION = _decision_statement()
+# `get`'s statement, built once too (every decision reads its delegation a few times: the waiting call, its token)
+_GET = (
+    select(Delegation, _CLIENT_NAME)
+    .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+    .where(Delegation.id == bindparam("delegation_id"))
+    # Always the database's current row, never a stale copy from this session's identity map.
+    .execution_options(populate_existing=True)
+)
+
+
 class DelegationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -49,36 +81,15 @@ class DelegationRepository:
         await self.session.flush()
 
     async def get(self, delegation_id: str) -> DelegationRow | None:
-        found = (
-            await self.session.execute(
-                select(Delegation, _CLIENT_NAME)
-                .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-                .where(Delegation.id == delegation_id)
-                # Always the database's current row, never a stale copy from this session's identity map.
-                .execution_options(populate_existing=True)
-            )
-        ).first()
+        found = (await self.session.execute(_GET, {"delegation_id": delegation_id})).first()
         return DelegationRow(found[0], found[1]) if found else None
 
     async def for_decision(
         self, delegation_id: str, *, device_id: str, user_id: str, nonce: str
     ) -> DecisionEvidence | None:
         """The delegation and the evidence a decision on it needs, in one round trip (see `DecisionEvidence`)."""
-        earlier = aliased(Delegation)
-        device_key = (
-            select(Device.public_key)
-            .where(Device.id == device_id, Device.user_id == user_id, Device.revoked_at.is_(None))
-            .scalar_subquery()
-        )
-        nonce_used = select(earlier.id).where(earlier.device_id == device_id, earlier.decision_nonce == nonce).exists()
-        found = (
-            await self.session.execute(
-                select(Delegation, _CLIENT_NAME, device_key, nonce_used)
-                .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-                .where(Delegation.id == delegation_id)
-                .execution_options(populate_existing=True)
-            )
-        ).first()
+        parameters = {"delegation_id": delegation_id, "device_id": device_id, "user_id": user_id, "nonce": nonce}
+        found = (await self.session.execute(_FOR_DECISION, parameters)).first()
         if found is None:
             return None
         return DecisionEvidence(DelegationRow(found[0], found[1]), found[2], bool(found[3]))
