@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import BindParameter, Select, bindparam, func, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -62,6 +62,9 @@ def _decision_statement() -> Select[Any]:
 
 
 _FOR_DECISION = _decision_statement()
+# State changes are Core UPDATEs of the table: the ORM's bulk-update path (synchronize_session and all) cost more
+# than the statement itself, and `update_if` brings the loaded row up to date on its own.
+_TABLE = cast(Table, Delegation.__table__)
 # `get`'s statement, built once too (every decision reads its delegation a few times: the waiting call, its token)
 _GET = (
     select(Delegation, _CLIENT_NAME)
@@ -158,14 +161,13 @@ class DelegationRepository:
         must not land once the delegation is due even if nobody has marked it expired yet). True when this
         call changed the row.
         """
-        conditions = [Delegation.id == delegation_id, Delegation.status.in_(list(status_in))]
+        columns = _TABLE.c
+        conditions = [columns.id == delegation_id, columns.status.in_(list(status_in))]
         if due_by is not None:
-            conditions.append(Delegation.expires_at <= due_by)
+            conditions.append(columns.expires_at <= due_by)
         if live_at is not None:
-            conditions.append(Delegation.expires_at > live_at)
-        result = await self.session.execute(
-            update(Delegation).where(*conditions).values(**changes).execution_options(synchronize_session=False)
-        )
+            conditions.append(columns.expires_at > live_at)
+        result = await self.session.execute(update(_TABLE).where(*conditions).values(**changes))
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         # The row this session loaded, if any, now says what the database says, without being marked changed
