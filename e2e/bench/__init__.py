@@ -1,6 +1,7 @@
 """One benchmark for every speed figure of Vouchsim (issue 12), each beside a Litestar hello-world of the same run:
 
     uv run python -m e2e.bench [--quick] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--json PATH]
+        [--only mcp|decisions]
 
 - `/mcp` `tools/call identity_get`, 2025-11-25 with a session and 2026-07-28 stateless, req/s and the ratio to the
   hello-world, on SQLite (and PostgreSQL with `--postgres`): mcp.py;

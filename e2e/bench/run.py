@@ -122,23 +122,33 @@ def _delegation_rows(report: Report, backend: str, figures: dict[str, dict[str, 
 
 
 def _run_backend(
-    report: Report, backend: str, database_url: str, hello: HelloWorld, sizes: Sizes, work_dir: Path
+    report: Report,
+    backend: str,
+    database_url: str,
+    hello: HelloWorld,
+    sizes: Sizes,
+    work_dir: Path,
+    *,
+    only: str = "all",
 ) -> None:
     print(f"\n== {backend}: {database_url}")
     server = BenchServer(database_url, work_dir / f"server-{backend}.log").start()
     try:
         print(f"server pid {server.process.pid if server.process else '?'} on {server.base_url}")
-        loads = asyncio.run(mcp.prepare(server, work_dir))
-        print("[/mcp] tools/call identity_get, interleaved with the hello-world:")
-        rounds = mcp.measure(
-            server, hello, loads, duration=sizes.duration, connections=sizes.connections, rounds=sizes.rounds
-        )
-        _mcp_rows(report, backend, rounds)
+        if only != "decisions":
+            loads = asyncio.run(mcp.prepare(server, work_dir))
+            print("[/mcp] tools/call identity_get, interleaved with the hello-world:")
+            rounds = mcp.measure(
+                server, hello, loads, duration=sizes.duration, connections=sizes.connections, rounds=sizes.rounds
+            )
+            _mcp_rows(report, backend, rounds)
+        if only == "mcp":
+            return
         figures = asyncio.run(
             delegations.measure(server, work_dir, delegations=sizes.delegations, concurrent=sizes.concurrent)
         )
         _delegation_rows(report, backend, figures)
-        if backend == "SQLite":
+        if backend == "SQLite" and only == "all":
             _token(report, server, sizes, work_dir, rounds.median("hello"))
     finally:
         server.stop()
@@ -197,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run (make test), not figures")
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="also on PostgreSQL (a fresh database, dropped after)")
     parser.add_argument("--json", type=Path, default=Path("bench-result.json"), help="where to save the figures")
-    parser.add_argument("--only", choices=["mcp", "all"], default="all", help="mcp: the /mcp figures only")
+    parser.add_argument(
+        "--only",
+        choices=["mcp", "decisions", "all"],
+        default="all",
+        help="mcp: the /mcp figures only; decisions: the delegation figures only",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     started = datetime.datetime.now(datetime.UTC)
@@ -214,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 backends.append(("PostgreSQL", Databases("postgres", work_dir, args.postgres)))
             for backend, databases in backends:
                 try:
-                    if args.only == "mcp":
-                        sizes_now = Sizes(**{**sizes.__dict__, "delegations": 0, "concurrent": 0})
-                    else:
-                        sizes_now = sizes
-                    _run_backend(report, backend, databases.new(), hello, sizes_now, work_dir)
+                    _run_backend(report, backend, databases.new(), hello, sizes, work_dir, only=args.only)
                 finally:
                     databases.drop_all()
         finally:

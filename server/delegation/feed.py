@@ -37,11 +37,14 @@ class FeedSource:
     read: Callable[[str, Collection[str]], Awaitable[list[DelegationView]]]
 
     def seconds_until_first_expiry(self, known: dict[str, DelegationView]) -> float:
-        pending = [view.expires_at for view in known.values() if view.status == _PENDING]
-        return (min(pending) - self.clock.now()).total_seconds() if pending else float("inf")
+        first = min((view.expires_at for view in known.values() if view.status == _PENDING), default=None)
+        return (first - self.clock.now()).total_seconds() if first is not None else float("inf")
 
-    def past(self, view: DelegationView) -> bool:
-        return view.expires_at <= self.clock.now()
+    def due(self, known: dict[str, DelegationView]) -> set[str]:
+        """The pending delegations among `known` whose expiry has come (the clock read once: a user with a
+        thousand pending is woken once per change)."""
+        now = self.clock.now()
+        return {key for key, view in known.items() if view.status == _PENDING and view.expires_at <= now}
 
 
 async def follow(source: FeedSource, user_id: str, *, keepalive: float) -> AsyncGenerator[DelegationView | None, None]:
@@ -61,8 +64,7 @@ async def follow(source: FeedSource, user_id: str, *, keepalive: float) -> Async
                 changed = _changed(known, views)
                 known = {view.delegation_id: view for view in views}
             else:
-                due = {key for key, view in known.items() if view.status == _PENDING and source.past(view)}
-                wanted = wake.delegation_ids | due
+                wanted = wake.delegation_ids | source.due(known)
                 views = await source.read(user_id, wanted) if wanted else []
                 changed = _changed(known, views)
                 known |= {view.delegation_id: view for view in views}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,6 +40,41 @@ class DecisionEvidence(NamedTuple):
 _CLIENT_NAME = func.coalesce(OAuthClient.client_name, OAuthClient.client_id)
 
 
+def _decision_statement() -> Select[Any]:
+    """`for_decision`'s statement, built once: its aliased self-join (the nonce check) costs far more to construct
+    than to run (SQLAlchemy adapts every column of a fresh alias anew), and the compiled form is cached anyway."""
+    earlier = aliased(Delegation)
+    device_id: BindParameter[str] = bindparam("device_id")
+    device_key = (
+        select(Device.public_key)
+        .where(Device.id == device_id, Device.user_id == bindparam("user_id"), Device.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+    nonce_used = (
+        select(earlier.id).where(earlier.device_id == device_id, earlier.decision_nonce == bindparam("nonce")).exists()
+    )
+    return (
+        select(Delegation, _CLIENT_NAME, device_key, nonce_used)
+        .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+        .where(Delegation.id == bindparam("delegation_id"))
+        .execution_options(populate_existing=True)
+    )
+
+
+_FOR_DECISION = _decision_statement()
+# State changes are Core UPDATEs of the table: the ORM's bulk-update path (synchronize_session and all) cost more
+# than the statement itself, and `update_if` brings the loaded row up to date on its own.
+_TABLE = cast(Table, Delegation.__table__)
+# `get`'s statement, built once too (every decision reads its delegation a few times: the waiting call, its token)
+_GET = (
+    select(Delegation, _CLIENT_NAME)
+    .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
+    .where(Delegation.id == bindparam("delegation_id"))
+    # Always the database's current row, never a stale copy from this session's identity map.
+    .execution_options(populate_existing=True)
+)
+
+
 class DelegationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -49,36 +84,15 @@ class DelegationRepository:
         await self.session.flush()
 
     async def get(self, delegation_id: str) -> DelegationRow | None:
-        found = (
-            await self.session.execute(
-                select(Delegation, _CLIENT_NAME)
-                .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-                .where(Delegation.id == delegation_id)
-                # Always the database's current row, never a stale copy from this session's identity map.
-                .execution_options(populate_existing=True)
-            )
-        ).first()
+        found = (await self.session.execute(_GET, {"delegation_id": delegation_id})).first()
         return DelegationRow(found[0], found[1]) if found else None
 
     async def for_decision(
         self, delegation_id: str, *, device_id: str, user_id: str, nonce: str
     ) -> DecisionEvidence | None:
         """The delegation and the evidence a decision on it needs, in one round trip (see `DecisionEvidence`)."""
-        earlier = aliased(Delegation)
-        device_key = (
-            select(Device.public_key)
-            .where(Device.id == device_id, Device.user_id == user_id, Device.revoked_at.is_(None))
-            .scalar_subquery()
-        )
-        nonce_used = select(earlier.id).where(earlier.device_id == device_id, earlier.decision_nonce == nonce).exists()
-        found = (
-            await self.session.execute(
-                select(Delegation, _CLIENT_NAME, device_key, nonce_used)
-                .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-                .where(Delegation.id == delegation_id)
-                .execution_options(populate_existing=True)
-            )
-        ).first()
+        parameters = {"delegation_id": delegation_id, "device_id": device_id, "user_id": user_id, "nonce": nonce}
+        found = (await self.session.execute(_FOR_DECISION, parameters)).first()
         if found is None:
             return None
         return DecisionEvidence(DelegationRow(found[0], found[1]), found[2], bool(found[3]))
@@ -147,14 +161,13 @@ class DelegationRepository:
         must not land once the delegation is due even if nobody has marked it expired yet). True when this
         call changed the row.
         """
-        conditions = [Delegation.id == delegation_id, Delegation.status.in_(list(status_in))]
+        columns = _TABLE.c
+        conditions = [columns.id == delegation_id, columns.status.in_(list(status_in))]
         if due_by is not None:
-            conditions.append(Delegation.expires_at <= due_by)
+            conditions.append(columns.expires_at <= due_by)
         if live_at is not None:
-            conditions.append(Delegation.expires_at > live_at)
-        result = await self.session.execute(
-            update(Delegation).where(*conditions).values(**changes).execution_options(synchronize_session=False)
-        )
+            conditions.append(columns.expires_at > live_at)
+        result = await self.session.execute(update(_TABLE).where(*conditions).values(**changes))
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         # The row this session loaded, if any, now says what the database says, without being marked changed

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,6 +107,8 @@ class DeviceRepository:
         # and SAVEPOINTs are unreliable on pysqlite-style drivers.
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
+        # The table, not the mapped class: a Core INSERT skips the ORM's bulk-insert path (a nonce per request).
+        table = cast(Table, model.__table__)
+        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]

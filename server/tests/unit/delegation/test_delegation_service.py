@@ -320,3 +320,18 @@ async def test_a_decision_and_a_withdrawal_read_the_delegation_once(make_service
     reads.clear()
     withdrawn = await service.withdraw(approved.delegation_id, connection_id=world.runtime.connection_id)
     assert withdrawn.status == "revoked" and reads == ["get"]
+
+
+async def test_a_decision_builds_no_aliased_statement_per_call(
+    service: DelegationService, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision's one statement (with its aliased nonce check) is built once at import: constructing a fresh
+    alias per decision was the largest single cost in its profile."""
+    from vouchsim.server.storage.repositories import delegations
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("an aliased() was built for one decision")
+
+    monkeypatch.setattr(delegations, "aliased", refuse)
+    approved = await ask(service, world.runtime)
+    assert (await decide(service, world.phone, approved)).status == "approved"
