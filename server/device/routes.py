@@ -24,7 +24,6 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from vouchsim.server.core.errors import VouchsimError
-from vouchsim.server.core.issuer import derive_issuer
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.errors import DelegationClosed
 from vouchsim.server.delegation.schemas import DelegationList
@@ -39,6 +38,7 @@ from vouchsim.server.device.auth import (
 from vouchsim.server.device.errors import DeviceRevoked, InvalidRequest
 from vouchsim.server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
 from vouchsim.server.device.service import DeviceService
+from vouchsim.server.http.issuer import issuer_of
 from vouchsim.server.pairing.service import PairingService
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
@@ -128,15 +128,6 @@ def request_target(request: Request[Any, Any, Any]) -> str:
     path = raw.split(b"?", 1)[0].decode("latin-1")
     query: bytes = request.scope.get("query_string", b"")
     return f"{path}?{query.decode('latin-1')}" if query else path
-
-
-def issuer_of(request: Request[Any, Any, Any], runtime: Runtime) -> str:
-    return derive_issuer(
-        runtime.settings.issuer,
-        scheme=request.url.scheme,
-        host=request.headers.get("host"),
-        forwarded_proto=request.headers.get("x-forwarded-proto"),
-    )
 
 
 async def _signed(request: Request[Any, Any, Any]) -> SignedRequest:
