@@ -258,6 +258,10 @@ def test_every_form_of_the_pages_refuses_a_wrong_csrf_token_with_the_page(
             assert "This form has expired" in response.text and "location" not in response.headers
             assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
             assert response.headers["cache-control"] == "no-store"
+    cookies = dict(flow.client.cookies)
+    flow.client.cookies.clear()  # the right token from a browser without the cookie it belongs to
+    assert flow.client.post(forms[1], data={"csrf": token}, follow_redirects=False).status_code == 403
+    flow.client.cookies.update(cookies)
     denied = flow.client.post(forms[2], data={"csrf": token}, follow_redirects=False)
     assert redirect_query(denied.headers["location"])["error"] == "access_denied"
 
