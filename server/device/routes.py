@@ -21,6 +21,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from vouchsim.server import openapi
 from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import derive_issuer
 from vouchsim.server.core.runtime import Runtime
@@ -169,10 +170,19 @@ async def provide_device_call(
     )
 
 
+def _documented(*statuses: int, body: type[msgspec.Struct] | None = None, optional_body: bool = False) -> Any:
+    """The OpenAPI view of a signed endpoint: its error answers (401 for every one: the signature) and the body it
+    decodes itself, after the signature (server.openapi)."""
+    documented: dict[str, Any] = {"responses": openapi.error_responses(400, 401, *statuses)}
+    if body is not None:
+        documented["operation_class"] = openapi.operation(body=openapi.request_body(body, required=not optional_body))
+    return documented
+
+
 # -- endpoints -----------------------------------------------------------------------------------------------
 
 
-@post("/enrol", status_code=HTTP_201_CREATED)
+@post("/enrol", status_code=HTTP_201_CREATED, **_documented(409, body=EnrolRequest))
 async def enrol(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -192,12 +202,12 @@ async def enrol(
     return await answer(work, HTTP_201_CREATED)
 
 
-@get("/me")
+@get("/me", **_documented())
 async def me(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.me(call.device.device_id, call.issuer))
 
 
-@post("/pairings/claim", status_code=HTTP_200_OK)
+@post("/pairings/claim", status_code=HTTP_200_OK, **_documented(404, 409, 410, body=ClaimRequest))
 async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -207,7 +217,11 @@ async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(work)
 
 
-@post("/pairings/{pairing_id:str}/approve", status_code=HTTP_200_OK)
+@post(
+    "/pairings/{pairing_id:str}/approve",
+    status_code=HTTP_200_OK,
+    **_documented(404, 409, 410, body=EmptyRequest, optional_body=True),
+)
 async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -217,7 +231,11 @@ async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
     return await answer(work)
 
 
-@post("/pairings/{pairing_id:str}/decline", status_code=HTTP_200_OK)
+@post(
+    "/pairings/{pairing_id:str}/decline",
+    status_code=HTTP_200_OK,
+    **_documented(404, 409, 410, body=EmptyRequest, optional_body=True),
+)
 async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -227,12 +245,12 @@ async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
     return await answer(work)
 
 
-@get("/connections")
+@get("/connections", **_documented())
 async def list_connections(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.connections_of(call.device.user_id))
 
 
-@delete("/connections/{connection_id:str}", status_code=HTTP_200_OK)
+@delete("/connections/{connection_id:str}", status_code=HTTP_200_OK, **_documented(404))
 async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: FromPath[str]) -> Response[Any]:
     return await answer(lambda: call.devices.revoke_connection(call.device.user_id, connection_id))
 
@@ -240,7 +258,7 @@ async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: Fr
 # -- delegations (docs/delegations.md) -----------------------------------------------------------------------
 
 
-@get("/delegations")
+@get("/delegations", **_documented())
 async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[str] = "pending") -> Response[Any]:
     """`pending` (default), `history` or `all`, newest first."""
 
@@ -251,7 +269,15 @@ async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[
     return await answer(work)
 
 
-@get("/delegations/stream")
+@get(
+    "/delegations/stream",
+    responses={
+        200: openapi.response(
+            str, "Server-sent events: `event: delegation` messages and keep-alives.", "text/event-stream"
+        ),
+        **openapi.error_responses(400, 401),
+    },
+)
 async def stream_delegations(
     call: NamedDependency[DeviceCall], delegations: NamedDependency[DelegationService]
 ) -> Response[Any]:
@@ -279,7 +305,11 @@ async def delegation_events(
                 yield ServerSentEventMessage(data=msgspec.json.encode(view).decode(), event="delegation")
 
 
-@post("/delegations/{delegation_id:str}/decision", status_code=HTTP_200_OK)
+@post(
+    "/delegations/{delegation_id:str}/decision",
+    status_code=HTTP_200_OK,
+    **_documented(404, 409, body=DecisionRequest),
+)
 async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -296,7 +326,11 @@ async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: Fr
     return await answer(work)
 
 
-@post("/delegations/{delegation_id:str}/revoke", status_code=HTTP_200_OK)
+@post(
+    "/delegations/{delegation_id:str}/revoke",
+    status_code=HTTP_200_OK,
+    **_documented(404, 409, body=EmptyRequest, optional_body=True),
+)
 async def revoke_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body

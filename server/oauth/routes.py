@@ -22,11 +22,12 @@ from litestar.params import FromPath
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 
+from vouchsim.server import openapi
 from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import derive_issuer, is_secure, resource_url
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
-from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth import redirects, scopes, wire
 from vouchsim.server.oauth.authorize import Approved, AuthorizationFlow, Browser, RequestSummary, ValidatedRequest
 from vouchsim.server.oauth.engine import (
     FormRequest,
@@ -262,7 +263,16 @@ class _JsonRequest:
         self.credential: Any = None
 
 
-@post("/oauth/register", tags=["oauth"], status_code=201)
+@post(
+    "/oauth/register",
+    tags=["oauth"],
+    status_code=201,
+    operation_class=openapi.operation(body=openapi.request_body(wire.ClientMetadata)),
+    responses={
+        201: openapi.response(wire.ClientInformation, "The client is registered (RFC 7591 §3.2.1)."),
+        **openapi.error_responses(400),
+    },
+)
 async def register(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -321,7 +331,20 @@ def _csrf_failed() -> Template:
     return error_page("This form has expired", "Reload the page and try again.", status=403)
 
 
-@get("/oauth/authorize", tags=["oauth"], include_in_schema=True)
+@get(
+    "/oauth/authorize",
+    tags=["oauth"],
+    status_code=303,
+    operation_class=openapi.operation(parameters=openapi.query_parameters(wire.AuthorizationQuery)),
+    responses={
+        303: openapi.response(
+            None,
+            "On to the pairing or consent page; or, once the client and redirect URI are known good, back to the "
+            "client with `error`, `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207).",
+        ),
+        **openapi.error_responses(400, media_type=openapi.HTML),
+    },
+)
 async def authorize(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -593,7 +616,16 @@ async def _token_endpoint(
     return _json(result)
 
 
-@post("/oauth/token", tags=["oauth"], status_code=200)
+@post(
+    "/oauth/token",
+    tags=["oauth"],
+    status_code=200,
+    operation_class=openapi.operation(body=openapi.request_body(wire.TokenForm, openapi.FORM)),
+    responses={
+        200: openapi.response(wire.TokenResponse, "Tokens (RFC 6749 §5.1)."),
+        **openapi.error_responses(400, 401),
+    },
+)
 async def token(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -601,7 +633,16 @@ async def token(
     return await _token_endpoint(request, db, runtime, "token")
 
 
-@post("/oauth/revoke", tags=["oauth"], status_code=200)
+@post(
+    "/oauth/revoke",
+    tags=["oauth"],
+    status_code=200,
+    operation_class=openapi.operation(body=openapi.request_body(wire.RevocationForm, openapi.FORM, openapi.JSON)),
+    responses={
+        200: openapi.response(dict[str, str], "Revoked, or nothing to revoke (RFC 7009 §2.2)."),
+        **openapi.error_responses(400, 401),
+    },
+)
 async def revoke(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -609,7 +650,16 @@ async def revoke(
     return await _token_endpoint(request, db, runtime, "revoke", allow_json=True)
 
 
-@post("/oauth/introspect", tags=["oauth"], status_code=200)
+@post(
+    "/oauth/introspect",
+    tags=["oauth"],
+    status_code=200,
+    operation_class=openapi.operation(body=openapi.request_body(wire.IntrospectionForm, openapi.FORM)),
+    responses={
+        200: openapi.response(wire.IntrospectionResponse, "The token's state (RFC 7662 §2.2)."),
+        **openapi.error_responses(400, 401),
+    },
+)
 async def introspect(
     request: Request[Any, Any, Any],
     db: NamedDependency[DbSession],
