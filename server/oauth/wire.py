@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+_URI = msgspec.Meta(extra_json_schema={"format": "uri"})
 _PKCE = msgspec.Meta(min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")  # RFC 7636 §4.1
 
 
@@ -63,19 +64,19 @@ class IntrospectionForm(msgspec.Struct, frozen=True, kw_only=True):
 class ClientMetadata(msgspec.Struct, frozen=True, kw_only=True):
     """RFC 7591 §2 client metadata (unknown members are ignored, as §2 says)."""
 
-    redirect_uris: list[str]
+    redirect_uris: list[Annotated[str, _URI]]
     token_endpoint_auth_method: Literal["none", "client_secret_basic", "client_secret_post"] | msgspec.UnsetType = (
         msgspec.UNSET
     )
     grant_types: list[str] | msgspec.UnsetType = msgspec.UNSET
     response_types: list[str] | msgspec.UnsetType = msgspec.UNSET
     client_name: str | msgspec.UnsetType = msgspec.UNSET
-    client_uri: str | msgspec.UnsetType = msgspec.UNSET
-    logo_uri: str | msgspec.UnsetType = msgspec.UNSET
+    client_uri: Annotated[str, _URI] | msgspec.UnsetType = msgspec.UNSET
+    logo_uri: Annotated[str, _URI] | msgspec.UnsetType = msgspec.UNSET
     scope: str | msgspec.UnsetType = msgspec.UNSET
     contacts: list[str] | msgspec.UnsetType = msgspec.UNSET
-    tos_uri: str | msgspec.UnsetType = msgspec.UNSET
-    policy_uri: str | msgspec.UnsetType = msgspec.UNSET
+    tos_uri: Annotated[str, _URI] | msgspec.UnsetType = msgspec.UNSET
+    policy_uri: Annotated[str, _URI] | msgspec.UnsetType = msgspec.UNSET
     software_id: str | msgspec.UnsetType = msgspec.UNSET
     software_version: str | msgspec.UnsetType = msgspec.UNSET
     application_type: Literal["native", "web"] | msgspec.UnsetType = msgspec.UNSET

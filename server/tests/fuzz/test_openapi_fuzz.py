@@ -1,0 +1,135 @@
+"""Schemathesis against the server's own OpenAPI document, in process (Litestar's test client, no socket).
+
+Every operation of `GET /schema/openapi.json` gets generated requests, valid ones and ones that break the schema,
+and every answer must be one the document promises: no 5xx, a documented status code and content type, and a body
+that matches the documented schema. Device requests are signed by an enrolled device (the auth hook, `sign`), so the
+device API is exercised past its 401; OAuth requests often carry a registered client's id, redirect URI and tokens,
+so they reach the checks behind client authentication. `VOUCHSIM_FUZZ_CASES` sets the number of cases.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import requests
+import schemathesis
+from hypothesis import given
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from server.tests.fuzz.conftest import Parties
+from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, fuzz_settings, seeded, summary
+from server.tests.http.conftest import ISSUER
+from server.tests.support import Device, pkce
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# An endless event stream once the signature is good: sent unsigned only (its 401 and 400 answers are fuzzed).
+UNSIGNED_ONLY = {"/device/delegations/stream"}
+TRANSPORT_KEYS = ("method", "url", "headers", "params", "cookies", "data", "json", "files")
+
+
+def known_good(parties: Parties, case: Any, data: st.DataObject) -> None:
+    """Replace some generated values by real ones, so a share of the requests gets past the first check."""
+    path = case.operation.path
+    info = parties.registered
+    if not data.draw(st.booleans(), label="known good values"):
+        return
+    _verifier, challenge = pkce()
+    good = {
+        "client_id": info["client_id"],
+        "redirect_uri": info["redirect_uris"][0],
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "response_type": "code",
+        "scope": "identity delegation",
+        "token": data.draw(st.sampled_from([parties.access_token, parties.refresh_token]), label="token"),
+        "refresh_token": parties.refresh_token,
+    }
+    if path == "/oauth/authorize" and isinstance(case.query, dict):
+        case.query.update({k: v for k, v in good.items() if k in case.query or k in {"client_id", "redirect_uri"}})
+    elif path == "/oauth/register" and isinstance(case.body, dict):
+        case.body["redirect_uris"] = [data.draw(st.sampled_from([good["redirect_uri"], "https://app.example/cb"]))]
+    elif path.startswith("/oauth/") and isinstance(case.body, dict):
+        case.body.update({k: v for k, v in good.items() if k in case.body or k == "client_id"})
+
+
+def prepared(case: Any) -> requests.PreparedRequest:
+    kwargs = case.as_transport_kwargs(base_url=ISSUER)
+    return requests.Request(**{key: kwargs[key] for key in TRANSPORT_KEYS if key in kwargs}).prepare()
+
+
+def without_nul(value: bytes) -> bytes:
+    """EDGE_GUARD_MERGED off, on PostgreSQL: a NUL byte, raw, escaped in JSON or percent-encoded, taken out."""
+    return value.replace(b"\x00", b"").replace(b"\\u0000", b"").replace(b"%00", b"")
+
+
+def signer_for(parties: Parties, case: Any, data: st.DataObject) -> Device | None:
+    """The auth hook's key: the enrolled device's, or for an enrolment a fresh key, signing as device `new`, and (when
+    drawn) put in the body as the key it enrols, so the proof of possession can hold. None: sent unsigned."""
+    path = case.operation.path
+    if not path.startswith("/device/") or path in UNSIGNED_ONLY:
+        return None
+    if path != "/device/enrol":
+        return parties.device
+    key = Device(device_id="new")
+    if isinstance(case.body, dict) and data.draw(st.booleans(), label="enrol the signing key"):
+        case.body["public_key"] = key.public_key
+    return key
+
+
+def send(parties: Parties, case: Any, data: st.DataObject) -> Any:
+    signer = signer_for(parties, case, data)
+    request = prepared(case)
+    method = request.method or "GET"
+    target = request.path_url
+    body = request.body or b""
+    body = body.encode() if isinstance(body, str) else body
+    headers = dict(request.headers)
+    if not EDGE_GUARD_MERGED and "postgresql" in parties.database_url:
+        target, body = without_nul(target.encode()).decode(), without_nul(body)
+        headers = {name: value.replace("\x00", "") for name, value in headers.items()}
+    if signer is not None:
+        # The auth hook: the `Vouch-*` headers over the request exactly as it is sent (docs/device-api.md).
+        signature = signer.headers(method, target, body)
+        signature.pop("Content-Type")
+        headers.update(signature)
+    headers["content-length"] = str(len(body))
+    return parties.client.request(method, ISSUER + target, content=body, headers=headers, follow_redirects=False)
+
+
+def test_every_answer_is_one_the_openapi_document_promises(parties: Parties) -> None:
+    raw = parties.client.get("/schema/openapi.json").json()
+    schema = schemathesis.openapi.from_dict(raw)
+    cases = st.one_of(schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE))
+    statuses: Counter[str] = Counter()
+    failures: dict[str, str] = {}
+    device: Counter[bool] = Counter()  # signed device requests: True when past the signature check
+
+    @fuzz_settings()
+    @seeded
+    @given(case=cases, data=st.data())
+    def run(case: Any, data: st.DataObject) -> None:
+        known_good(parties, case, data)
+        response = send(parties, case, data)
+        statuses[str(response.status_code)] += 1
+        if case.operation.path.startswith("/device/") and case.operation.path not in UNSIGNED_ONLY:
+            device[response.status_code != 401] += 1
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except Exception as failure:  # every check's failure, collected: one run shows every class
+            key = f"{case.operation.label} -> {response.status_code}: {type(failure).__name__}"
+            failures.setdefault(key, f"{failure}\n{case.as_curl_command()}"[:3000])
+
+    run()
+    print(summary("schemathesis", statuses), f"(signed device requests past 401: {device[True]} of {device.total()})")
+    assert sum(statuses.values()) >= min(CASES, 2000) * 0.9
+    # The auth hook works: most signed device requests are judged on their content, not refused at the signature.
+    assert device[True] > device[False], device
+    assert not failures, "\n\n".join(f"{key}\n{detail}" for key, detail in failures.items())
