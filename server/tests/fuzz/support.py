@@ -21,6 +21,13 @@ SEED = os.environ.get("VOUCHSIM_FUZZ_SEED")
 # on /mcp that is not UTF-8. Until that guard is merged, this switch keeps those inputs out of the runs. Set it to
 # True once it is: the strategies then send all three again, and the runs must still see no 5xx.
 EDGE_GUARD_MERGED = False
+# How deep the nested bodies go: past any parser's recursion limit only once the edge guard refuses them.
+MAX_DEPTH = 60_000 if EDGE_GUARD_MERGED else 400
+
+
+def nested(depth: int, object_: bool) -> bytes:
+    opener, closer = ('{"a":', "}") if object_ else ("[", "]")
+    return (opener * depth + "1" + closer * depth).encode()
 
 
 def fuzz_settings() -> settings:

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.tests.fuzz.conftest import Parties
-from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, fuzz_settings, seeded, summary
+from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, MAX_DEPTH, fuzz_settings, nested, seeded, summary
 from server.tests.http.test_mcp_routes import Agent
 
 MODERN = "2026-07-28"
@@ -28,8 +28,6 @@ METHODS = [
     "notifications/initialized", "notifications/cancelled", "logging/setLevel", "resources/list", "rpc.discover",
 ]  # fmt: skip
 TOOLS = ["identity_get", "delegation_request", "delegation_status", "delegation_revoke", "nope"]
-# Deeper than any parser's recursion limit only once the edge guard refuses it (support.EDGE_GUARD_MERGED).
-MAX_DEPTH = 60_000 if EDGE_GUARD_MERGED else 400
 
 text = st.text(alphabet=st.characters(codec=None if EDGE_GUARD_MERGED else "utf-8", exclude_characters="\x00"))
 texts = st.one_of(text, st.text()) if EDGE_GUARD_MERGED else text
@@ -119,9 +117,7 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     """Bodies no JSON encoder writes: truncated, deeply nested, lone surrogates, bytes."""
     kind = draw(st.integers(0, 4))
     if kind == 0:
-        depth = draw(st.integers(1, MAX_DEPTH))
-        opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
-        return (opener * depth + "1" + closer * depth).encode()
+        return nested(draw(st.integers(1, MAX_DEPTH)), draw(st.booleans()))
     if kind == 1:
         whole = dumps(draw(messages(modern=False)))
         return whole[: draw(st.integers(0, max(0, len(whole) - 1)))]

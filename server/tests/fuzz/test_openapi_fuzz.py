@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -25,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from server.tests.fuzz.conftest import Parties
-from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, fuzz_settings, seeded, summary
+from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, MAX_DEPTH, fuzz_settings, nested, seeded, summary
 from server.tests.http.conftest import ISSUER
 from server.tests.support import Device, pkce
 
@@ -60,6 +61,21 @@ def known_good(parties: Parties, case: Any, data: st.DataObject) -> None:
         case.body.update({k: v for k, v in good.items() if k in case.body or k == "client_id"})
 
 
+def hostile(case: Any, data: st.DataObject) -> bytes | None:
+    """Now and then, what no schema describes: a NUL byte in a string, or (returned) a JSON body nested deep."""
+    roll = data.draw(st.integers(0, 19), label="hostile")
+    containers = [c for c in (case.query, case.body) if isinstance(c, dict)]
+    if roll == 0 and containers:
+        container = data.draw(st.sampled_from(containers), label="where")
+        strings = sorted(name for name, value in container.items() if isinstance(value, str))
+        if strings:
+            name = data.draw(st.sampled_from(strings), label="NUL in")
+            container[name] = container[name] + "\x00"
+    elif roll == 1 and case.media_type == "application/json":
+        return nested(data.draw(st.integers(1, MAX_DEPTH), label="depth"), data.draw(st.booleans()))
+    return None
+
+
 def prepared(case: Any) -> requests.PreparedRequest:
     kwargs = case.as_transport_kwargs(base_url=ISSUER)
     return requests.Request(**{key: kwargs[key] for key in TRANSPORT_KEYS if key in kwargs}).prepare()
@@ -86,11 +102,12 @@ def signer_for(parties: Parties, case: Any, data: st.DataObject) -> Device | Non
 
 def send(parties: Parties, case: Any, data: st.DataObject) -> Any:
     signer = signer_for(parties, case, data)
+    deep = hostile(case, data)
     request = prepared(case)
     method = request.method or "GET"
     target = request.path_url
     body = request.body or b""
-    body = body.encode() if isinstance(body, str) else body
+    body = deep or (body.encode() if isinstance(body, str) else body)
     headers = dict(request.headers)
     if not EDGE_GUARD_MERGED and "postgresql" in parties.database_url:
         target, body = without_nul(target.encode()).decode(), without_nul(body)
@@ -123,9 +140,11 @@ def test_every_answer_is_one_the_openapi_document_promises(parties: Parties) -> 
             device[response.status_code != 401] += 1
         try:
             case.validate_response(response, checks=CHECKS)
-        except Exception as failure:  # every check's failure, collected: one run shows every class
-            key = f"{case.operation.label} -> {response.status_code}: {type(failure).__name__}"
-            failures.setdefault(key, f"{failure}\n{case.as_curl_command()}"[:3000])
+        except (Failure, FailureGroup) as found:  # every check's failure, collected: one run shows every class
+            each = list(found.exceptions) if isinstance(found, FailureGroup) else [found]
+            key = f"{case.operation.label} -> {response.status_code}: {', '.join(type(f).__name__ for f in each)}"
+            detail = "\n".join(str(f) for f in each)
+            failures.setdefault(key, f"{detail}\n{case.as_curl_command()}\n{response.text[:300]}"[:3000])
 
     run()
     print(summary("schemathesis", statuses), f"(signed device requests past 401: {device[True]} of {device.total()})")
