@@ -26,7 +26,7 @@ from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import derive_issuer
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.errors import DelegationClosed
-from vouchsim.server.delegation.schemas import DelegationList
+from vouchsim.server.delegation.schemas import DelegationList, DelegationView
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.device.auth import (
     AuthenticatedDevice,
@@ -36,9 +36,18 @@ from vouchsim.server.device.auth import (
     parse_signed_request,
 )
 from vouchsim.server.device.errors import InvalidRequest
-from vouchsim.server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
+from vouchsim.server.device.schemas import (
+    ClaimRequest,
+    ConnectionList,
+    ConnectionView,
+    DecisionRequest,
+    DeviceInfo,
+    EmptyRequest,
+    EnrolRequest,
+    ErrorBody,
+)
 from vouchsim.server.device.service import DeviceService
-from vouchsim.server.pairing.service import PairingService
+from vouchsim.server.pairing.service import DeclinedPairing, IssuedCode, PairingContext, PairingService
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
 from vouchsim.server.storage.repositories.pairings import PairingRepository
@@ -170,10 +179,17 @@ async def provide_device_call(
     )
 
 
-def _documented(*statuses: int, body: type[msgspec.Struct] | None = None, optional_body: bool = False) -> Any:
-    """The OpenAPI view of a signed endpoint: its error answers (401 for every one: the signature) and the body it
-    decodes itself, after the signature (server.openapi)."""
-    documented: dict[str, Any] = {"responses": openapi.error_responses(400, 401, *statuses)}
+def _documented(
+    ok: tuple[int, Any],
+    *statuses: int,
+    body: type[msgspec.Struct] | None = None,
+    optional_body: bool = False,
+) -> Any:
+    """The OpenAPI view of a signed endpoint: its answer, its error answers (401 for every one: the signature), and
+    the body it decodes itself, after the signature (server.openapi)."""
+    status, answer = ok
+    responses = {status: openapi.response(answer, "Done."), **openapi.error_responses(400, 401, *statuses)}
+    documented: dict[str, Any] = {"responses": responses}
     if body is not None:
         documented["operation_class"] = openapi.operation(body=openapi.request_body(body, required=not optional_body))
     return documented
@@ -182,7 +198,7 @@ def _documented(*statuses: int, body: type[msgspec.Struct] | None = None, option
 # -- endpoints -----------------------------------------------------------------------------------------------
 
 
-@post("/enrol", status_code=HTTP_201_CREATED, **_documented(409, body=EnrolRequest))
+@post("/enrol", status_code=HTTP_201_CREATED, **_documented((201, DeviceInfo), 409, body=EnrolRequest))
 async def enrol(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -202,12 +218,14 @@ async def enrol(
     return await answer(work, HTTP_201_CREATED)
 
 
-@get("/me", **_documented())
+@get("/me", **_documented((200, DeviceInfo)))
 async def me(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.me(call.device.device_id, call.issuer))
 
 
-@post("/pairings/claim", status_code=HTTP_200_OK, **_documented(404, 409, 410, body=ClaimRequest))
+@post(
+    "/pairings/claim", status_code=HTTP_200_OK, **_documented((200, PairingContext), 404, 409, 410, body=ClaimRequest)
+)
 async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -220,7 +238,7 @@ async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
 @post(
     "/pairings/{pairing_id:str}/approve",
     status_code=HTTP_200_OK,
-    **_documented(404, 409, 410, body=EmptyRequest, optional_body=True),
+    **_documented((200, IssuedCode), 404, 409, 410, body=EmptyRequest, optional_body=True),
 )
 async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
@@ -234,7 +252,7 @@ async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
 @post(
     "/pairings/{pairing_id:str}/decline",
     status_code=HTTP_200_OK,
-    **_documented(404, 409, 410, body=EmptyRequest, optional_body=True),
+    **_documented((200, DeclinedPairing), 404, 409, 410, body=EmptyRequest, optional_body=True),
 )
 async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
@@ -245,12 +263,12 @@ async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
     return await answer(work)
 
 
-@get("/connections", **_documented())
+@get("/connections", **_documented((200, ConnectionList)))
 async def list_connections(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.connections_of(call.device.user_id))
 
 
-@delete("/connections/{connection_id:str}", status_code=HTTP_200_OK, **_documented(404))
+@delete("/connections/{connection_id:str}", status_code=HTTP_200_OK, **_documented((200, ConnectionView), 404))
 async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: FromPath[str]) -> Response[Any]:
     return await answer(lambda: call.devices.revoke_connection(call.device.user_id, connection_id))
 
@@ -258,7 +276,7 @@ async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: Fr
 # -- delegations (docs/delegations.md) -----------------------------------------------------------------------
 
 
-@get("/delegations", **_documented())
+@get("/delegations", **_documented((200, DelegationList)))
 async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[str] = "pending") -> Response[Any]:
     """`pending` (default), `history` or `all`, newest first."""
 
@@ -308,7 +326,7 @@ async def delegation_events(
 @post(
     "/delegations/{delegation_id:str}/decision",
     status_code=HTTP_200_OK,
-    **_documented(404, 409, body=DecisionRequest),
+    **_documented((200, DelegationView), 404, 409, body=DecisionRequest),
 )
 async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
@@ -329,7 +347,7 @@ async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: Fr
 @post(
     "/delegations/{delegation_id:str}/revoke",
     status_code=HTTP_200_OK,
-    **_documented(404, 409, body=EmptyRequest, optional_body=True),
+    **_documented((200, DelegationView), 404, 409, body=EmptyRequest, optional_body=True),
 )
 async def revoke_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
