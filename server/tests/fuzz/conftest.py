@@ -26,6 +26,10 @@ class Parties:
     access_token: str
     refresh_token: str
 
+    @property
+    def backend(self) -> str:
+        return "postgres" if self.database_url.startswith("postgresql") else "sqlite"
+
 
 @pytest.fixture
 def parties(database_url: str) -> Iterator[Parties]:

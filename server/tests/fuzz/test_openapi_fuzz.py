@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import given
@@ -109,7 +110,7 @@ def send(parties: Parties, case: Any, data: st.DataObject) -> Any:
     body = request.body or b""
     body = deep or (body.encode() if isinstance(body, str) else body)
     headers = dict(request.headers)
-    if not EDGE_GUARD_MERGED and "postgresql" in parties.database_url:
+    if not EDGE_GUARD_MERGED and parties.backend == "postgres":
         target, body = without_nul(target.encode()).decode(), without_nul(body)
         headers = {name: value.replace("\x00", "") for name, value in headers.items()}
     if signer is not None:
@@ -121,7 +122,9 @@ def send(parties: Parties, case: Any, data: st.DataObject) -> Any:
     return parties.client.request(method, ISSUER + target, content=body, headers=headers, follow_redirects=False)
 
 
-def test_every_answer_is_one_the_openapi_document_promises(parties: Parties) -> None:
+def test_every_answer_is_one_the_openapi_document_promises(
+    parties: Parties, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = parties.client.get("/schema/openapi.json").json()
     schema = schemathesis.openapi.from_dict(raw)
     cases = st.one_of(schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE))
@@ -147,7 +150,11 @@ def test_every_answer_is_one_the_openapi_document_promises(parties: Parties) -> 
             failures.setdefault(key, f"{detail}\n{case.as_curl_command()}\n{response.text[:300]}"[:3000])
 
     run()
-    print(summary("schemathesis", statuses), f"(signed device requests past 401: {device[True]} of {device.total()})")
+    with capsys.disabled():  # the counts show in every run, not only with -s
+        print(
+            "\n" + summary(f"schemathesis on {parties.backend}", statuses),
+            f"(signed device requests past 401: {device[True]} of {device.total()})",
+        )
     assert sum(statuses.values()) >= min(CASES, 2000) * 0.9
     # The auth hook works: most signed device requests are judged on their content, not refused at the signature.
     assert device[True] > device[False], device
