@@ -25,7 +25,7 @@ EDGE_GUARD_MERGED = False
 MAX_DEPTH = 60_000 if EDGE_GUARD_MERGED else 400
 
 
-def nested(depth: int, object_: bool) -> bytes:
+def nested(depth: int, *, object_: bool) -> bytes:
     opener, closer = ('{"a":', "}") if object_ else ("[", "]")
     return (opener * depth + "1" + closer * depth).encode()
 

@@ -118,7 +118,7 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     """Bodies no JSON encoder writes: truncated, deeply nested, lone surrogates, bytes."""
     kind = draw(st.integers(0, 4))
     if kind == 0:
-        return nested(draw(st.integers(1, MAX_DEPTH)), draw(st.booleans()))
+        return nested(draw(st.sampled_from([MAX_DEPTH]) | st.integers(1, MAX_DEPTH)), object_=draw(st.booleans()))
     if kind == 1:
         whole = dumps(draw(messages(modern=False)))
         return whole[: draw(st.integers(0, max(0, len(whole) - 1)))]
