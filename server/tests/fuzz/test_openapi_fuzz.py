@@ -2,9 +2,10 @@
 
 Every operation of `GET /schema/openapi.json` gets generated requests, valid ones and ones that break the schema,
 and every answer must be one the document promises: no 5xx, a documented status code and content type, and a body
-that matches the documented schema. Device requests are signed by an enrolled device (the auth hook, `sign`), so the
-device API is exercised past its 401; OAuth requests often carry a registered client's id, redirect URI and tokens,
-so they reach the checks behind client authentication. `VOUCHSIM_FUZZ_CASES` sets the number of cases.
+that matches the documented schema. Device requests are signed by an enrolled device (the auth hook: `signer_for`
+and `send`), so the device API is exercised past its 401; OAuth requests often carry a registered client's id,
+redirect URI and tokens, so they reach the checks behind client authentication. Every tenth case carries a NUL byte
+and every tenth other one a deeply nested JSON body (`hostile`). `VOUCHSIM_FUZZ_CASES` sets the number of cases.
 """
 
 from __future__ import annotations
