@@ -115,7 +115,8 @@ def send(parties: Parties, case: Any, data: st.DataObject, counts: Counter[str])
     target = request.path_url
     body = request.body or b""
     body = deep or (body.encode() if isinstance(body, str) else body)
-    headers = dict(request.headers)
+    # httpx sets Content-Length for the body actually sent (the prepared one's may be of the body before `hostile`).
+    headers = {name: value for name, value in request.headers.items() if name.lower() != "content-length"}
     if not EDGE_GUARD_MERGED and parties.backend == "postgres":
         target, body = without_nul(target.encode()).decode(), without_nul(body)
         headers = {name: value.replace("\x00", "") for name, value in headers.items()}
@@ -124,7 +125,6 @@ def send(parties: Parties, case: Any, data: st.DataObject, counts: Counter[str])
         signature = signer.headers(method, target, body)
         signature.pop("Content-Type")
         headers.update(signature)
-    headers["content-length"] = str(len(body))
     return parties.client.request(method, ISSUER + target, content=body, headers=headers, follow_redirects=False)
 
 
