@@ -11,8 +11,10 @@ from litestar import Request, Response, get
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 
+from vouchsim.server import openapi
 from vouchsim.server.core.issuer import resource_url
 from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.oauth import wire
 from vouchsim.server.oauth.authorization_code import normalise_resource
 from vouchsim.server.oauth.authorize import (
     Approved,
@@ -34,7 +36,16 @@ from vouchsim.server.storage.session import DbSession
 @get(
     "/oauth/authorize",
     tags=["oauth"],
-    include_in_schema=True,
+    status_code=303,
+    operation_class=openapi.operation(parameters=openapi.query_parameters(wire.AuthorizationQuery)),
+    responses={
+        303: openapi.response(
+            None,
+            "On to the pairing or consent page; or, once the client and redirect URI are known good, back to the "
+            "client with `error`, `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207).",
+        ),
+        **openapi.error_responses(400, media_type=openapi.HTML),
+    },
     dependencies={"flow": PAGE_DEPENDENCIES["flow"]},
 )
 async def authorize(

@@ -11,7 +11,9 @@ from authlib.oauth2.rfc7591 import InvalidClientMetadataError
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 
+from vouchsim.server import openapi
 from vouchsim.server.core.runtime import Runtime
+from vouchsim.server.oauth import wire
 from vouchsim.server.oauth.bridge import run_authlib
 from vouchsim.server.oauth.clients import ClientDirectory
 from vouchsim.server.oauth.registration import Registration
@@ -33,7 +35,16 @@ class _JsonRequest:
         self.credential: Any = None
 
 
-@post("/oauth/register", tags=["oauth"], status_code=201)
+@post(
+    "/oauth/register",
+    tags=["oauth"],
+    status_code=201,
+    operation_class=openapi.operation(body=openapi.request_body(wire.ClientMetadata)),
+    responses={
+        201: openapi.response(wire.ClientInformation, "The client is registered (RFC 7591 §3.2.1)."),
+        **openapi.error_responses(400),
+    },
+)
 async def register(
     request: Request[Any, Any, Any],
     db: NamedDependency[DbSession],
