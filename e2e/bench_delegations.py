@@ -612,7 +612,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             database_url = args.database_url or databases.new()
             print(f"database: {database_url}")
-            env = {"VOUCHSIM_WORKERS": str(args.workers)}
+            # Throughput, not the rate limits: those are off.
+            env = {
+                "VOUCHSIM_WORKERS": str(args.workers),
+                "VOUCHSIM_RATE_LIMIT_MCP": "0",
+                "VOUCHSIM_RATE_LIMIT_REGISTRATIONS": "0",
+                "VOUCHSIM_RATE_LIMIT_PAIRINGS": "0",
+                "VOUCHSIM_RATE_LIMIT_PAIRING_CODES": "0",
+            }
             server = LiveServer(database_url, work_dir / "server.log", env).start()
             print(f"server: {server.base_url} (pid {server.process.pid if server.process else '?'})")
 

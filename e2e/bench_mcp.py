@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         server: LiveServer | None = None
         try:
             database_url = args.database_url or databases.new()
-            env = {"VOUCHSIM_LOG_LEVEL": "warning"}  # no access log line per request
+            # No access log line per request, and no per-token rate limit: this measures throughput, not the limit.
+            env = {"VOUCHSIM_LOG_LEVEL": "warning", "VOUCHSIM_RATE_LIMIT_MCP": "0"}
             server = LiveServer(database_url, work_dir / "server.log", env).start()
             print(f"server: {server.base_url} (pid {server.process.pid if server.process else '?'}), {database_url}")
             token, session_id = asyncio.run(prepare(server, work_dir))

@@ -6,10 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response, get
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -17,6 +17,7 @@ from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vouchsim.server.core.clock import Clock, OffsetClock, SystemClock
@@ -26,6 +27,9 @@ from vouchsim.server.delegation.audiences import AudienceRegistry
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.delegation.tokens import SigningKeyStore
 from vouchsim.server.device.routes import device_router
+from vouchsim.server.edge import stack
+from vouchsim.server.edge.cors import cors_headers
+from vouchsim.server.edge.limits import RateLimits
 from vouchsim.server.mcp.routes import mcp_routes
 from vouchsim.server.mcp.transport import McpServer
 from vouchsim.server.oauth.cimd import metadata_resolver
@@ -111,8 +115,35 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     )
 
 
+def bad_input(exc: BaseException) -> bool:
+    """Whether `exc` is a parser or the database refusing what the request carried, not a bug of ours: nesting past
+    a recursion limit, text that is not Unicode, a value the database cannot store (PostgreSQL and NUL)."""
+    if isinstance(exc, RecursionError | UnicodeError | DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        # asyncpg's errors reach SQLAlchemy as a generic DBAPIError; SQLSTATE class 22 is "data exception"
+        # (22021: a NUL byte in text), the request's fault, not ours.
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith("22")
+    return isinstance(exc, StatementError) and isinstance(exc.orig, UnicodeError)
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """A bug: logged with its traceback for us, a plain 500 for the caller (never the traceback itself)."""
+    """A bug: logged with its traceback for us, a plain 500 for the caller (never the traceback itself). The last
+    resort behind server.edge.inputs: bad input that got past it is a 400, logged in one line."""
+    if bad_input(exc):
+        log.warning(
+            "refused %s %s: the request carried what a parser cannot read (%s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return Response(
+            content={"error": "invalid_request", "error_description": "The request contains data that cannot be read."},
+            status_code=400,
+            headers={"Cache-Control": "no-store"},
+            media_type="application/json",
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(
         content={"error": "server_error", "error_description": "Something went wrong on our side."},
@@ -221,25 +252,13 @@ def create_app(
             components=testbed_routes.openapi_components() if testbed is not None else [],
         ),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
-        # Browser-based MCP clients must be able to read the challenge and the session id.
-        cors_config=CORSConfig(
-            allow_origins=["*"],
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "Mcp-Session-Id",
-                "MCP-Protocol-Version",
-                "Mcp-Method",
-                "Mcp-Name",
-                "Last-Event-ID",
-            ],
-            expose_headers=["WWW-Authenticate", "Mcp-Session-Id"],
-            max_age=600,
-        ),
     )
+    # The edge (server.edge): host guard, CORS, rate limits and the input guard, around everything the app does.
+    limits = RateLimits(settings)
+    app.asgi_handler = cast("Any", stack(cast("Any", app.asgi_handler), settings, limits))
     if testbed is not None:
-        testbed_routes.install(app, testbed)  # journal and faults, around everything else
+        testbed.on_reset(limits.clear)
+        testbed_routes.install(app, testbed, partial(cors_headers, settings))  # journal and faults, around all
     return app
 
 

@@ -48,6 +48,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Browser origins allowed to call `/mcp` besides the issuer's own and loopback ones, comma-separated
     # (`https://inspector.example.com,https://app.example.com`); any other `Origin` is refused (DNS rebinding).
     allowed_origins: str = ""
+    # Host names the server answers for besides loopback ones, when no issuer is set (server.edge.hosts): with
+    # VOUCHSIM_ISSUER unset and the server listening on loopback, any other `Host` gets 421, so a DNS-rebinding
+    # page cannot make the server name the attacker's host in its metadata. Comma-separated `host` (any port) or
+    # `host:port`; `*` accepts every host (the guard off).
+    allowed_hosts: str = ""
+    # Rate limits (server.edge.limits, docs/security.md): how many requests one client IP (one access token on
+    # /mcp) may make in a burst, refilled evenly over `rate_limit_window` seconds; 0 turns that limit off. Counted
+    # in process: with `--workers N` each worker counts on its own.
+    rate_limit_window: int = 20
+    rate_limit_registrations: int = 150  # POST /oauth/register
+    rate_limit_pairings: int = 300  # authorization page starts and fresh pairing QRs
+    rate_limit_pairing_codes: int = 600  # pairing codes typed into the authorization page
+    rate_limit_mcp: int = 6000  # /mcp requests, per access token
+    # Key the per-IP limits on the last address of `X-Forwarded-For` (what a trusted reverse proxy appends) rather
+    # than on the socket's peer. Only behind a proxy that sets it: otherwise any caller chooses its own key.
+    rate_limit_forwarded_for: bool = False
     # Client registration (docs/client-registration.md). Which paths a client may take besides the pre-registered
     # clients: `cimd` (Client ID Metadata Documents), `dcr` (RFC 7591 dynamic registration), both, or `none`.
     registration: str = "cimd,dcr"
@@ -101,6 +117,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.rate_limit_window <= 0:
+            raise ValueError("rate_limit_window must be positive")
+        for name in ("rate_limit_registrations", "rate_limit_pairings", "rate_limit_pairing_codes", "rate_limit_mcp"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative (0 turns the limit off)")
+        for host in self.allowed_host_list:
+            if host != "*" and (problem := _allow_host_problem(host)):
+                raise ValueError(f"allowed_hosts: {host!r} {problem}")
         if self.testbed_journal_size < 1:
             raise ValueError("testbed_journal_size must be at least 1")
         if not all("\x21" <= char <= "\x7e" for char in self.testbed_token):
@@ -135,6 +159,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def allowed_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip())
+
+    @property
+    def allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
     @property
     def registration_modes(self) -> frozenset[str]:

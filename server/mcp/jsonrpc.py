@@ -100,8 +100,10 @@ def parse(body: bytes) -> Message:
     """One JSON-RPC message from a request body, or `ParseError` / `InvalidRequest`."""
     try:
         data = _decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise ParseError("Parse error: the body is not valid JSON.") from None
+    except RecursionError:
+        raise ParseError("Parse error: the body is nested too deep.") from None
     return validate(data)
 
 

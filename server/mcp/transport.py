@@ -30,13 +30,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from vouchsim.server.core.crypto import hash_secret
 from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.issuer import canonical_resource, resource_url
+from vouchsim.server.core.origins import origin_allowed
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.mcp import era, jsonrpc, protocol, tasks
@@ -145,35 +145,6 @@ def sse_event(message: jsonrpc.Outgoing) -> bytes:
 
 def accepts_event_stream(accept: str | None) -> bool:
     return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in (accept or "").split(","))
-
-
-# -- Origin (basic/transports, "Security Warning": DNS rebinding) ---------------------------------------------
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-def _origin_key(value: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(value.strip().lower())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-        return None
-    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
-
-
-def origin_allowed(origin: str | None, issuer: str, allowed: tuple[str, ...]) -> bool:
-    """No `Origin` (not a browser), our own, a loopback one, or one the operator allowed."""
-    if origin is None:
-        return True
-    key = _origin_key(origin)
-    if key is None:  # "null" (sandboxed frames, file:), or garbage
-        return False
-    _scheme, host, _port = key
-    if host in _LOOPBACK_HOSTS or host.endswith(".localhost"):
-        return True
-    return key == _origin_key(issuer) or any(key == _origin_key(other) for other in allowed)
 
 
 # -- progress over SSE ----------------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class Testbed:
         self._delegations: DelegationService | None = None
         self._clients: ClientDirectory | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._reset_hooks: list[Callable[[], None]] = []
 
     # -- life ---------------------------------------------------------------------------------------------------
     async def start(
@@ -232,10 +233,10 @@ class Testbed:
     # -- reset --------------------------------------------------------------------------------------------------
     async def reset(self) -> None:
         """Wipe clients, users, devices, connections, tokens, sessions, delegations and faults, return the
-        clock to real time and clear the journal and the cached metadata documents, on every instance; signing
-        keys stay. The pre-registered clients are read again from `VOUCHSIM_CLIENTS_FILE` and written back, so
-        the file can be edited between two runs; a file that is no longer valid raises `ClientsFileError` before
-        anything is wiped."""
+        clock to real time and clear the journal, the rate limits and the cached metadata documents, on every
+        instance; signing keys stay. The pre-registered clients are read again from `VOUCHSIM_CLIENTS_FILE` and
+        written back, so the file can be edited between two runs; a file that is no longer valid raises
+        `ClientsFileError` before anything is wiped."""
         preregistered = PreregisteredClients.from_settings(self.settings)
 
         async def change(repo: TestbedRepository) -> None:
@@ -248,9 +249,15 @@ class Testbed:
 
         await self._change("reset", change)
 
+    def on_reset(self, forget: Callable[[], None]) -> None:
+        """Call `forget` on this instance at every reset (state kept in process elsewhere: the rate limits)."""
+        self._reset_hooks.append(forget)
+
     def _clear_local(self) -> None:
         if self._clients is not None:
             self._clients.forget_documents()
+        for forget in self._reset_hooks:
+            forget()
         self.journal.clear()
         self._names.clear()
         self._faults = []

@@ -49,10 +49,10 @@ class TestbedLayer:
     __test__ = False  # not a pytest test class, whatever its name
 
     def __init__(
-        self, app: ASGIApp, testbed: Testbed, *, cors_headers: Callable[[str], Mapping[str, str]] | None = None
+        self, app: ASGIApp, testbed: Testbed, *, cors_headers: Callable[[Scope], Mapping[str, str]] | None = None
     ) -> None:
-        """`cors_headers(origin)`: the CORS headers the app would add for a browser at `origin`, for the answers
-        of faults (which never reach the app's own CORS handling)."""
+        """`cors_headers(scope)`: the CORS headers the app adds to its answer to that request (server.edge.cors),
+        for the answers of faults (which never reach the app's own CORS handling)."""
         self.app = app
         self.testbed = testbed
         self.cors_headers = cors_headers
@@ -137,9 +137,8 @@ class TestbedLayer:
             data = {"error": action.error_code, "error_description": action.description}
         if action.retry_after is not None:
             extra["retry-after"] = str(action.retry_after)
-        origin = headers.get("origin")
-        if origin and self.cors_headers is not None:
-            extra.update({name.lower(): value for name, value in self.cors_headers(origin).items()})
+        if self.cors_headers is not None:
+            extra.update({name.lower(): value for name, value in self.cors_headers(scope).items()})
         payload = json.dumps(data).encode()
         extra["content-type"] = "application/json"
         extra["content-length"] = str(len(payload))

@@ -20,6 +20,7 @@ instance.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
@@ -38,7 +39,7 @@ from vouchsim.server.oauth.preregistered import ClientsFileError
 from vouchsim.server.testbed.control import ClockView, Testbed
 from vouchsim.server.testbed.faults import Fault, FaultRequest
 from vouchsim.server.testbed.journal import MAX_WAIT, JournalEntry, split_kinds
-from vouchsim.server.testbed.layer import TestbedLayer
+from vouchsim.server.testbed.layer import Scope, TestbedLayer
 from vouchsim.server.testbed.observe import KINDS
 
 TAG = "testbed"
@@ -214,15 +215,9 @@ def openapi_components() -> Components:
     )
 
 
-def install(app: Litestar, testbed: Testbed) -> None:
-    """Put the journal-and-faults layer around the whole app (CORS and exception handling included)."""
-    cors = app.cors_config
-
-    def cors_headers(origin: str) -> dict[str, str]:
-        if cors is None or not cors.is_origin_allowed(origin):
-            return {}
-        return dict(cors.simple_headers)
-
+def install(app: Litestar, testbed: Testbed, cors_headers: Callable[[Scope], Mapping[str, str]]) -> None:
+    """Put the journal-and-faults layer around the whole app (the edge, CORS and exception handling included);
+    `cors_headers(scope)` gives its fault answers the CORS headers the app's own answers carry."""
     # The layer speaks plain ASGI (dicts), not Litestar's typed events: the same thing to the server.
     layer = TestbedLayer(cast("Any", app.asgi_handler), testbed, cors_headers=cors_headers)
     app.asgi_handler = cast("Any", layer)

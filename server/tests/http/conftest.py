@@ -12,11 +12,14 @@ from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.settings import Settings
 
 ISSUER = "https://vouch.test"
+# The hosts the tests send: names of our own, listed as an operator would list them (server.edge.hosts); the
+# last two stand for another name of the same server.
+TEST_HOSTS = "vouch.test,other.example,mcp.example.com"
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, allowed_hosts=TEST_HOSTS)
 
 
 @pytest.fixture

@@ -60,7 +60,9 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @pytest.fixture
 async def api(database_url: str, clock: FrozenClock) -> AsyncIterator[Client]:
-    async with AsyncTestClient(create_app(Settings(database_url=database_url), clock=clock), base_url=BASE_URL) as c:
+    async with AsyncTestClient(
+        create_app(Settings(database_url=database_url, allowed_hosts="vouch.test"), clock=clock), base_url=BASE_URL
+    ) as c:
         yield c
 
 

@@ -48,7 +48,7 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def api(database_url: str, clock: FrozenClock) -> AsyncIterator[Client]:
     """The whole app, as served: its engine is made in its lifespan on the loop that serves it (asyncpg
     connections cannot cross event loops). The HMAC key is fixed so the tests can seed pairings directly."""
-    settings = Settings(database_url=database_url, secret_key=HMAC_KEY.decode())
+    settings = Settings(database_url=database_url, secret_key=HMAC_KEY.decode(), allowed_hosts="vouch.test,other.test")
     async with AsyncTestClient(create_app(settings, clock=clock), base_url=BASE_URL) as client:
         yield client
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.http.test_mcp_routes import FULL, PAYMENT, Agent, rpc_error, sse_messages, tokens_for
 from server.tests.support import Device, Flow, register
 from vouchsim.server.app import create_app
@@ -329,7 +329,10 @@ def app_with(database_url: str, clock: FrozenClock) -> Iterator[Any]:
 
     def make(versions: str) -> Flow:
         client = TestClient(
-            create_app(Settings(database_url=database_url, mcp_versions=versions), clock=clock), base_url=ISSUER
+            create_app(
+                Settings(database_url=database_url, mcp_versions=versions, allowed_hosts=TEST_HOSTS), clock=clock
+            ),
+            base_url=ISSUER,
         )
         client.__enter__()
         clients.append(client)

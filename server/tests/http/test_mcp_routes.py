@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from server.tests.delegation_support import sign
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.support import Flow, authorize_params, csrf_of, exchange, pkce, redirect_query, register
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.settings import Settings
@@ -23,7 +23,12 @@ PAYMENT = {"audienceId": "aud_test_payments", "purpose": "Prepare a payment.", "
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, mcp_session_ttl=600, allowed_origins="https://inspector.example")
+    return Settings(
+        database_url=database_url,
+        mcp_session_ttl=600,
+        allowed_origins="https://inspector.example",
+        allowed_hosts=TEST_HOSTS,
+    )
 
 
 def tokens_for(flow: Flow, info: dict[str, Any], scope: str = FULL) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.http.test_mcp_modern_routes import SERVER_INFO, Modern, completed, modern
 from server.tests.http.test_mcp_routes import PAYMENT, approve_on_device, rpc_error
 from server.tests.support import Flow, register
@@ -25,7 +25,7 @@ TASKS = {"extensions": {"io.modelcontextprotocol/tasks": {}}}
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     """Access tokens outlive a finished task's hour here, so its expiry can be seen with the same token."""
-    return Settings(database_url=database_url, access_token_ttl=3 * 3600)
+    return Settings(database_url=database_url, access_token_ttl=3 * 3600, allowed_hosts=TEST_HOSTS)
 
 
 def tasking(flow: Flow, scope: str = "identity delegation", info: dict[str, Any] | None = None) -> Modern:

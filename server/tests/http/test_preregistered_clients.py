@@ -34,7 +34,7 @@ CONFIDENTIAL = {
 def settings(database_url: str, tmp_path: Path) -> Settings:
     path = tmp_path / "clients.json"
     path.write_text(json.dumps({"clients": [PUBLIC, CONFIDENTIAL]}))
-    return Settings(database_url=database_url, clients_file=str(path))
+    return Settings(database_url=database_url, clients_file=str(path), allowed_hosts="vouch.test")
 
 
 def test_a_preregistered_public_client_completes_the_flow(flow: Flow, verifier_challenge: tuple[str, str]) -> None:

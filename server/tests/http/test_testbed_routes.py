@@ -15,7 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from litestar.testing import TestClient
 
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.support import Flow, authorize_params, exchange, pkce, qr_payload_for, register
 from server.tests.testbed_support import (
     AUTH,
@@ -50,7 +50,7 @@ CONTROLS = [
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, testbed=True, testbed_token=TOKEN)
+    return Settings(database_url=database_url, testbed=True, testbed_token=TOKEN, allowed_hosts=TEST_HOSTS)
 
 
 @pytest.fixture
@@ -68,7 +68,9 @@ def confidential(client: TestClient[Any]) -> dict[str, Any]:
 
 
 def test_the_controls_are_off_unless_asked_for(database_url: str, clock: FrozenClock) -> None:
-    with TestClient(create_app(Settings(database_url=database_url), clock=clock), base_url=ISSUER) as client:
+    with TestClient(
+        create_app(Settings(database_url=database_url, allowed_hosts=TEST_HOSTS), clock=clock), base_url=ISSUER
+    ) as client:
         for method, path in CONTROLS:
             assert client.request(method, path, headers=AUTH).status_code in (404, 405), (method, path)
         paths = client.get("/schema/openapi.json").json()["paths"]
@@ -192,7 +194,9 @@ def test_the_journal_filters_pages_and_clears(client: TestClient[Any]) -> None:
 
 
 def test_the_journal_is_bounded(database_url: str, clock: FrozenClock) -> None:
-    settings = Settings(database_url=database_url, testbed=True, testbed_token=TOKEN, testbed_journal_size=3)
+    settings = Settings(
+        database_url=database_url, testbed=True, testbed_token=TOKEN, testbed_journal_size=3, allowed_hosts=TEST_HOSTS
+    )
     with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as client:
         for _ in range(5):
             client.get("/.well-known/jwks.json")
@@ -237,9 +241,13 @@ def test_a_503_fault_carries_retry_after_as_often_as_asked(client: TestClient[An
 
 
 def test_a_fault_answers_browsers_with_the_apps_cors_headers(client: TestClient[Any]) -> None:
-    add_fault(client, {"match": {"kind": "discovery"}, "action": {"status": 503}})
-    answer = client.get("/.well-known/oauth-authorization-server", headers={"Origin": "https://inspector.example"})
-    assert answer.status_code == 503 and answer.headers["access-control-allow-origin"] == "*"
+    add_fault(client, {"match": {"kind": "discovery"}, "action": {"status": 503}, "times": 2})
+    answer = client.get("/.well-known/oauth-authorization-server", headers={"Origin": "http://localhost:6274"})
+    assert answer.status_code == 503 and answer.headers["access-control-allow-origin"] == "http://localhost:6274"
+    assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
+    # The same allow-list as the app's own answers: a foreign origin reads neither.
+    foreign = client.get("/.well-known/oauth-authorization-server", headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 503 and "access-control-allow-origin" not in foreign.headers
 
 
 def test_a_fault_on_mcp_is_a_json_rpc_error_with_its_status(client: TestClient[Any], flow: Flow) -> None:
@@ -478,7 +486,7 @@ def audiences_file(tmp_path: Any) -> str:
 @pytest.fixture
 def alg_client(database_url: str, audiences_file: str) -> Iterator[TestClient[Any]]:
     """On the real clock: PyJWT checks `exp` against the time of day."""
-    settings = Settings(database_url=database_url, audiences_file=audiences_file)
+    settings = Settings(database_url=database_url, audiences_file=audiences_file, allowed_hosts=TEST_HOSTS)
     with TestClient(create_app(settings), base_url=ISSUER) as client:
         yield client
 
@@ -520,7 +528,9 @@ def test_each_audience_gets_tokens_in_its_algorithm_that_pyjwt_verifies(alg_clie
 def test_two_instances_follow_one_clock_and_one_set_of_faults(database_url: str, clock: FrozenClock) -> None:
     if database_url.startswith("sqlite"):
         pytest.skip("instances share state across processes on PostgreSQL only (LISTEN/NOTIFY)")
-    settings = Settings(database_url=database_url, testbed=True, testbed_token=TOKEN, workers=2)
+    settings = Settings(
+        database_url=database_url, testbed=True, testbed_token=TOKEN, workers=2, allowed_hosts=TEST_HOSTS
+    )
     with (
         TestClient(create_app(settings, clock=clock), base_url=ISSUER) as one,
         TestClient(create_app(settings, clock=clock), base_url=ISSUER) as two,

@@ -18,6 +18,7 @@ from server.tests.delegation_support import HMAC_KEY, ISSUER, World, decide
 from server.tests.unit.mcp.conftest import grant_for
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.core.crypto import hash_secret, new_id
+from vouchsim.server.core.origins import origin_allowed
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.audiences import DEFAULT_FILE, AudienceRegistry
 from vouchsim.server.delegation.service import DelegationService
@@ -29,7 +30,6 @@ from vouchsim.server.mcp.transport import (
     Reply,
     StreamedReply,
     accepts_event_stream,
-    origin_allowed,
 )
 from vouchsim.server.oauth.bearer import AccessGrant, InvalidToken
 from vouchsim.server.settings import Settings

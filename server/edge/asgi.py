@@ -1,0 +1,93 @@
+"""What the edge layers share: ASGI types, header look-ups, the request's issuer and client address, and the one
+way they refuse a request (JSON in the refused endpoint's own error shape)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from vouchsim.server.core.issuer import derive_issuer
+from vouchsim.server.settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# JSON-RPC 2.0 §5.1
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+SERVER_ERROR = -32000  # implementation-defined: what /mcp answers for "not now" (a rate limit)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first `name` header (lower-case bytes) as latin-1 text, or None."""
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def issuer_for(settings: Settings, scope: Scope) -> str:
+    """The request's issuer, derived as `server.http.issuer.issuer_of` derives it, but from the ASGI scope: the
+    edge runs before Litestar makes a request."""
+    return derive_issuer(
+        settings.issuer,
+        scheme=scope.get("scheme", "http"),
+        host=header(scope, b"host"),
+        forwarded_proto=header(scope, b"x-forwarded-proto"),
+    )
+
+
+def client_address(settings: Settings, scope: Scope) -> str:
+    """The socket's peer; with `rate_limit_forwarded_for`, the last `X-Forwarded-For` entry (the address the
+    trusted proxy saw) when there is one."""
+    if settings.rate_limit_forwarded_for:
+        forwarded = header(scope, b"x-forwarded-for")
+        if forwarded and (last := forwarded.split(",")[-1].strip()):
+            return last[:64]
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def is_mcp(path: str) -> bool:
+    return path == "/mcp" or path.startswith("/mcp/")
+
+
+async def refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    error: str,
+    description: str,
+    *,
+    rpc_code: int = INVALID_REQUEST,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer at once: `{"error", "error_description"}` (RFC 6749 §5.2's shape, which the device API shares), or
+    on `/mcp` a JSON-RPC error object whose `data.error` carries the same code."""
+    if is_mcp(scope.get("path", "")):
+        data: dict[str, Any] = {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": rpc_code, "message": description, "data": {"error": error}},
+        }
+    else:
+        data = {"error": error, "error_description": description}
+    payload = json.dumps(data).encode()
+    answer = {
+        "content-type": "application/json",
+        "cache-control": "no-store",
+        "content-length": str(len(payload)),
+        **{name.lower(): value for name, value in (headers or {}).items()},
+    }
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.items()],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
