@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.oauth import scopes
-from vouchsim.server.oauth.authorize import Browser, RequestSummary
+from vouchsim.server.oauth.authorize import RequestSummary
 from vouchsim.server.oauth.clients import ClientDirectory
 from vouchsim.server.oauth.routes.authorization import deny, issue_code
 from vouchsim.server.oauth.routes.common import (
@@ -44,9 +44,7 @@ def _scope_descriptions(summary: RequestSummary) -> list[tuple[str, str]]:
 
 
 # -- pairing -------------------------------------------------------------------------------------------------
-def _pairing_context(
-    csrf: str, browser: Browser, view: Any, summary: RequestSummary, now_ts: float, **extra: Any
-) -> dict[str, Any]:
+def _pairing_context(csrf: str, view: Any, summary: RequestSummary, now_ts: float, **extra: Any) -> dict[str, Any]:
     return {
         "view": view,
         "summary": summary,
@@ -80,7 +78,7 @@ async def _pairing_response(
         return await deny(
             oauth_server(db, runtime, page.issuer), summary, "The pairing was declined on the trusted device."
         )
-    context = _pairing_context(page.csrf, browser, view, summary, runtime.clock.now().timestamp(), error=error)
+    context = _pairing_context(page.csrf, view, summary, runtime.clock.now().timestamp(), error=error)
     return page_response("pairing.html", context, status=status, redirect_uri=summary.redirect_uri)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.http.test_mcp_routes import tokens_for
 from server.tests.support import Device, Flow, register
 from vouchsim.server.app import create_app
@@ -34,8 +34,9 @@ class Parties:
 @pytest.fixture
 def parties(database_url: str) -> Iterator[Parties]:
     # DCR only: a fuzzed `client_id` that happens to be an https URL must not make the server fetch a CIMD document
-    # from the network. The system clock: the device signs with real time, as a phone does.
-    settings = Settings(database_url=database_url, registration="dcr", mcp_session_ttl=600)
+    # from the network. The system clock: the device signs with real time, as a phone does. The test's host names
+    # are listed, as in the HTTP tests: the edge's host guard answers 421 for them otherwise.
+    settings = Settings(database_url=database_url, registration="dcr", mcp_session_ttl=600, allowed_hosts=TEST_HOSTS)
     with TestClient(create_app(settings), base_url=ISSUER) as client:
         device = Device()
         device.enrol(client)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.http.test_mcp_routes import PAYMENT, Agent, tokens_for
 from server.tests.support import Flow, authorize_params, exchange, pkce, redirect_query, register
 from vouchsim.server.app import create_app
@@ -106,7 +106,13 @@ def _authorize(client: TestClient[Any], params: tuple[dict[str, Any], str]) -> A
 def test_a_testbed_reset_seeds_the_clients_file_again(database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
     path = tmp_path / "clients.json"
     path.write_text(json.dumps({"clients": [PREREGISTERED]}))
-    settings = Settings(database_url=database_url, clients_file=str(path), testbed=True, testbed_token=TOKEN)
+    settings = Settings(
+        database_url=database_url,
+        clients_file=str(path),
+        testbed=True,
+        testbed_token=TOKEN,
+        allowed_hosts=TEST_HOSTS,
+    )
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as client:
         _verifier, challenge = pkce()
@@ -128,10 +134,11 @@ def test_a_testbed_reset_seeds_the_clients_file_again(database_url: str, tmp_pat
 def test_a_client_that_left_the_file_is_unknown(database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
     path = tmp_path / "clients.json"
     path.write_text(json.dumps({"clients": [PREREGISTERED]}))
-    with TestClient(create_app(Settings(database_url=database_url, clients_file=str(path)), clock=clock)) as first:
+    settings = Settings(database_url=database_url, clients_file=str(path), allowed_hosts=TEST_HOSTS)
+    with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as first:
         assert first.get("/healthz").status_code == 200
     path.write_text(json.dumps({"clients": []}))
-    with TestClient(create_app(Settings(database_url=database_url, clients_file=str(path)), clock=clock)) as client:
+    with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as client:
         _verifier, challenge = pkce()
         page = _authorize(client, (PREREGISTERED, challenge))
         assert page.status_code == 400 and "location" not in page.headers

@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from server.tests.cimd_support import DocumentServer, document, served
-from server.tests.http.conftest import ISSUER
+from server.tests.http.conftest import ISSUER, TEST_HOSTS
 from server.tests.support import Device, Flow, authorize_params, exchange, pkce, redirect_query
 from vouchsim.server.app import create_app
 from vouchsim.server.core.clock import FrozenClock
@@ -31,7 +31,13 @@ def docs(tmp_path: Path) -> Iterator[DocumentServer]:
 def _settings(database_url: str, docs: DocumentServer, **extra: Any) -> Settings:
     # 127.0.0.1:1 is allowed too: nothing listens there (an unreachable document).
     allowed = f"{docs.host_key},127.0.0.1:1"
-    return Settings(database_url=database_url, cimd_ca_file=str(docs.ca_file), cimd_allow_hosts=allowed, **extra)
+    return Settings(
+        database_url=database_url,
+        cimd_ca_file=str(docs.ca_file),
+        cimd_allow_hosts=allowed,
+        allowed_hosts=TEST_HOSTS,
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -170,7 +176,9 @@ def test_a_private_address_without_the_allow_setting_is_refused(
     database_url: str, docs: DocumentServer, clock: FrozenClock
 ) -> None:
     info = _client_info(docs)
-    settings = Settings(database_url=database_url, cimd_ca_file=str(docs.ca_file))  # no VOUCHSIM_CIMD_ALLOW_HOSTS
+    settings = Settings(  # no VOUCHSIM_CIMD_ALLOW_HOSTS
+        database_url=database_url, cimd_ca_file=str(docs.ca_file), allowed_hosts=TEST_HOSTS
+    )
     with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as plain:
         _verifier, challenge = pkce()
         page = _error_page(plain.get("/oauth/authorize", params=authorize_params(info, challenge)))
