@@ -34,6 +34,7 @@ from vouchsim.server.mcp.routes import mcp_routes
 from vouchsim.server.mcp.transport import McpServer
 from vouchsim.server.oauth.cimd import metadata_resolver
 from vouchsim.server.oauth.clients import CIMD_MODE, ClientDirectory
+from vouchsim.server.oauth.delegation_tokens import DelegationTokens
 from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.oauth.routes import TEMPLATES, oauth_routes
 from vouchsim.server.settings import LOG_FORMAT, Settings, settings_from_environment
@@ -71,6 +72,13 @@ async def provide_events(state: State) -> EventBus:
 
 
 async def provide_delegations(state: State) -> DelegationService:
+    resources: Resources = state.resources
+    return resources.delegations
+
+
+async def provide_delegation_tokens(state: State) -> DelegationTokens:
+    """`server.delegation`'s service, as the Protocol `server.oauth` asks for (it never imports the delegation
+    package): revocation, introspection and the JWKS of delegation tokens."""
     resources: Resources = state.resources
     return resources.delegations
 
@@ -228,6 +236,7 @@ def create_app(
             "db": Provide(provide_db_session),
             "events": Provide(provide_events),
             "delegations": Provide(provide_delegations),
+            "delegation_tokens": Provide(provide_delegation_tokens),
             "clients": Provide(provide_clients),
         },
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},

@@ -23,11 +23,11 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from vouchsim.server import openapi
 from vouchsim.server.core.errors import VouchsimError
-from vouchsim.server.core.issuer import derive_issuer
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.errors import DelegationClosed
-from vouchsim.server.delegation.schemas import DelegationList
+from vouchsim.server.delegation.schemas import DelegationList, DelegationView
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.device.auth import (
     AuthenticatedDevice,
@@ -37,9 +37,20 @@ from vouchsim.server.device.auth import (
     parse_signed_request,
 )
 from vouchsim.server.device.errors import DeviceRevoked, InvalidRequest
-from vouchsim.server.device.schemas import ClaimRequest, DecisionRequest, EmptyRequest, EnrolRequest, ErrorBody
+from vouchsim.server.device.schemas import (
+    ClaimRequest,
+    ConnectionList,
+    ConnectionView,
+    DecisionRequest,
+    DeviceInfo,
+    DeviceRevocation,
+    EmptyRequest,
+    EnrolRequest,
+    ErrorBody,
+)
 from vouchsim.server.device.service import DeviceService
-from vouchsim.server.pairing.service import PairingService
+from vouchsim.server.http.issuer import issuer_of
+from vouchsim.server.pairing.service import DeclinedPairing, IssuedCode, PairingContext, PairingService
 from vouchsim.server.storage import topics
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
@@ -131,15 +142,6 @@ def request_target(request: Request[Any, Any, Any]) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-def issuer_of(request: Request[Any, Any, Any], runtime: Runtime) -> str:
-    return derive_issuer(
-        runtime.settings.issuer,
-        scheme=request.url.scheme,
-        host=request.headers.get("host"),
-        forwarded_proto=request.headers.get("x-forwarded-proto"),
-    )
-
-
 async def _signed(request: Request[Any, Any, Any]) -> SignedRequest:
     body = await request.body()
     return parse_signed_request(request.headers, request.method, request_target(request), body)
@@ -173,10 +175,26 @@ async def provide_device_call(
     )
 
 
+def _documented(
+    ok: tuple[int, Any],
+    *statuses: int,
+    body: type[msgspec.Struct] | None = None,
+    optional_body: bool = False,
+) -> Any:
+    """The OpenAPI view of a signed endpoint: its answer, its error answers (401 for every one: the signature), and
+    the body it decodes itself, after the signature (server.openapi)."""
+    status, answer = ok
+    responses = {status: openapi.response(answer, "Done."), **openapi.error_responses(400, 401, *statuses)}
+    documented: dict[str, Any] = {"responses": responses}
+    if body is not None:
+        documented["operation_class"] = openapi.operation(body=openapi.request_body(body, required=not optional_body))
+    return documented
+
+
 # -- endpoints -----------------------------------------------------------------------------------------------
 
 
-@post("/enrol", status_code=HTTP_201_CREATED)
+@post("/enrol", status_code=HTTP_201_CREATED, **_documented((201, DeviceInfo), 409, body=EnrolRequest))
 async def enrol(
     request: Request[Any, Any, Any], db: NamedDependency[DbSession], runtime: NamedDependency[Runtime]
 ) -> Response[Any]:
@@ -196,12 +214,12 @@ async def enrol(
     return await answer(work, HTTP_201_CREATED)
 
 
-@get("/me")
+@get("/me", **_documented((200, DeviceInfo)))
 async def me(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.me(call.device.device_id, call.issuer))
 
 
-@delete("/me", status_code=HTTP_200_OK)
+@delete("/me", status_code=HTTP_200_OK, **_documented((200, DeviceRevocation), body=EmptyRequest, optional_body=True))
 async def forget_device(call: NamedDependency[DeviceCall], cut_connections: FromQuery[bool] = False) -> Response[Any]:
     """The device forgets itself ("forget this device", a lost phone's twin): its key stops working at once and
     its event streams close. `cut_connections=true` also unpairs every connection it paired."""
@@ -216,7 +234,9 @@ async def forget_device(call: NamedDependency[DeviceCall], cut_connections: From
     return await answer(work)
 
 
-@post("/pairings/claim", status_code=HTTP_200_OK)
+@post(
+    "/pairings/claim", status_code=HTTP_200_OK, **_documented((200, PairingContext), 404, 409, 410, body=ClaimRequest)
+)
 async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -226,7 +246,11 @@ async def claim_pairing(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(work)
 
 
-@post("/pairings/{pairing_id:str}/approve", status_code=HTTP_200_OK)
+@post(
+    "/pairings/{pairing_id:str}/approve",
+    status_code=HTTP_200_OK,
+    **_documented((200, IssuedCode), 404, 409, 410, body=EmptyRequest, optional_body=True),
+)
 async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -236,7 +260,11 @@ async def approve_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
     return await answer(work)
 
 
-@post("/pairings/{pairing_id:str}/decline", status_code=HTTP_200_OK)
+@post(
+    "/pairings/{pairing_id:str}/decline",
+    status_code=HTTP_200_OK,
+    **_documented((200, DeclinedPairing), 404, 409, 410, body=EmptyRequest, optional_body=True),
+)
 async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -246,12 +274,12 @@ async def decline_pairing(call: NamedDependency[DeviceCall], pairing_id: FromPat
     return await answer(work)
 
 
-@get("/connections")
+@get("/connections", **_documented((200, ConnectionList)))
 async def list_connections(call: NamedDependency[DeviceCall]) -> Response[Any]:
     return await answer(lambda: call.devices.connections_of(call.device.user_id))
 
 
-@delete("/connections/{connection_id:str}", status_code=HTTP_200_OK)
+@delete("/connections/{connection_id:str}", status_code=HTTP_200_OK, **_documented((200, ConnectionView), 404))
 async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: FromPath[str]) -> Response[Any]:
     return await answer(lambda: call.devices.revoke_connection(call.device.user_id, connection_id))
 
@@ -259,7 +287,7 @@ async def revoke_connection(call: NamedDependency[DeviceCall], connection_id: Fr
 # -- delegations (docs/delegations.md) -----------------------------------------------------------------------
 
 
-@get("/delegations")
+@get("/delegations", **_documented((200, DelegationList)))
 async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[str] = "pending") -> Response[Any]:
     """`pending` (default), `history` or `all`, newest first."""
 
@@ -270,7 +298,15 @@ async def list_delegations(call: NamedDependency[DeviceCall], status: FromQuery[
     return await answer(work)
 
 
-@get("/delegations/stream")
+@get(
+    "/delegations/stream",
+    responses={
+        200: openapi.response(
+            str, "Server-sent events: `event: delegation` messages and keep-alives.", "text/event-stream"
+        ),
+        **openapi.error_responses(400, 401),
+    },
+)
 async def stream_delegations(
     call: NamedDependency[DeviceCall], delegations: NamedDependency[DelegationService]
 ) -> Response[Any]:
@@ -376,7 +412,11 @@ def _revoked_message() -> ServerSentEventMessage:
     return ServerSentEventMessage(data=msgspec.json.encode(body).decode(), event=DEVICE_REVOKED_EVENT)
 
 
-@post("/delegations/{delegation_id:str}/decision", status_code=HTTP_200_OK)
+@post(
+    "/delegations/{delegation_id:str}/decision",
+    status_code=HTTP_200_OK,
+    **_documented((200, DelegationView), 404, 409, body=DecisionRequest),
+)
 async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body
@@ -393,7 +433,11 @@ async def decide_delegation(call: NamedDependency[DeviceCall], delegation_id: Fr
     return await answer(work)
 
 
-@post("/delegations/{delegation_id:str}/revoke", status_code=HTTP_200_OK)
+@post(
+    "/delegations/{delegation_id:str}/revoke",
+    status_code=HTTP_200_OK,
+    **_documented((200, DelegationView), 404, 409, body=EmptyRequest, optional_body=True),
+)
 async def revoke_delegation(call: NamedDependency[DeviceCall], delegation_id: FromPath[str]) -> Response[Any]:
     async def work() -> msgspec.Struct:
         device = call.device  # the signature first, then the body

@@ -3,6 +3,7 @@ way they refuse a request (JSON in the refused endpoint's own error shape)."""
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,7 +32,8 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 def issuer_for(settings: Settings, scope: Scope) -> str:
-    """The request's issuer, derived as `server.oauth.routes.issuer_of` derives it."""
+    """The request's issuer, derived as `server.http.issuer.issuer_of` derives it, but from the ASGI scope: the
+    edge runs before Litestar makes a request."""
     return derive_issuer(
         settings.issuer,
         scheme=scope.get("scheme", "http"),
@@ -55,6 +57,18 @@ def is_mcp(path: str) -> bool:
     return path == "/mcp" or path.startswith("/mcp/")
 
 
+def is_page(scope: Scope) -> bool:
+    """The authorization endpoint a person's browser is sent to: its answers are pages, the edge's too (the
+    OpenAPI document says `text/html` for it)."""
+    return scope.get("method") in ("GET", "HEAD") and scope.get("path") == "/oauth/authorize"
+
+
+_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Vouchsim: {title}</title>"
+    "<h1>{title}</h1><p>{description}</p><p><small>{error}</small></p></html>"
+)
+
+
 async def refuse(
     scope: Scope,
     send: Send,
@@ -65,8 +79,17 @@ async def refuse(
     rpc_code: int = INVALID_REQUEST,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """Answer at once: `{"error", "error_description"}` (RFC 6749 §5.2's shape, which the device API shares), or
-    on `/mcp` a JSON-RPC error object whose `data.error` carries the same code."""
+    """Answer at once: `{"error", "error_description"}` (RFC 6749 §5.2's shape, which the device API shares); on
+    `/mcp` a JSON-RPC error object whose `data.error` carries the same code; at `GET /oauth/authorize`, where a
+    person's browser lands, a short page saying the same."""
+    if is_page(scope):
+        page = _PAGE.format(
+            title=html.escape("Too many requests" if status == 429 else "This request cannot be used"),
+            description=html.escape(description),
+            error=html.escape(error),
+        ).encode()
+        await _answer(send, status, page, "text/html; charset=utf-8", headers)
+        return
     if is_mcp(scope.get("path", "")):
         data: dict[str, Any] = {
             "jsonrpc": "2.0",
@@ -75,9 +98,12 @@ async def refuse(
         }
     else:
         data = {"error": error, "error_description": description}
-    payload = json.dumps(data).encode()
+    await _answer(send, status, json.dumps(data).encode(), "application/json", headers)
+
+
+async def _answer(send: Send, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None) -> None:
     answer = {
-        "content-type": "application/json",
+        "content-type": content_type,
         "cache-control": "no-store",
         "content-length": str(len(payload)),
         **{name.lower(): value for name, value in (headers or {}).items()},

@@ -17,6 +17,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Stream
 
+from vouchsim.server.http.issuer import issuer_of
 from vouchsim.server.mcp import jsonrpc
 from vouchsim.server.mcp.errors import (
     UNAUTHORIZED,
@@ -29,7 +30,6 @@ from vouchsim.server.mcp.errors import (
 from vouchsim.server.mcp.transport import Incoming, McpServer, Outcome, Reply, accepts_event_stream
 from vouchsim.server.oauth import scopes
 from vouchsim.server.oauth.bearer import BearerError, InsufficientScope, challenge
-from vouchsim.server.oauth.routes import issuer_of
 
 log = logging.getLogger("vouchsim.mcp")
 

@@ -183,10 +183,19 @@ class AuthorizationFlow:
         return Browser(row.id, secret, row.user_id, row.device_id, is_new=False)
 
     def csrf_token(self, browser: Browser) -> str:
-        return keyed_hash(self.hmac_key, "csrf:" + browser.id)
+        return self._csrf(browser.id)
 
     def csrf_ok(self, browser: Browser, token: str | None) -> bool:
-        return bool(token) and constant_time_equals(self.csrf_token(browser), token or "")
+        return bool(token) and constant_time_equals(self._csrf(browser.id), token or "")
+
+    async def csrf_ok_for(self, cookie: str | None, token: str | None) -> bool:
+        """`csrf_ok` for the browser behind `cookie`, only looked up: an unknown browser's form is refused, and no
+        browser is made for it."""
+        row = await self.repo.browser_by_secret_hash(hash_secret(cookie), self.clock.now()) if cookie else None
+        return row is not None and bool(token) and constant_time_equals(self._csrf(row.id), token or "")
+
+    def _csrf(self, browser_id: str) -> str:
+        return keyed_hash(self.hmac_key, "csrf:" + browser_id)
 
     # -- requests ------------------------------------------------------------------------------------------
     async def open(self, browser: Browser, request: ValidatedRequest) -> str:

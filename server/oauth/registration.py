@@ -24,8 +24,8 @@ from authlib.oauth2.rfc7591 import (
 from vouchsim.server.core.crypto import new_id, random_token
 from vouchsim.server.core.text import display_text_problem, has_control_characters
 from vouchsim.server.oauth import redirects, scopes
+from vouchsim.server.oauth.bridge import bridge
 from vouchsim.server.oauth.client_metadata import APPLICATION_TYPES, DEFAULT_GRANT_TYPES
-from vouchsim.server.oauth.engine import _bridge
 from vouchsim.server.oauth.errors import safe_description
 from vouchsim.server.oauth.metadata import AUTH_METHODS, GRANT_TYPES, authorization_server_metadata
 
@@ -167,4 +167,4 @@ class Registration(ClientRegistrationEndpoint):  # type: ignore[misc]
         return info
 
     def save_client(self, client_info: dict[str, Any], client_metadata: dict[str, Any], request: Any) -> Any:
-        return _bridge(self._save, client_info, client_metadata)
+        return bridge(self._save, client_info, client_metadata)

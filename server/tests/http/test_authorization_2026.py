@@ -107,7 +107,11 @@ def test_a_testbed_reset_seeds_the_clients_file_again(database_url: str, tmp_pat
     path = tmp_path / "clients.json"
     path.write_text(json.dumps({"clients": [PREREGISTERED]}))
     settings = Settings(
-        database_url=database_url, clients_file=str(path), testbed=True, testbed_token=TOKEN, allowed_hosts=TEST_HOSTS
+        database_url=database_url,
+        clients_file=str(path),
+        testbed=True,
+        testbed_token=TOKEN,
+        allowed_hosts=TEST_HOSTS,
     )
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as client:
@@ -130,14 +134,11 @@ def test_a_testbed_reset_seeds_the_clients_file_again(database_url: str, tmp_pat
 def test_a_client_that_left_the_file_is_unknown(database_url: str, tmp_path: Path, clock: FrozenClock) -> None:
     path = tmp_path / "clients.json"
     path.write_text(json.dumps({"clients": [PREREGISTERED]}))
-    with TestClient(
-        create_app(Settings(database_url=database_url, clients_file=str(path), allowed_hosts=TEST_HOSTS), clock=clock)
-    ) as first:
+    settings = Settings(database_url=database_url, clients_file=str(path), allowed_hosts=TEST_HOSTS)
+    with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as first:
         assert first.get("/healthz").status_code == 200
     path.write_text(json.dumps({"clients": []}))
-    with TestClient(
-        create_app(Settings(database_url=database_url, clients_file=str(path), allowed_hosts=TEST_HOSTS), clock=clock)
-    ) as client:
+    with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as client:
         _verifier, challenge = pkce()
         page = _authorize(client, (PREREGISTERED, challenge))
         assert page.status_code == 400 and "location" not in page.headers

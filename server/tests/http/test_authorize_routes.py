@@ -240,6 +240,32 @@ def test_missing_csrf_token_is_refused(
     assert response.status_code == 403
 
 
+def test_every_form_of_the_pages_refuses_a_wrong_csrf_token_with_the_page(
+    flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
+) -> None:
+    """The CSRF guard sits on each form the pages post, and it answers with the readable page, not a bare 403; the
+    request it refused is left as it was (the right token still works afterwards)."""
+    path = flow.pairing_page(_params(public_client, verifier_challenge[1]))
+    page = flow.client.get(path)
+    request_id = page.text.split('action="/oauth/authorize/requests/')[1].split("/")[0]
+    token = csrf_of(page.text)
+    wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
+    forms = [path, *(f"/oauth/authorize/requests/{request_id}/{action}" for action in ("pair", "deny", "consent"))]
+    for form in forms:
+        for data in ({"csrf": wrong, "code": "123456"}, {"csrf": ""}):
+            response = flow.client.post(form, data=data, follow_redirects=False)
+            assert response.status_code == 403, form
+            assert "This form has expired" in response.text and "location" not in response.headers
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert response.headers["cache-control"] == "no-store"
+    cookies = dict(flow.client.cookies)
+    flow.client.cookies.clear()  # the right token from a browser without the cookie it belongs to
+    assert flow.client.post(forms[1], data={"csrf": token}, follow_redirects=False).status_code == 403
+    flow.client.cookies.update(cookies)
+    denied = flow.client.post(forms[2], data={"csrf": token}, follow_redirects=False)
+    assert redirect_query(denied.headers["location"])["error"] == "access_denied"
+
+
 def test_declined_on_the_device_sends_access_denied(
     flow: Flow, public_client: dict[str, Any], verifier_challenge: tuple[str, str]
 ) -> None:

@@ -176,9 +176,9 @@ def test_a_private_address_without_the_allow_setting_is_refused(
     database_url: str, docs: DocumentServer, clock: FrozenClock
 ) -> None:
     info = _client_info(docs)
-    settings = Settings(
+    settings = Settings(  # no VOUCHSIM_CIMD_ALLOW_HOSTS
         database_url=database_url, cimd_ca_file=str(docs.ca_file), allowed_hosts=TEST_HOSTS
-    )  # no VOUCHSIM_CIMD_ALLOW_HOSTS
+    )
     with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as plain:
         _verifier, challenge = pkce()
         page = _error_page(plain.get("/oauth/authorize", params=authorize_params(info, challenge)))

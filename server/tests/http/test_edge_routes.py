@@ -70,8 +70,9 @@ def test_pairings_and_codes_are_limited_per_address(client: TestClient[Any], flo
         f"/oauth/authorize/requests/{request_id}/pair", data={"csrf": csrf_of(page.text)}, follow_redirects=False
     )
     assert fresh.status_code == 303, fresh.text  # the third pairing
-    body = too_many(flow.start(authorize_params(info, challenge)))
-    assert "pairings" in body["error_description"]
+    refused = flow.start(authorize_params(info, challenge))  # the page a browser lands on: a page says so
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["content-type"].startswith("text/html") and "pairings" in refused.text
     for _ in range(3):
         wrong = client.post(paths[1], data={"csrf": csrf_of(page.text), "code": "000000"}, follow_redirects=False)
         assert 400 <= wrong.status_code < 500 and wrong.status_code != 429, wrong.text

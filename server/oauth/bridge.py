@@ -1,0 +1,95 @@
+"""Authlib kept off the event loop: the request it is handed, the answer it gives back, and the thread bridge.
+
+Authlib's server is synchronous. A route reads the body on the loop, builds a `FormRequest`, and runs Authlib in a
+worker thread (`run_authlib`); Authlib's callbacks reach the async `OAuthStore` through `bridge`, so the database
+session never leaves the loop thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio.from_thread
+import anyio.to_thread
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+
+T = TypeVar("T")
+# The client authentication methods of the token and revocation endpoints: public clients (`none`) included.
+ALL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+@dataclass(frozen=True)
+class OAuthResult:
+    """Authlib's answer, framework-neutral; the route turns it into a Litestar response."""
+
+    status: int
+    body: Any
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        return next((value for name, value in self.headers if name.lower() == "location"), None)
+
+
+class _Payload(OAuth2Payload):  # type: ignore[misc]
+    def __init__(self, datalist: Mapping[str, list[str]]) -> None:
+        self._datalist = {key: list(values) for key, values in datalist.items()}
+        self._data = {key: values[0] for key, values in self._datalist.items() if values}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> dict[str, list[str]]:
+        return self._datalist
+
+
+class _Headers(dict[str, str]):
+    """Header lookup without regard to case: Authlib asks for "Authorization", Litestar hands "authorization"."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__((name.lower(), value) for name, value in headers.items())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+class FormRequest(OAuth2Request):  # type: ignore[misc]
+    """An OAuth request whose parameters were read on the event loop (query string, form or JSON body)."""
+
+    def __init__(self, method: str, uri: str, params: Mapping[str, list[str]], headers: Mapping[str, str]) -> None:
+        # Authlib refuses non-https URIs outside loopback (and outside its own error handling, so as a 500).
+        # The transport is the deployment's business (a TLS proxy, or plain http in a lab); the URI is used
+        # for nothing else here, so Authlib sees it with an https scheme.
+        if uri.startswith("http://"):
+            uri = "https://" + uri[len("http://") :]
+        super().__init__(method, uri, headers=_Headers(headers))
+        self.payload = _Payload(params)
+
+    @property
+    def form(self) -> dict[str, str]:
+        data: dict[str, str] = self.payload.data
+        return data
+
+    @property
+    def args(self) -> dict[str, str]:
+        data: dict[str, str] = self.payload.data
+        return data
+
+
+def bridge(fn: Callable[..., Any], *args: Any) -> Any:
+    """From Authlib's worker thread, run a store coroutine on the event loop and wait for it."""
+    return anyio.from_thread.run(fn, *args)
+
+
+async def run_authlib(work: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(work)

@@ -1,0 +1,220 @@
+"""Hypothesis against `/mcp`: JSON-RPC bodies of every shape, in both eras, with a real access token.
+
+Bodies are arbitrary JSON values (huge numbers, floats JSON cannot spell, unicode of every plane), JSON-RPC messages
+with `jsonrpc`, `id`, `method` and `params` of the wrong types, batches, and raw bytes. Each is sent as a 2025 client
+(inside a live session, or without one) or as a 2026-07-28 client (`_meta` in the body, routing headers that agree
+with it or not), with headers a client may get wrong. Every answer must be below 500, and every refusal a JSON-RPC
+error object (docs/mcp.md). `VOUCHSIM_FUZZ_CASES` sets the number of cases.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.tests.fuzz.conftest import Parties
+from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, MAX_DEPTH, fuzz_settings, nested, seeded, summary
+from server.tests.http.test_mcp_routes import Agent
+
+MODERN = "2026-07-28"
+VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", MODERN, "2026-07-29", "", "latest"]
+METHODS = [
+    "initialize", "ping", "tools/list", "tools/call", "server/discover", "tasks/get", "tasks/update", "tasks/cancel",
+    "notifications/initialized", "notifications/cancelled", "logging/setLevel", "resources/list", "rpc.discover",
+]  # fmt: skip
+TOOLS = ["identity_get", "delegation_request", "delegation_status", "delegation_revoke", "nope"]
+
+text = st.text(alphabet=st.characters(codec=None if EDGE_GUARD_MERGED else "utf-8", exclude_characters="\x00"))
+texts = st.one_of(text, st.text()) if EDGE_GUARD_MERGED else text
+numbers = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**64 + 2),
+    st.integers(min_value=10**300, max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4), max_leaves=8
+)
+
+
+def either(draw: st.DrawFn, sane: bool, right: st.SearchStrategy[Any], wrong: st.SearchStrategy[Any]) -> Any:
+    """A member as a careful client writes it (always, in a sane message), else now and then a wrong one."""
+    if sane or draw(st.integers(0, 2)):
+        return draw(right)
+    return draw(wrong)
+
+
+def envelope(draw: st.DrawFn, sane: bool) -> Any:
+    """A 2026-07-28 `_meta`: right, or wrong in one of its parts."""
+    capabilities = st.sampled_from([{}, {"extensions": {"io.modelcontextprotocol/tasks": {}}}])
+    meta: dict[str, Any] = {
+        "io.modelcontextprotocol/protocolVersion": either(
+            draw, sane, st.just(MODERN), st.sampled_from(VERSIONS) | values
+        ),
+        "io.modelcontextprotocol/clientCapabilities": either(draw, sane, capabilities, values),
+    }
+    if draw(st.booleans()):
+        meta["io.modelcontextprotocol/clientInfo"] = either(
+            draw, sane, st.just({"name": "fuzz", "version": "0"}), values
+        )
+    if draw(st.integers(0, 3)) == 0:
+        meta["progressToken"] = either(draw, sane, st.integers(0, 10) | texts, values)
+    return meta if sane or draw(st.integers(0, 9)) else draw(values)
+
+
+@st.composite
+def messages(draw: st.DrawFn, modern: bool) -> Any:
+    """A JSON-RPC message: a sane one (half of them), or one whose members are now and then of the wrong type,
+    absent, or extra."""
+    sane = draw(st.booleans())
+    message: dict[str, Any] = {}
+    if sane or draw(st.integers(0, 9)):
+        message["jsonrpc"] = either(draw, sane, st.just("2.0"), values)
+    if sane or draw(st.integers(0, 3)):
+        message["id"] = either(draw, sane, st.integers(-(2**53), 2**53) | text, numbers | values)
+    method = either(draw, sane, st.sampled_from(METHODS), texts | values)
+    if sane or draw(st.integers(0, 9)):
+        message["method"] = method
+    params: Any = {}
+    if method == "tools/call":
+        params["name"] = either(draw, sane, st.sampled_from(TOOLS), texts | values)
+        keys = st.sampled_from(["delegationId", "audienceId", "purpose", "scopes", "waitForApproval", "x"]) | texts
+        params["arguments"] = either(draw, sane, st.dictionaries(keys, values, max_size=3), values)
+    if method == "initialize":
+        params["protocolVersion"] = either(draw, sane, st.sampled_from(VERSIONS), values)
+        params["capabilities"] = either(draw, sane, st.just({}), values)
+        params["clientInfo"] = either(draw, sane, st.just({"name": "fuzz", "version": "0"}), values)
+    if method == "logging/setLevel":
+        params["level"] = either(draw, sane, st.sampled_from(["debug", "info", "error"]), values)
+    if str(method).startswith("tasks/"):
+        params["taskId"] = either(draw, sane, text, values)
+    if modern or draw(st.integers(0, 9)) == 0:
+        params["_meta"] = envelope(draw, sane)
+    if not sane and draw(st.integers(0, 4)) == 0:
+        params = draw(st.none() | values)
+    if params or draw(st.booleans()):
+        message["params"] = params
+    if not sane and draw(st.integers(0, 9)) == 0:
+        message["result" if draw(st.booleans()) else "error"] = draw(values)
+    if not sane and draw(st.integers(0, 9)) == 0:
+        message[draw(texts)] = draw(values)
+    return message
+
+
+def dumps(value: Any) -> bytes:
+    """JSON as a client might write it: NaN and Infinity included (not JSON: a parse error), unicode unescaped."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def raw_bodies(draw: st.DrawFn) -> bytes:
+    """Bodies no JSON encoder writes: truncated, deeply nested, lone surrogates, bytes."""
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        return nested(draw(st.sampled_from([MAX_DEPTH]) | st.integers(1, MAX_DEPTH)), object_=draw(st.booleans()))
+    if kind == 1:
+        whole = dumps(draw(messages(modern=False)))
+        return whole[: draw(st.integers(0, max(0, len(whole) - 1)))]
+    if kind == 2:
+        return b'{"jsonrpc":"2.0","id":1,"method":"\\ud800","params":{"name":"\\udfff"}}'
+    data = draw(st.binary(max_size=64))
+    if not EDGE_GUARD_MERGED:
+        data = data.decode("utf-8", "replace").encode()
+    return data
+
+
+@st.composite
+def requests_(draw: st.DrawFn, session_id: str) -> tuple[str, dict[str, str], bytes, str]:
+    era = draw(st.sampled_from(["2025 session", "2025 no session", MODERN]))
+    modern = era == MODERN
+    shape = draw(st.sampled_from(["message", "message", "message", "batch", "value", "raw"]))
+    message: Any = None
+    if shape == "message":
+        message = draw(messages(modern=modern))
+        body = dumps(message)
+    elif shape == "batch":
+        body = dumps(draw(st.lists(messages(modern=modern), max_size=4)))
+    elif shape == "value":
+        body = dumps(draw(values))
+    else:
+        body = draw(raw_bodies())
+    headers = {
+        "Content-Type": draw(st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain"]))
+    }
+    headers["Accept"] = draw(
+        st.sampled_from(
+            ["application/json, text/event-stream", "application/json", "text/event-stream", "*/*", "text/html"]
+        )
+    )
+    if era == "2025 session":
+        headers["Mcp-Session-Id"] = (
+            session_id
+            if draw(st.integers(0, 5))
+            else draw(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
+        )
+        headers["MCP-Protocol-Version"] = draw(st.sampled_from(["2025-11-25", "2025-11-25", "2025-06-18"]))
+    elif modern:
+        headers["MCP-Protocol-Version"] = draw(st.sampled_from([MODERN, MODERN, MODERN, "2025-11-25", "2026-07-29"]))
+        method = message.get("method") if isinstance(message, dict) else None
+        headers["Mcp-Method"] = (
+            method
+            if isinstance(method, str) and method.isascii() and method.isprintable() and draw(st.integers(0, 4))
+            else "tools/list"
+        )
+        params = message.get("params") if isinstance(message, dict) else None
+        name = params.get("name") if isinstance(params, dict) else None
+        if isinstance(name, str) and draw(st.booleans()):
+            headers["Mcp-Name"] = (
+                name
+                if name.isascii() and name.isprintable()
+                else "=?base64?" + base64.b64encode(name.encode("utf-8", "surrogatepass")).decode() + "?="
+            )
+    verb = draw(st.sampled_from(["POST"] * 12 + ["GET", "DELETE"]))
+    return verb, headers, body, era
+
+
+def test_mcp_answers_every_body_without_a_5xx(parties: Parties, capsys: pytest.CaptureFixture[str]) -> None:
+    agent = Agent(parties.client, parties.access_token)
+    assert agent.initialize().status_code == 200
+    assert agent.session_id is not None
+    statuses: Counter[str] = Counter()
+    failures: dict[str, str] = {}
+
+    @fuzz_settings()
+    @seeded
+    @given(request=requests_(agent.session_id), token=st.sampled_from(["good"] * 18 + ["none", "garbage"]))
+    def run(request: tuple[str, dict[str, str], bytes, str], token: str) -> None:
+        verb, headers, body, era = request
+        if token == "good":
+            headers["Authorization"] = f"Bearer {parties.access_token}"
+        elif token == "garbage":
+            headers["Authorization"] = "Bearer not-a-token"
+        if not EDGE_GUARD_MERGED and parties.backend == "postgres":
+            body = body.replace(b"\\u0000", b"")
+        response = parties.client.request(verb, "/mcp", content=body, headers=headers)
+        statuses[f"{era} {response.status_code}"] += 1
+        problem = None
+        if response.status_code >= 500:
+            problem = "5xx"
+        elif response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                assert isinstance(error["code"], int) and isinstance(error["message"], str)
+            except Exception:
+                problem = "a refusal that is not a JSON-RPC error"
+        if problem:
+            key = f"{era} {verb} -> {response.status_code}: {problem}"
+            failures.setdefault(key, f"headers={headers}\nbody={body[:500]!r}\nanswer={response.text[:500]}")
+
+    run()
+    with capsys.disabled():  # the counts show in every run, not only with -s
+        print("\n" + summary(f"/mcp on {parties.backend}", statuses))
+    assert sum(statuses.values()) >= min(CASES, 2000) * 0.9
+    assert not failures, "\n\n".join(f"{key}\n{detail}" for key, detail in failures.items())
