@@ -3,10 +3,11 @@
 Every pending delegation first (oldest first), then each delegation of this user as it is created or changes, and
 `None` every `keepalive` seconds of quiet (the stream's keepalive).
 
-Woken by `user:<id>#<delegation id>` events, it reads just the delegations named (a burst of a thousand requests
-costs a thousand single-row reads, not a thousand reads of everything pending), and those of its pending ones that
-reached their expiry. At each keepalive it reads the whole window again, which also covers an event lost while a
-PostgreSQL listener reconnected (that one arrives without a detail and triggers the same full read).
+Woken by `user:<id>#<delegation id>` events, it takes the delegation each event carries when it was committed on
+this instance (`DelegationRecord` payloads: a decision costs the feed no read), reads just the delegations named
+without one (a change committed by another instance), and those of its pending ones that reached their expiry. At
+each keepalive it reads the whole window again, which also covers an event lost while a PostgreSQL listener
+reconnected (that one arrives without a detail and triggers the same full read).
 
 What it reads comes from the delegation service (`FeedSource`: a snapshot of the window, and some delegations by
 id), so the rules of reading (expiry first, shielded transactions) stay in one place, the service.
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vouchsim.server.core.clock import Clock
-from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.delegation.schemas import DelegationRecord, DelegationView
 from vouchsim.server.delegation.states import DelegationStatus
 from vouchsim.server.storage import topics
-from vouchsim.server.storage.events import EventBus, detail_of
+from vouchsim.server.storage.events import EventBus, detail_of, payload_of
 
 _PENDING = DelegationStatus.PENDING
 
@@ -65,7 +66,9 @@ async def follow(source: FeedSource, user_id: str, *, keepalive: float) -> Async
                 known = {view.delegation_id: view for view in views}
             else:
                 wanted = wake.delegation_ids | source.due(known)
-                views = await source.read(user_id, wanted) if wanted else []
+                read = await source.read(user_id, wanted) if wanted else []
+                carried = [record.view for key, record in wake.records.items() if key not in wanted]
+                views = sorted([*read, *carried], key=_newest_first, reverse=True)
                 changed = _changed(known, views)
                 known |= {view.delegation_id: view for view in views}
             for view in changed:
@@ -75,6 +78,10 @@ async def follow(source: FeedSource, user_id: str, *, keepalive: float) -> Async
                 next_ping = loop.time() + keepalive
 
 
+def _newest_first(view: DelegationView) -> tuple[object, str]:
+    return view.created_at, view.delegation_id
+
+
 def _changed(known: dict[str, DelegationView], views: Iterable[DelegationView]) -> list[DelegationView]:
     """What differs from the last look, oldest first."""
     return [view for view in reversed(list(views)) if known.get(view.delegation_id) != view]
@@ -82,24 +89,42 @@ def _changed(known: dict[str, DelegationView], views: Iterable[DelegationView]) 
 
 @dataclass(frozen=True)
 class Wake:
-    """What woke a waiter: the delegations named by their events; `everything` when one named none."""
+    """What woke a waiter: the delegations its events named without carrying them (`delegation_ids`: read them),
+    those they carried as committed (`records`, by id), and `everything` when an event named none and carried
+    none (read it all)."""
 
     delegation_ids: frozenset[str] = frozenset()
+    records: dict[str, DelegationRecord] = field(default_factory=dict)
     everything: bool = False
 
     def __bool__(self) -> bool:
         """Whether any event arrived (an empty wake is a timeout)."""
-        return self.everything or bool(self.delegation_ids)
+        return self.everything or bool(self.delegation_ids) or bool(self.records)
 
 
 async def woken(queue: asyncio.Queue[str], within: float) -> Wake:
     """What arrived within `within` seconds (nothing: an empty wake); everything queued is consumed, so one
-    read covers a burst."""
+    read covers a burst. A carried record stands for its delegation unless a later event about it came without
+    one (then it must be read: that change may be newer than the record)."""
     try:
         messages = [await asyncio.wait_for(queue.get(), within) if within > 0 else queue.get_nowait()]
     except (TimeoutError, asyncio.QueueEmpty):
         return Wake()
     while not queue.empty():
         messages.append(queue.get_nowait())
-    details = [detail_of(message) for message in messages]
-    return Wake(frozenset(detail for detail in details if detail is not None), everything=None in details)
+    unread: set[str] = set()
+    records: dict[str, DelegationRecord] = {}
+    everything = False
+    for message in messages:
+        record = payload_of(message)
+        if isinstance(record, DelegationRecord):
+            records[record.view.delegation_id] = record
+            unread.discard(record.view.delegation_id)
+            continue
+        detail = detail_of(message)
+        if detail is None:
+            everything = True
+        else:
+            unread.add(detail)
+            records.pop(detail, None)
+    return Wake(frozenset(unread), records, everything)

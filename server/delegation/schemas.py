@@ -29,6 +29,16 @@ class DelegationView(msgspec.Struct, frozen=True, kw_only=True):
     token_expires_at: datetime | None
 
 
+class DelegationRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A delegation as the server itself knows it: the view, plus what the view leaves out (whose it is, its
+    token's id), so its token can be minted without reading it again. Never sent anywhere: a commit hands it to the
+    calls waiting on this instance (`server.storage.events` payloads)."""
+
+    view: DelegationView
+    user_id: str
+    token_jti: str | None
+
+
 class IssuedToken(msgspec.Struct, frozen=True, kw_only=True):
     token: str
     expires_at: datetime

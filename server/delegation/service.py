@@ -39,7 +39,7 @@ from vouchsim.server.delegation.errors import (
     ScopeNotAllowed,
     UnknownAudience,
 )
-from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
+from vouchsim.server.delegation.schemas import DelegationRecord, DelegationView, IssuedToken
 from vouchsim.server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
 from vouchsim.server.delegation.tokens import (
     ALGORITHM,
@@ -57,7 +57,7 @@ from vouchsim.server.storage.repositories.delegations import DelegationRepositor
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
 from vouchsim.server.storage.session import DbSession, Transactions, shared_transaction
 
-__all__ = ["DelegationService", "DelegationView", "IssuedToken"]
+__all__ = ["DelegationRecord", "DelegationService", "DelegationView", "IssuedToken"]
 
 PURPOSE_MAX_LENGTH = 500
 LIST_LIMIT = 100  # newest first; the device API documents the cap
@@ -163,13 +163,17 @@ class DelegationService:
                 decided_at=_whole(now) if nobody_to_ask else None,
             )
             await unit.delegations.add(row)
-            await self._announce(unit, row)
+            await self._announce(unit, row, client_name)
             return self._view(DelegationRow(row, client_name))
 
     async def get(self, delegation_id: str, *, connection_id: str) -> DelegationView:
         """One of this runtime connection's delegations, expired first if it is due."""
+        return (await self.get_record(delegation_id, connection_id=connection_id)).view
+
+    async def get_record(self, delegation_id: str, *, connection_id: str) -> DelegationRecord:
+        """`get`, with what `token` needs to mint without reading it again."""
         async with self._unit() as unit:
-            return self._view(await self._of_connection(unit, delegation_id, connection_id))
+            return self._record(await self._of_connection(unit, delegation_id, connection_id))
 
     async def wait(
         self,
@@ -180,39 +184,61 @@ class DelegationService:
         tick: Callable[[float], Awaitable[None]] | None = None,
         interval: float = math.inf,
     ) -> DelegationView:
+        """`wait_record`'s delegation, as its view."""
+        record = await self.wait_record(
+            delegation_id, connection_id=connection_id, timeout=timeout, tick=tick, interval=interval
+        )
+        return record.view
+
+    async def wait_record(
+        self,
+        delegation_id: str,
+        *,
+        connection_id: str,
+        timeout: float,  # noqa: ASYNC109 - not a cancellation: after it the still-pending view is the answer
+        tick: Callable[[float], Awaitable[None]] | None = None,
+        interval: float = math.inf,
+    ) -> DelegationRecord:
         """The delegation once it is no longer pending, or as it is after `timeout` seconds.
 
         Woken by the event bus, not by polling: it subscribes first, then reads, so a decision committed in
-        between is not missed. Every read is its own short unit of work; nothing is held while waiting. A
-        pending delegation reaching its `expires_at` wakes it too (and is then read as expired). `tick(elapsed)`,
-        if given, is awaited at the start and every `interval` seconds while it is still pending (the MCP tool's
-        progress notifications): one loop, one subscription, and a read only when something changed.
+        between is not missed. A change committed on this instance arrives with the delegation as committed (a
+        `DelegationRecord` payload), so a decision costs the waiting call no read at all; a change from another
+        instance is read, each read its own short unit of work; nothing is held while waiting. A pending delegation
+        reaching its `expires_at` wakes it too (and is then read as expired). `tick(elapsed)`, if given, is awaited
+        at the start and every `interval` seconds while it is still pending (the MCP tool's progress
+        notifications): one loop, one subscription, and a read only when something changed that arrived unread.
+        The record returned goes to `token` as it is (no second read).
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + max(0.0, timeout)
         next_tick = started if tick is not None else math.inf
         async with self.events.subscribe(topics.delegation(delegation_id)) as queue:
-            view = await self._read_shielded(delegation_id, connection_id)
-            while view.status == _PENDING:
+            record = await self._read_shielded(delegation_id, connection_id)
+            while record.view.status == _PENDING:
                 now = loop.time()
                 if deadline - now <= 0:
                     break
                 if tick is not None and now >= next_tick:
                     await tick(now - started)
                     next_tick = loop.time() + interval
-                expiry = self._seconds_until(view.expires_at)
+                expiry = self._seconds_until(record.view.expires_at)
                 within = min(deadline - loop.time(), expiry, next_tick - loop.time())
                 woke = await feed.woken(queue, max(0.0, within))
+                carried = woke.records.get(delegation_id)
+                if carried is not None and not woke.everything:
+                    record = carried
+                    continue
                 if not woke and loop.time() < deadline and within < expiry:
                     continue  # only the next tick is due: nothing changed, nothing to read
-                view = await self._read_shielded(delegation_id, connection_id)
-        return view
+                record = await self._read_shielded(delegation_id, connection_id)
+        return record
 
-    async def _read_shielded(self, delegation_id: str, connection_id: str) -> DelegationView:
+    async def _read_shielded(self, delegation_id: str, connection_id: str) -> DelegationRecord:
         # A cancelled wait (the agent hung up or sent notifications/cancelled) is cancelled between reads,
         # never inside one, whose interrupted rollback SQLAlchemy would log as an error.
-        return await _uninterrupted(self.get(delegation_id, connection_id=connection_id))
+        return await _uninterrupted(self.get_record(delegation_id, connection_id=connection_id))
 
     async def withdraw(self, delegation_id: str, *, connection_id: str) -> DelegationView:
         """The agent's `delegation_revoke`: a pending delegation is cancelled, an approved one revoked.
@@ -229,7 +255,7 @@ class DelegationService:
                 )
                 if event is None:
                     break
-                if await self._move(unit, found.delegation, event):
+                if await self._move(unit, found.delegation, event, client_name=found.client_name):
                     break
                 found = await self._reload(unit, delegation_id)
             return self._view(found)  # a compare-and-swap that won brought `found` up to date: no re-read
@@ -243,25 +269,36 @@ class DelegationService:
             return None
         return await self.withdraw(delegation_id, connection_id=found.delegation.connection_id)
 
-    async def token(self, view: DelegationView, *, issuer: str) -> IssuedToken | None:
-        """The delegation token while the delegation is approved and its token unexpired; None otherwise."""
+    async def token(self, of: DelegationView | DelegationRecord, *, issuer: str) -> IssuedToken | None:
+        """The delegation token while the delegation is approved and its token unexpired; None otherwise.
+
+        A view is checked against the database first (it may be stale); a record is what was committed or read a
+        moment ago (`wait_record`), so it is minted from as it is: a decision costs no read here."""
+        view = of.view if isinstance(of, DelegationRecord) else of
         if view.status != DelegationStatus.APPROVED:
             return None
         now = self.clock.now()
-        async with self._unit() as unit:
-            found = await unit.delegations.get(view.delegation_id)
-            if found is None or found.delegation.connection_id != view.connection_id:
-                return None
-            row = found.delegation
-            if not _token_live(row, now):
-                return None
-            assert row.token_expires_at is not None
-            algorithm = self._algorithm(row.audience_id)
-            key = await self.keys.signing_key(unit.keys, algorithm)
-            return IssuedToken(
-                token=mint(key, self._claims(row, found.client_name, issuer), algorithm),
-                expires_at=row.token_expires_at,
-            )
+        if isinstance(of, DelegationRecord):
+            record: DelegationRecord | None = of
+            key = self.keys.current_key(self._algorithm(view.audience_id))
+            if key is None:
+                async with self._unit() as unit:
+                    key = await self.keys.signing_key(unit.keys, self._algorithm(view.audience_id))
+        else:
+            async with self._unit() as unit:
+                found = await unit.delegations.get(view.delegation_id)
+                if found is None or found.delegation.connection_id != view.connection_id:
+                    return None
+                record = self._record(found)
+                key = await self.keys.signing_key(unit.keys, self._algorithm(view.audience_id))
+        assert record is not None
+        claims = self._claims(record, issuer, now)
+        if claims is None:
+            return None
+        assert record.view.token_expires_at is not None
+        return IssuedToken(
+            token=mint(key, claims, self._algorithm(view.audience_id)), expires_at=record.view.token_expires_at
+        )
 
     async def expire_due(self) -> int:
         """Move every pending delegation past its `expires_at` to `expired` now, announcing each, so a call
@@ -326,7 +363,7 @@ class DelegationService:
             if event is DelegationEvent.APPROVE:
                 changes["token_jti"] = new_id("jti")
                 changes["token_expires_at"] = now + timedelta(seconds=self.settings.delegation_token_ttl)
-            if not await self._move(unit, row, event, changes, live_at=moment):
+            if not await self._move(unit, row, event, changes, live_at=moment, client_name=found.client_name):
                 # A racing decision, withdrawal or expiry won: say which.
                 raise DelegationClosed((await self._reload(unit, delegation_id)).delegation.status)
             return self._view(found)  # the compare-and-swap brought `row` up to date
@@ -343,7 +380,7 @@ class DelegationService:
                     raise InvalidDelegationRequest("This delegation is still pending: deny it instead.")
                 if status in FINAL:
                     raise DelegationClosed(status, f"This delegation is {status}: there is nothing to revoke.")
-                if await self._move(unit, found.delegation, DelegationEvent.REVOKE):
+                if await self._move(unit, found.delegation, DelegationEvent.REVOKE, client_name=found.client_name):
                     break
                 found = await self._reload(unit, delegation_id)
             return self._view(found)  # a compare-and-swap that won brought `found` up to date: no re-read
@@ -358,7 +395,7 @@ class DelegationService:
             for found in reversed(pending):
                 row = await self._expire_if_due(unit, found)
                 changes = {"decided_at": _whole(self.clock.now())}
-                if await self._move(unit, row.delegation, DelegationEvent.DENY, changes):
+                if await self._move(unit, row.delegation, DelegationEvent.DENY, changes, client_name=row.client_name):
                     denied.append(row.delegation.id)
         return denied
 
@@ -445,7 +482,7 @@ class DelegationService:
         """Every read first moves a pending delegation past its `expires_at` to `expired`."""
         if not self._due(found.delegation):
             return found
-        await self._move(unit, found.delegation, DelegationEvent.TIME)
+        await self._move(unit, found.delegation, DelegationEvent.TIME, client_name=found.client_name)
         reloaded = await unit.delegations.get(found.delegation.id)
         assert reloaded is not None
         return reloaded
@@ -458,8 +495,10 @@ class DelegationService:
         changes: dict[str, Any] | None = None,
         *,
         live_at: datetime | None = None,
+        client_name: str | None = None,
     ) -> bool:
-        """Compare-and-swap `row` along `event` from the status it was read in; announce it if this call won."""
+        """Compare-and-swap `row` along `event` from the status it was read in; announce it if this call won
+        (with the delegation as committed when `client_name` is given: see `_announce`)."""
         status = DelegationStatus(row.status)
         target = next_status(status, event)
         if target is None:
@@ -478,11 +517,17 @@ class DelegationService:
             live_at=live_at,
         )
         if won:
-            await self._announce(unit, row)
+            await self._announce(unit, row, client_name)
         return won
 
-    async def _announce(self, unit: _Unit, row: Delegation) -> None:
-        await self.events.publish(unit.session, topics.delegation(row.id), topics.user(row.user_id, changed=row.id))
+    async def _announce(self, unit: _Unit, row: Delegation, client_name: str | None) -> None:
+        """`delegation:<id>` and `user:<id>#<id>` at commit; with `client_name`, carrying the delegation as it is
+        now (`row` is up to date: `update_if` brought it there), so the calls and the feed waiting on this
+        instance need not read it back."""
+        payload = None if client_name is None else self._record(DelegationRow(row, client_name))
+        await self.events.publish(
+            unit.session, topics.delegation(row.id), topics.user(row.user_id, changed=row.id), payload=payload
+        )
 
     async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
         if which == "pending":
@@ -511,20 +556,33 @@ class DelegationService:
             raise UnknownAudience(f"No audience is called {audience_id!r}.")
         return audience
 
-    def _claims(self, row: Delegation, client_name: str, issuer: str) -> dict[str, Any]:
-        assert row.token_jti is not None and row.decided_at is not None and row.token_expires_at is not None
+    def _claims(self, record: DelegationRecord, issuer: str, now: datetime) -> dict[str, Any] | None:
+        """The token's claims while the record's token is live; None otherwise."""
+        view = record.view
+        if (
+            view.status != DelegationStatus.APPROVED
+            or record.token_jti is None
+            or view.decided_at is None
+            or view.token_expires_at is None
+            or now >= view.token_expires_at
+        ):
+            return None
         return delegation_claims(
             issuer=issuer,
-            subject=audience_subject(self.hmac_key, row.user_id, row.audience_id),
-            audience_id=row.audience_id,
-            scopes=list(row.scopes),
-            client_id=row.client_id,
-            client_name=client_name,
-            delegation_id=row.id,
-            jti=row.token_jti,
-            issued_at=row.decided_at,
-            expires_at=row.token_expires_at,
+            subject=audience_subject(self.hmac_key, record.user_id, view.audience_id),
+            audience_id=view.audience_id,
+            scopes=list(view.scopes),
+            client_id=view.client_id,
+            client_name=view.client_name,
+            delegation_id=view.delegation_id,
+            jti=record.token_jti,
+            issued_at=view.decided_at,
+            expires_at=view.token_expires_at,
         )
+
+    def _record(self, found: DelegationRow) -> DelegationRecord:
+        row = found.delegation
+        return DelegationRecord(view=self._view(found), user_id=row.user_id, token_jti=row.token_jti)
 
     def _view(self, found: DelegationRow) -> DelegationView:
         row = found.delegation

@@ -10,8 +10,9 @@ checks the algorithm against it.
 Signing keys are made on first start and kept in the database, the private half AES-GCM sealed under a key
 derived from the server's HMAC key. Per algorithm, the newest unretired key signs. `rotate` makes a new key and
 retires the old one, whose public half stays published for a token lifetime plus a margin, so tokens in flight
-keep verifying. The current key is read from the database on every use (never cached), so a rotation made by one
-instance is followed by every instance at once; only unsealed keys, immutable per kid, are cached.
+keep verifying. Unsealed keys, immutable per kid, are cached; so is each algorithm's current key once read back
+from the database (no lookup per token), which `rotate` forgets. Rotation is in process only (no command or
+endpoint rotates a running server's keys), so no other instance has to hear of it.
 
 Claims: `iss`, a pairwise `sub` (one per user and audience, so two audiences cannot correlate users), `aud`,
 `scope`, `act` (RFC 8693 §4.1: the client acting for the user), `delegation_id`, `jti`, `iat`, `nbf`, `exp`.
@@ -150,6 +151,10 @@ class SigningKeyStore:
         """A current key for every algorithm, so the JWKS carries one for each before the first token."""
         for algorithm in ALGORITHMS:
             await self.signing_key(keys, algorithm)
+
+    def current_key(self, algorithm: Algorithm = ALGORITHM) -> SigningJwk | None:
+        """The current key for `algorithm` once `signing_key` has read it back; None before (ask `signing_key`)."""
+        return self._current.get(algorithm)
 
     async def signing_key(self, keys: SigningKeyRepository, algorithm: Algorithm = ALGORITHM) -> SigningJwk:
         """The current key for `algorithm`; made on first use, and replaced if it can no longer be unsealed."""

@@ -10,6 +10,11 @@ Topics are short strings such as `delegation:<id>`, `user:<id>` or `revoked:<kin
 detail, what changed (`user:<id>#<delegation id>`, see `with_detail`): its subscribers receive the whole string,
 so a reader woken by many changes reads just those rather than everything again.
 
+A publisher may hand the committed state along (`payload`): subscribers on the publishing instance receive the
+topic as an `Announcement` carrying it, so a waiter woken by a decision needs no read of what the decision just
+wrote. Other instances receive the bare topic (NOTIFY carries text) and read. On PostgreSQL such topics are
+dispatched here at commit and their NOTIFY, marked with this bus's origin, is not dispatched again when it comes back.
+
 Repositories that revoke something (tokens, connections, MCP sessions) announce it themselves through
 `announce`, using the bus their session was made with (`create_sessionmaker(engine, events)`), so no caller
 can revoke without the caches hearing of it.
@@ -19,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, text
@@ -38,6 +45,24 @@ _PENDING = "vouchsim_pending_topics"  # a session's info: {bus: topics to dispat
 # The key under which a sessionmaker hands its bus to every session it makes (`EventBus.session_info`).
 _BUS = "vouchsim_event_bus"
 DETAIL = topics.DETAIL
+# Separates the origin of a NOTIFY that its publisher already dispatched in process from the topic.
+_ORIGIN = "\x1f"
+
+
+class Announcement(str):
+    """A topic (a `str`, as every subscriber reads it) with what its publisher committed, in process only."""
+
+    payload: object
+
+    def __new__(cls, topic: str, payload: object) -> Announcement:
+        announcement = super().__new__(cls, topic)
+        announcement.payload = payload
+        return announcement
+
+
+def payload_of(message: str) -> object | None:
+    """What the publisher handed along with `message`; None for a bare topic (read the state instead)."""
+    return message.payload if isinstance(message, Announcement) else None
 
 
 def with_detail(topic: str, detail: str) -> str:
@@ -59,6 +84,7 @@ class EventBus:
         self._connection: Any = None
         self._keeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._origin = secrets.token_hex(6)
 
     @property
     def crosses_instances(self) -> bool:
@@ -103,7 +129,10 @@ class EventBus:
                 log.warning("event listener cannot reconnect yet: %s", error)
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._dispatch(payload)
+        origin, marked, topic = payload.rpartition(_ORIGIN)
+        if marked and origin == self._origin:
+            return  # published here with its payload: dispatched at commit already
+        self._dispatch(topic)
 
     # -- subscribing -------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -136,6 +165,9 @@ class EventBus:
         for queue in list(self._queues.get(message.partition(DETAIL)[0], ())):
             queue.put_nowait(message)
 
+    def _dispatch_with(self, topic: str, payload: object) -> None:
+        self._dispatch(topic if payload is None else Announcement(topic, payload))
+
     def _dispatch_all(self) -> None:
         for topic in list(self._queues):
             self._dispatch(topic)
@@ -143,28 +175,38 @@ class EventBus:
             listener(topics.EVERYTHING)
 
     # -- publishing --------------------------------------------------------------------------------------------
-    async def publish(self, session: AsyncSession, *topics: str, at_once_here: bool = False) -> None:
+    async def publish(
+        self, session: AsyncSession, *topics: str, at_once_here: bool = False, payload: object = None
+    ) -> None:
         """Announce `topics` when `session`'s transaction commits (never before, and not at all on rollback).
 
         `at_once_here`: on PostgreSQL, also dispatch on this instance right at commit rather than when the NOTIFY
         comes back (listeners then hear it twice). Revocations use it: the instance that revoked a token must not
         accept it again, not even in the moment the notification takes.
+
+        `payload`: what was committed, handed to this instance's subscribers with each topic (`payload_of`); on
+        PostgreSQL they get it at commit, and not again from the NOTIFY.
         """
         if self._dsn is not None:
-            for topic in topics:
-                await session.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
-            if not at_once_here:
+            marked = payload is not None
+            notices = [f"{self._origin}{_ORIGIN}{topic}" if marked else topic for topic in topics]
+            # One statement for all of them: each statement is a round trip of its own.
+            await session.execute(_notify_statement(len(notices)), {"channel": CHANNEL, **_numbered(notices)})
+            if not (at_once_here or marked):
                 return
-        pending: dict[EventBus, set[str]] = session.info.setdefault(_PENDING, {})
-        pending.setdefault(self, set()).update(topics)
+        pending: dict[EventBus, dict[str, object]] = session.info.setdefault(_PENDING, {})
+        announced = pending.setdefault(self, {})
+        for topic in topics:
+            announced.pop(topic, None)  # the latest payload, in the latest order
+            announced[topic] = payload
 
-    def _deliver(self, names: set[str]) -> None:
+    def _deliver(self, announced: dict[str, object]) -> None:
         loop = self._loop
-        for topic in names:
+        for topic, payload in announced.items():
             if loop is not None:
-                loop.call_soon_threadsafe(self._dispatch, topic)
+                loop.call_soon_threadsafe(self._dispatch_with, topic, payload)
             else:
-                self._dispatch(topic)
+                self._dispatch_with(topic, payload)
 
     # -- binding to sessions -----------------------------------------------------------------------------------
     def session_info(self) -> dict[str, Any]:
@@ -183,9 +225,9 @@ async def announce(session: AsyncSession, *topics: str) -> None:
 # Hooked once, for every session: `event.listen` on each session that publishes was a few per cent of a decision's
 # CPU (py-spy). A session with nothing pending finds nothing to do.
 def _after_commit(sync_session: Session) -> None:
-    pending: dict[EventBus, set[str]] = sync_session.info.pop(_PENDING, {})
-    for bus, names in pending.items():
-        bus._deliver(names)
+    pending: dict[EventBus, dict[str, object]] = sync_session.info.pop(_PENDING, {})
+    for bus, announced in pending.items():
+        bus._deliver(announced)
 
 
 def _after_rollback(sync_session: Session, _previous_transaction: Any) -> None:
@@ -194,3 +236,12 @@ def _after_rollback(sync_session: Session, _previous_transaction: Any) -> None:
 
 event.listen(Session, "after_commit", _after_commit)
 event.listen(Session, "after_soft_rollback", _after_rollback)
+
+
+@lru_cache(maxsize=8)
+def _notify_statement(count: int) -> Any:
+    return text("SELECT " + ", ".join(f"pg_notify(:channel, :topic{i})" for i in range(count)))
+
+
+def _numbered(notices: list[str]) -> dict[str, str]:
+    return {f"topic{i}": notice for i, notice in enumerate(notices)}

@@ -15,7 +15,7 @@ import msgspec
 
 from vouchsim.server.core.clock import isoformat
 from vouchsim.server.core.errors import VouchsimError
-from vouchsim.server.delegation.schemas import DelegationView, IssuedToken
+from vouchsim.server.delegation.schemas import DelegationRecord, DelegationView, IssuedToken
 from vouchsim.server.delegation.service import PURPOSE_MAX_LENGTH
 from vouchsim.server.delegation.states import DelegationStatus
 from vouchsim.server.mcp.tools.framework import Tool, ToolContext, ToolResult
@@ -157,30 +157,33 @@ def _summary(view: DelegationView, status: str, token: IssuedToken | None) -> st
     return closed.get(status, f"The delegation is {status}.")
 
 
-async def answer(ctx: ToolContext, view: DelegationView) -> ToolResult:
-    """The result for `view` as it is now, with its token while it is approved and the token is live."""
-    token = await ctx.delegations.token(view, issuer=ctx.issuer)
-    return delegation_result(view, token)
+async def answer(ctx: ToolContext, of: DelegationView | DelegationRecord) -> ToolResult:
+    """The result for the delegation as it is now, with its token while it is approved and the token is live (a
+    record just committed or read is minted from as it is; a view is checked against the database first)."""
+    token = await ctx.delegations.token(of, issuer=ctx.issuer)
+    return delegation_result(of.view if isinstance(of, DelegationRecord) else of, token)
 
 
 # -- the tools ------------------------------------------------------------------------------------------------
 REQUEST_REFUSED = "The delegation could not be requested"
 
 
-async def _await_decision(ctx: ToolContext, view: DelegationView, budget: float) -> DelegationView:
+async def _await_decision(ctx: ToolContext, view: DelegationView, budget: float) -> DelegationView | DelegationRecord:
     """Hold until the device decides, the delegation expires or `budget` seconds pass; report progress meanwhile
     (the service's one waiting loop calls back at the progress pace)."""
     if str(view.status) != DelegationStatus.PENDING or budget <= 0:
         return view
     progress = ctx.progress
     if progress is None:
-        return await ctx.delegations.wait(view.delegation_id, connection_id=ctx.grant.connection_id, timeout=budget)
+        return await ctx.delegations.wait_record(
+            view.delegation_id, connection_id=ctx.grant.connection_id, timeout=budget
+        )
     message = waiting_message(view)
 
     async def tick(elapsed: float) -> None:
         await progress.report(round(elapsed, 1), budget, message)
 
-    return await ctx.delegations.wait(
+    return await ctx.delegations.wait_record(
         view.delegation_id, connection_id=ctx.grant.connection_id, timeout=budget, tick=tick, interval=progress.interval
     )
 
@@ -197,9 +200,9 @@ async def delegation_request(ctx: ToolContext, arguments: RequestArguments) -> T
             purpose=arguments.purpose,
             scopes=list(arguments.scopes),
         )
-        if arguments.wait_for_approval:
-            view = await _await_decision(ctx, view, arguments.timeout_seconds)
-        return await answer(ctx, view)
+        if not arguments.wait_for_approval:
+            return await answer(ctx, view)
+        return await answer(ctx, await _await_decision(ctx, view, arguments.timeout_seconds))
     except VouchsimError as error:
         return ToolResult.problem(error, REQUEST_REFUSED)
 
@@ -207,9 +210,9 @@ async def delegation_request(ctx: ToolContext, arguments: RequestArguments) -> T
 async def delegation_status(ctx: ToolContext, arguments: StatusArguments) -> ToolResult:
     try:
         view = await ctx.delegations.get(arguments.delegation_id, connection_id=ctx.grant.connection_id)
-        if arguments.wait_for_approval:
-            view = await _await_decision(ctx, view, arguments.timeout_seconds)
-        return await answer(ctx, view)
+        if not arguments.wait_for_approval:
+            return await answer(ctx, view)
+        return await answer(ctx, await _await_decision(ctx, view, arguments.timeout_seconds))
     except VouchsimError as error:
         return ToolResult.problem(error, "The delegation could not be read")
 

@@ -14,7 +14,7 @@ import pytest
 from server.tests.delegation_support import World, ask, decide
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.delegation.errors import DelegationNotFound
-from vouchsim.server.delegation.schemas import DelegationView
+from vouchsim.server.delegation.schemas import DelegationRecord, DelegationView
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.events import EventBus
@@ -32,10 +32,10 @@ class ReadSignal(DelegationService):
 
     read: asyncio.Event
 
-    async def get(self, delegation_id: str, *, connection_id: str) -> DelegationView:
-        view = await super().get(delegation_id, connection_id=connection_id)
+    async def get_record(self, delegation_id: str, *, connection_id: str) -> DelegationRecord:
+        record = await super().get_record(delegation_id, connection_id=connection_id)
         self.read.set()
-        return view
+        return record
 
 
 def like(service: DelegationService, kind: type[S], events: EventBus | None = None) -> S:
@@ -287,3 +287,108 @@ async def test_an_event_that_names_nothing_makes_the_feed_read_everything(
         assert watched.window_reads == 2
     finally:
         await feed.aclose()
+
+
+# -- a change committed here arrives with the delegation: no read back -----------------------------------------
+
+
+class CountedReads(ReadSignal):
+    """Counts `wait`'s reads of its delegation and the feed's reads of named delegations."""
+
+    reads = 0
+    feed_reads = 0
+
+    async def get_record(self, delegation_id: str, *, connection_id: str) -> DelegationRecord:
+        self.reads += 1
+        return await super().get_record(delegation_id, connection_id=connection_id)
+
+    async def _feed_views(self, user_id: str, delegation_ids: Any) -> list[DelegationView]:
+        self.feed_reads += 1
+        return await super()._feed_views(user_id, delegation_ids)
+
+
+def counted(service: DelegationService, events: EventBus | None = None) -> CountedReads:
+    watched = like(service, CountedReads, events)
+    watched.read = asyncio.Event()
+    return watched
+
+
+async def test_a_decision_committed_here_reaches_the_waiter_and_its_token_without_a_read(
+    service: DelegationService, world: World
+) -> None:
+    """The decision's commit hands the delegation, as committed, to the call waiting on this instance; its token is
+    minted from that (the decision path's CPU was in these reads)."""
+    view = await ask(service, world.runtime)
+    watched = counted(service)
+    waiting = asyncio.create_task(
+        watched.wait_record(view.delegation_id, connection_id=world.runtime.connection_id, timeout=10)
+    )
+    await asyncio.wait_for(watched.read.wait(), 5)
+    decided = await decide(service, world.phone, view)
+    record = await asyncio.wait_for(waiting, 5)
+    assert watched.reads == 1  # the opening read only
+    assert record.view == decided and record.user_id == world.phone.user_id and record.token_jti
+    issued = await watched.token(record, issuer="https://vouch.test")
+    assert issued is not None and issued.expires_at == decided.token_expires_at
+    # The same token as one minted after reading the delegation back (minting is deterministic for Ed25519).
+    assert issued == await service.token(decided, issuer="https://vouch.test")
+
+
+async def test_a_carried_record_is_not_taken_for_a_later_change_that_came_unread(
+    service: DelegationService, world: World
+) -> None:
+    """A change that arrives without the delegation (from another instance) after one that carried it: the
+    waiter reads, since that change may be the newer one."""
+    view = await ask(service, world.runtime)
+    watched = counted(service)
+    waiting = asyncio.create_task(
+        watched.wait_record(view.delegation_id, connection_id=world.runtime.connection_id, timeout=10)
+    )
+    await asyncio.wait_for(watched.read.wait(), 5)
+    decided = await decide(service, world.phone, view)
+    service.events._dispatch(f"delegation:{view.delegation_id}")  # as a NOTIFY from elsewhere arrives
+    record = await asyncio.wait_for(waiting, 5)
+    assert record.view == decided
+    assert watched.reads in (1, 2)  # the bare topic may land after the waiter already returned
+
+
+async def test_the_feed_takes_what_a_decision_here_carried(service: DelegationService, world: World) -> None:
+    watched = counted(service)
+    feed = watched.changes(world.phone.user_id, keepalive=30)
+    try:
+        first = await ask(service, world.runtime)
+        assert await next_of(feed) == first
+        approved = await decide(service, world.phone, first)
+        assert await next_of(feed) == approved
+        assert watched.feed_reads == 0
+    finally:
+        await feed.aclose()
+
+
+async def test_a_decision_through_another_instance_is_read_back(
+    make_service: Any, world: World, database_url: str
+) -> None:
+    """What another instance committed arrives as a bare NOTIFY: the waiter here reads it, and mints after
+    reading, while that instance's own waiters took the record it committed."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("crossing instances needs PostgreSQL LISTEN/NOTIFY")
+    elsewhere = EventBus()
+    await elsewhere.start(database_url)
+    try:
+        here, there = make_service(), make_service(events=elsewhere)
+        view = await ask(here, world.runtime)
+        watched_here, watched_there = counted(here), counted(there, events=elsewhere)
+        conn = world.runtime.connection_id
+        waiting_here = asyncio.create_task(watched_here.wait_record(view.delegation_id, connection_id=conn, timeout=10))
+        waiting_there = asyncio.create_task(
+            watched_there.wait_record(view.delegation_id, connection_id=conn, timeout=10)
+        )
+        await asyncio.wait_for(watched_here.read.wait(), 5)
+        await asyncio.wait_for(watched_there.read.wait(), 5)
+        decided = await decide(there, world.phone, view)
+        record_here, record_there = await asyncio.wait_for(asyncio.gather(waiting_here, waiting_there), 5)
+        assert record_here.view == record_there.view == decided
+        assert (watched_here.reads, watched_there.reads) == (2, 1)
+        assert record_here.token_jti == record_there.token_jti is not None
+    finally:
+        await elsewhere.stop()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 
 from vouchsim.server.storage.engine import create_sessionmaker
-from vouchsim.server.storage.events import EventBus, detail_of, with_detail
+from vouchsim.server.storage.events import EventBus, detail_of, payload_of, with_detail
 
 pytestmark = pytest.mark.anyio
 
@@ -99,5 +100,58 @@ async def test_publishing_hooks_no_listener_on_the_session(engine: Any, database
                 hooks = session.sync_session.dispatch
                 assert not hooks.after_commit.listeners and not hooks.after_soft_rollback.listeners
             assert await _next(queue) == "delegation:7"
+    finally:
+        await bus.stop()
+
+
+async def test_a_payload_reaches_this_instances_subscribers_once_and_others_bare(
+    engine: Any, database_url: str
+) -> None:
+    """What the publisher committed travels with the topic in process (`payload_of`); on PostgreSQL the NOTIFY's
+    echo is not dispatched a second time here, while another instance hears the bare topic and reads."""
+    bus = EventBus()
+    await bus.start(database_url)
+    elsewhere = EventBus() if database_url.startswith("postgresql") else None
+    if elsewhere is not None:
+        await elsewhere.start(database_url)
+    sessions = create_sessionmaker(engine)
+    committed = {"status": "approved"}
+    try:
+        async with (
+            bus.subscribe("delegation:p") as here,
+            bus.subscribe("user:p") as feed,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            there = await stack.enter_async_context(elsewhere.subscribe("delegation:p")) if elsewhere else None
+            async with sessions() as session, session.begin():
+                await bus.publish(session, "delegation:p", with_detail("user:p", "dlg_p"), payload=committed)
+            message = await _next(here)
+            assert message == "delegation:p" and payload_of(message) is committed
+            detailed = await _next(feed)
+            assert detail_of(detailed) == "dlg_p" and payload_of(detailed) is committed
+            if there is not None:
+                bare = await _next(there)
+                assert bare == "delegation:p" and payload_of(bare) is None
+            # Not twice here: the NOTIFY that came back (PostgreSQL) was this bus's own.
+            with pytest.raises(TimeoutError):
+                await _next(here, 0.5)
+        assert payload_of("delegation:p") is None
+    finally:
+        await bus.stop()
+        if elsewhere is not None:
+            await elsewhere.stop()
+
+
+async def test_topics_without_a_payload_still_come_back_through_postgres(engine: Any, database_url: str) -> None:
+    """Unchanged for topics published bare: on PostgreSQL they are dispatched here when the NOTIFY returns."""
+    bus = EventBus()
+    await bus.start(database_url)
+    sessions = create_sessionmaker(engine)
+    try:
+        async with bus.subscribe("delegation:b") as queue, bus.subscribe("user:b") as other:
+            async with sessions() as session, session.begin():
+                await bus.publish(session, "delegation:b", "user:b")
+            assert await _next(queue) == "delegation:b"
+            assert await _next(other) == "user:b"
     finally:
         await bus.stop()
