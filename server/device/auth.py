@@ -126,7 +126,7 @@ class DeviceAuthenticator:
         """The enrolled, unrevoked device that signed `request`; InvalidSignature otherwise."""
         if request.device_id == ENROLMENT_DEVICE_ID:
             raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
-        device = await self.devices.get(request.device_id)
+        device = await self.devices.signer(request.device_id)
         if device is None:
             raise InvalidSignature("This device is unknown or no longer trusted.")
         key = load_public_key(device.public_key)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from functools import cache
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Executable, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,12 +15,32 @@ from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import Device, DeviceNonce, RuntimeConnection, User
 
 
+class DeviceSigner(NamedTuple):
+    """What checking a signed device request needs of its device, read without the ORM (every device request)."""
+
+    id: str
+    user_id: str
+    public_key: str
+    last_seen_at: datetime | None
+    revoked_at: datetime | None
+
+
+_DEVICES = cast(Table, Device.__table__)
+_SIGNER = select(
+    _DEVICES.c.id, _DEVICES.c.user_id, _DEVICES.c.public_key, _DEVICES.c.last_seen_at, _DEVICES.c.revoked_at
+).where(_DEVICES.c.id == bindparam("device_id"))
+
+
 class DeviceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def get(self, device_id: str) -> Device | None:
         return await self.session.get(Device, device_id, populate_existing=True)
+
+    async def signer(self, device_id: str) -> DeviceSigner | None:
+        found = (await self.session.execute(_SIGNER, {"device_id": device_id})).first()
+        return DeviceSigner(*found) if found is not None else None
 
     async def is_active(self, device_id: str) -> bool:
         found = await self.session.scalar(select(Device.id).where(Device.id == device_id, Device.revoked_at.is_(None)))
@@ -89,9 +110,11 @@ class DeviceRepository:
 
     async def remember_nonce(self, device_id: str, nonce: str, expires_at: datetime) -> bool:
         """Record a nonce; False when this device already used it (the primary key is the replay check)."""
-        return await self._insert_ignoring_conflict(
-            DeviceNonce, ["device_id", "nonce"], device_id=device_id, nonce=nonce, expires_at=expires_at
+        statement = _remember_nonce(self.session.get_bind().dialect.name)
+        result = await self.session.execute(
+            statement, {"device_id": device_id, "nonce": nonce, "expires_at": expires_at}
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def prune_nonces(self, now: datetime) -> int:
         """Forget nonces whose timestamp can no longer pass the clock-skew window anyway."""
@@ -112,3 +135,12 @@ class DeviceRepository:
         statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@cache
+def _remember_nonce(dialect: str) -> Executable:
+    """`remember_nonce`'s INSERT … ON CONFLICT DO NOTHING, built once per dialect (one per signed request)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, DeviceNonce.__table__)
+    values: dict[str, Any] = {name: bindparam(name) for name in ("device_id", "nonce", "expires_at")}
+    return insert(table).values(**values).on_conflict_do_nothing(index_elements=["device_id", "nonce"])
