@@ -219,7 +219,7 @@ def create_app(
             if testbed is not None:
                 await testbed.stop()
             await events.stop()
-            # aiosqlite leaves threads behind (and once hung the process) unless the engine is disposed.
+            # The pool's connections (SQLite files, PostgreSQL sockets) stay open unless the engine is disposed.
             await engine.dispose()
 
     app = Litestar(

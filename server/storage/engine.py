@@ -1,4 +1,7 @@
-"""The database engine: SQLite (WAL) by default, PostgreSQL through asyncpg, schema kept by Alembic."""
+"""The database engine: SQLite (WAL) by default, PostgreSQL through asyncpg, schema kept by Alembic.
+
+SQLite URLs are written `sqlite+aiosqlite:///…` (the settings, the README); every SQLite URL runs on
+`server.storage.sqlite_inline` instead, whose statements run on the event loop's thread (its docstring says why)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from vouchsim.server.storage import sqlite_inline
 from vouchsim.server.storage.events import EventBus
+
+# A write waits this long for another's lock before failing with "database is locked" (`?timeout=` in the URL
+# overrides it).
+SQLITE_BUSY_TIMEOUT = 30.0
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -18,8 +26,9 @@ def create_engine(database_url: str) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        # Wait for a writer instead of failing at once with "database is locked".
-        kwargs["connect_args"] = {"timeout": 30}
+        url = url.set(drivername=f"sqlite+{sqlite_inline.DRIVER}")
+        if "timeout" not in url.query:
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
