@@ -20,6 +20,11 @@ SQLITE_BUSY is retried after an asynchronous wait, until the `timeout` the engin
 `server.storage.engine`), then its "database is locked" OperationalError is raised as SQLite would have raised it.
 A connection of the same engine that ends a write transaction wakes the waiters at once; a writer in another process
 is noticed by the retries' backoff.
+
+Writers of one engine do not even meet SQLITE_BUSY: before its first INSERT/UPDATE/DELETE a transaction takes the
+engine's writer lock (`_Writers`, FIFO, on the loop) and gives it back when it ends. Retrying on SQLITE_BUSY
+alone woke every waiting writer at each commit and all but one failed again: with 32 decisions in flight that was
+about 30 failed attempts per commit, and the benchmark's decision round trips waited hundreds of milliseconds.
 """
 
 from __future__ import annotations
@@ -71,6 +76,41 @@ class _WriteReleases:
             self._waiters.discard(waiter)
 
 
+class _Writers:
+    """One write transaction at a time among an engine's connections, in the order they asked (an asyncio.Lock),
+    waited for on the loop like the busy retries, and for as long (`timeout`): then "database is locked", as
+    SQLite would say."""
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def acquire(self, timeout: float) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:  # an engine outliving its loop (tests) gets a fresh lock
+            self._lock, self._loop = asyncio.Lock(), loop
+        lock = self._lock
+        try:
+            await_(_acquire(lock, timeout))
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        return lock
+
+
+async def _acquire(lock: asyncio.Lock, timeout: float) -> None:
+    # Not wait_for, which makes a task: a free lock is taken without the loop getting a turn.
+    async with asyncio.timeout(timeout):
+        await lock.acquire()
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _writes(operation: str) -> bool:
+    """Whether sqlite3 begins a write transaction for this statement (its legacy implicit BEGIN precedes these)."""
+    return operation.lstrip()[:7].upper().startswith(_WRITES)
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -104,13 +144,27 @@ def _enter_statement() -> None:
 class InlineConnection(AdaptedConnection):
     """A sqlite3 connection as SQLAlchemy's DBAPI connection: sqlite3 calls in place, lock waits on the loop."""
 
-    __slots__ = ("_busy_timeout", "_releases", "_sqlite")
+    __slots__ = ("_busy_timeout", "_held", "_releases", "_sqlite", "_writers")
 
-    def __init__(self, connection: sqlite3.Connection, releases: _WriteReleases, busy_timeout: float) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, releases: _WriteReleases, writers: _Writers, busy_timeout: float
+    ) -> None:
         self._connection = cast("Any", connection)  # AdaptedConnection's `driver_connection`
         self._sqlite = connection
         self._releases = releases
+        self._writers = writers
         self._busy_timeout = busy_timeout
+        self._held: asyncio.Lock | None = None  # the engine's writer lock, while this transaction writes
+
+    def before(self, operation: str) -> None:
+        """Take the engine's writer lock before this transaction's first write (see `_Writers`)."""
+        if self._held is None and _writes(operation):
+            self._held = self._writers.acquire(self._busy_timeout)
+
+    def _ended(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and held.locked():
+            held.release()
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self, self._sqlite.cursor())
@@ -131,13 +185,17 @@ class InlineConnection(AdaptedConnection):
                 raise  # "SQL statements in progress" is SQLITE_BUSY too, but ours: no wait ends it, none was made
             # SQLite: a COMMIT that fails with SQLITE_BUSY leaves the transaction active, to be committed again.
             self.retry_while_busy(error, connection.commit, fresh=False)
+        self._ended()
         if ended:
             self._releases.released()
 
     def rollback(self) -> None:
         connection = self._sqlite
         ended = connection.in_transaction
-        connection.rollback()
+        try:
+            connection.rollback()
+        finally:
+            self._ended()
         if ended:
             self._releases.released()
 
@@ -145,8 +203,12 @@ class InlineConnection(AdaptedConnection):
         try:
             ended = self._sqlite.in_transaction
         except sqlite3.ProgrammingError:
+            self._ended()
             return  # closed already
-        self._sqlite.close()
+        try:
+            self._sqlite.close()
+        finally:
+            self._ended()
         if ended:
             self._releases.released()
 
@@ -241,6 +303,7 @@ class InlineCursor:
 
     def execute(self, operation: str, parameters: Sequence[Any] | None = None) -> None:
         _enter_statement()
+        self._connection.before(operation)
         cursor = self._cursor
         fresh = not self._connection.in_transaction
         try:
@@ -257,6 +320,7 @@ class InlineCursor:
 
     def executemany(self, operation: str, parameters: Sequence[Sequence[Any]]) -> None:
         _enter_statement()
+        self._connection.before(operation)
         cursor = self._cursor
         fresh = not self._connection.in_transaction
         try:
@@ -299,11 +363,12 @@ class InlineDBAPI(types.ModuleType):
         self.__dict__.update((name, value) for name, value in vars(sqlite3).items() if not name.startswith("_"))
         del self.__dict__["connect"]  # the method below
         self.releases = _WriteReleases()
+        self.writers = _Writers()
 
     def connect(self, database: str, timeout: float = 5.0, **kwargs: Any) -> InlineConnection:
         """`timeout` (seconds, sqlite3's default 5) bounds the asynchronous wait for a lock; SQLite gets none."""
         connection = sqlite3.connect(database, timeout=0, **kwargs)
-        return InlineConnection(connection, self.releases, timeout)
+        return InlineConnection(connection, self.releases, self.writers, timeout)
 
 
 class SQLiteDialect_inline(SQLiteDialect_pysqlite):

@@ -226,3 +226,55 @@ async def test_many_writers_of_one_engine_all_get_their_turn(tmp_path: Path) -> 
         assert sorted(await _names(engine)) == [f"{name}!" for name in names]
     finally:
         await engine.dispose()
+
+
+async def test_writers_of_one_engine_queue_for_the_lock_and_never_meet_sqlite_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They wait on the engine's writer lock (first come, first served among those holding a pooled connection)
+    instead of failing with SQLITE_BUSY and retrying: each commit woke every retrying writer, and all but one failed
+    again."""
+    from vouchsim.server.storage.sqlite_inline import InlineConnection
+
+    retries: list[str] = []
+    original = InlineConnection.retry_while_busy
+
+    def counted(self: InlineConnection, error: sqlite3.OperationalError, *args: Any, **kwargs: Any) -> Any:
+        retries.append(str(error))
+        return original(self, error, *args, **kwargs)
+
+    monkeypatch.setattr(InlineConnection, "retry_while_busy", counted)
+    engine = await _engine(tmp_path / "db.sqlite")
+
+    async def write(name: str) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO items (name) VALUES (:name)"), {"name": name})
+            await asyncio.sleep(0.001)  # holds the lock across a real wait, as a decision's commit hooks may
+
+    try:
+        names = [f"w{number:02}" for number in range(32)]
+        tasks = []
+        for name in names:  # each asks for the lock before the next is started
+            tasks.append(asyncio.create_task(write(name)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        assert retries == []
+        assert sorted(await _names(engine)) == names
+    finally:
+        await engine.dispose()
+
+
+async def test_a_writer_waits_for_the_engines_lock_no_longer_than_the_timeout(tmp_path: Path) -> None:
+    engine = await _engine(tmp_path / "db.sqlite", "?timeout=0.2")
+    try:
+        async with engine.begin() as holder:
+            await holder.execute(text("INSERT INTO items (name) VALUES ('holder')"))
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with engine.begin() as other:
+                    await other.execute(text("INSERT INTO items (name) VALUES ('other')"))
+        # The holder committed; the lock is free again for the next writer.
+        async with engine.begin() as after:
+            await after.execute(text("INSERT INTO items (name) VALUES ('after')"))
+        assert sorted(await _names(engine)) == ["after", "holder"]
+    finally:
+        await engine.dispose()
