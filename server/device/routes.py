@@ -357,34 +357,41 @@ async def delegation_events(
         if still_trusted is not None and not await still_trusted():
             yield _revoked_message()
             return
-        outbox: asyncio.Queue[ServerSentEventMessage] = asyncio.Queue(maxsize=1)
+        # One queue the stream drains whole: the feed's messages, the revocation, or the feed's failure. A burst
+        # of a thousand changes then leaves in a few turns of the loop, not a few turns per message (a task per
+        # wait and a bounded hand-over made each message wait for turns a flood of requests kept long).
+        outbox: asyncio.Queue[_Outgoing] = asyncio.Queue()
         pump = asyncio.create_task(_pump(_messages(delegations, user_id, keepalive), outbox))
-        waiters: list[asyncio.Task[Any]] = []
+        watch = asyncio.create_task(_watch_revocation(revoked, outbox))
         try:
             while True:
-                taken = asyncio.create_task(outbox.get())
-                gone = asyncio.create_task(revoked.get())
-                waiters = [taken, gone]
-                done, _ = await asyncio.wait({taken, gone, pump}, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    if waiter not in done:
-                        waiter.cancel()
-                if taken in done:
-                    message = taken.result()
-                    yield message
-                    if message.comment is not None and still_trusted is not None and not await still_trusted():
-                        break
-                if gone in done:
-                    break
-                if pump in done:
-                    pump.result()  # the feed failed: let it be raised here
-                    return
-            yield _revoked_message()
+                batch = [await outbox.get()]
+                while not outbox.empty():
+                    batch.append(outbox.get_nowait())
+                for item in batch:
+                    if item is _REVOKED:
+                        yield _revoked_message()
+                        return
+                    if isinstance(item, Exception):
+                        raise item  # the feed failed
+                    assert isinstance(item, ServerSentEventMessage)
+                    yield item
+                    if item.comment is not None and still_trusted is not None and not await still_trusted():
+                        yield _revoked_message()
+                        return
         finally:  # the device hung up, or the stream ended: nothing of it may outlive the response
-            for task in (*waiters, pump):
+            for task in (watch, pump):
                 task.cancel()
             with suppress(asyncio.CancelledError):
                 await pump
+
+
+class _Revoked:
+    """The stream's last item: the device was revoked."""
+
+
+_REVOKED = _Revoked()
+_Outgoing = ServerSentEventMessage | _Revoked | Exception
 
 
 async def _messages(
@@ -398,13 +405,19 @@ async def _messages(
                 yield ServerSentEventMessage(data=msgspec.json.encode(view).decode(), event="delegation")
 
 
-async def _pump(
-    messages: AsyncGenerator[ServerSentEventMessage, None], outbox: asyncio.Queue[ServerSentEventMessage]
-) -> None:
+async def _pump(messages: AsyncGenerator[ServerSentEventMessage, None], outbox: asyncio.Queue[_Outgoing]) -> None:
     """Run the feed in a task of its own, so the stream can end (a revocation) while the feed is waiting."""
-    async with aclosing(messages) as feed:
-        async for message in feed:
-            await outbox.put(message)
+    try:
+        async with aclosing(messages) as feed:
+            async for message in feed:
+                outbox.put_nowait(message)
+    except Exception as error:  # raised in the stream, which then ends
+        outbox.put_nowait(error)
+
+
+async def _watch_revocation(revoked: asyncio.Queue[str], outbox: asyncio.Queue[_Outgoing]) -> None:
+    await revoked.get()
+    outbox.put_nowait(_REVOKED)
 
 
 def _revoked_message() -> ServerSentEventMessage:
