@@ -97,9 +97,9 @@ class _Writers:
         return lock
 
 
-async def _acquire(lock: asyncio.Lock, timeout: float) -> None:
+async def _acquire(lock: asyncio.Lock, seconds: float) -> None:
     # Not wait_for, which makes a task: a free lock is taken without the loop getting a turn.
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(seconds):
         await lock.acquire()
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import BindParameter, Select, Table, bindparam, func, select, update
+from sqlalchemy import BindParameter, Executable, Select, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -73,6 +74,20 @@ _GET = (
     # Always the database's current row, never a stale copy from this session's identity map.
     .execution_options(populate_existing=True)
 )
+
+
+@lru_cache(maxsize=64)
+def _compare_and_swap(changed: tuple[str, ...], due: bool, live: bool) -> Executable:
+    """`update_if`'s UPDATE for these changed columns and guards, built once (building one per decision was a few per
+    cent of its CPU); the values arrive as bound parameters."""
+    columns = _TABLE.c
+    conditions = [columns.id == bindparam("cas_id"), columns.status.in_(bindparam("cas_status_in", expanding=True))]
+    if due:
+        conditions.append(columns.expires_at <= bindparam("cas_due_by", type_=columns.expires_at.type))
+    if live:
+        conditions.append(columns.expires_at > bindparam("cas_live_at", type_=columns.expires_at.type))
+    values: dict[str, Any] = {name: bindparam(f"new_{name}", type_=columns[name].type) for name in changed}
+    return update(_TABLE).where(*conditions).values(**values)
 
 
 class DelegationRepository:
@@ -161,13 +176,15 @@ class DelegationRepository:
         must not land once the delegation is due even if nobody has marked it expired yet). True when this
         call changed the row.
         """
-        columns = _TABLE.c
-        conditions = [columns.id == delegation_id, columns.status.in_(list(status_in))]
-        if due_by is not None:
-            conditions.append(columns.expires_at <= due_by)
-        if live_at is not None:
-            conditions.append(columns.expires_at > live_at)
-        result = await self.session.execute(update(_TABLE).where(*conditions).values(**changes))
+        statement = _compare_and_swap(tuple(changes), due_by is not None, live_at is not None)
+        parameters = {
+            "cas_id": delegation_id,
+            "cas_status_in": list(status_in),
+            "cas_due_by": due_by,
+            "cas_live_at": live_at,
+            **{f"new_{name}": value for name, value in changes.items()},
+        }
+        result = await self.session.execute(statement, parameters)
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         # The row this session loaded, if any, now says what the database says, without being marked changed
