@@ -15,6 +15,7 @@ failure of ours inside a call is a JSON-RPC -32603 (transport.py), one before it
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -22,7 +23,7 @@ from litestar import asgi
 from litestar.enums import ScopeType
 from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import HTTPScope, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from vouchsim.server.core.issuer import derive_issuer
 from vouchsim.server.mcp import jsonrpc
@@ -181,9 +182,8 @@ async def _body(receive: Receive) -> bytes:
 Work = Callable[[McpServer, _Headers, str, Receive], Awaitable[Outcome]]
 
 
-async def _serve(scope: HTTPScope, receive: Receive, send: Send, work: Work) -> None:
+async def _serve(scope: HTTPScope, receive: Receive, send: Send, work: Work, headers: _Headers) -> None:
     mcp: McpServer = scope["app"].state.mcp
-    headers = _Headers(scope)
     issuer = derive_issuer(
         mcp.runtime.settings.issuer,
         scheme=scope.get("scheme", "http"),
@@ -236,7 +236,7 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     method = scope["method"]
     handler = _METHODS.get(method)
     if handler is not None:
-        await _serve(scope, receive, send, handler)
+        await _serve(scope, receive, send, handler, _Headers(scope))
     elif method == "OPTIONS":
         await _send(send, 204, list(_OPTIONS_ALLOW))
     else:
@@ -244,3 +244,26 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 mcp_routes = [mcp_endpoint]
+
+# The `Host` values Litestar's router lets through (RFC 3986 reg-name, IP literals, a port); it answers 400 to others.
+_ROUTABLE_HOST: Final = re.compile(r"\A[0-9A-Za-z!$&'()*+,;=\-._~:\[\]@%]*\Z")
+
+
+def fast_lane(app: ASGIApp) -> ASGIApp:
+    """`app` (Litestar's router, inside the edge) with the plain case of `/mcp` served first, straight to the same
+    handler as the route: `POST`, `GET` or `DELETE` at exactly `/mcp`, no root path, a `Host` the router would
+    accept. The router's per-request work (path normalisation, the host check, the exception middleware's set-up)
+    was a tenth of `/mcp`'s CPU; anything else (`/mcp/`, other methods, an odd `Host`) still goes through Litestar
+    and gets its answers, so none changes."""
+
+    async def lane(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["path"] == "/mcp" and not scope.get("root_path"):
+            handler = _METHODS.get(scope["method"])
+            headers = _Headers(scope)
+            host = headers.get(b"host")
+            if handler is not None and (host is None or _ROUTABLE_HOST.match(host)):
+                await _serve(scope, receive, send, handler, headers)
+                return
+        await app(scope, receive, send)
+
+    return lane
