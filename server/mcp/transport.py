@@ -221,7 +221,7 @@ class McpServer:
         key = hash_secret(token)
         grant = self.cache.grant(key)
         if grant is not None:
-            if canonical_resource(grant.resource) != canonical_resource(resource):
+            if grant.resource != resource and canonical_resource(grant.resource) != canonical_resource(resource):
                 raise WrongAudience(f"The access token was issued for {grant.resource}, not {resource}.")
             return grant
         generation = self.cache.generation
