@@ -1,9 +1,10 @@
 """`/mcp` over HTTP: the only module of `server.mcp` that knows Litestar.
 
-`/mcp` is one plain ASGI handler (Litestar's `@asgi` route): Litestar still routes to it (path normalisation, the
-host check, the exception middleware as a last resort), but no `Request`, signature model, dependency or
+`/mcp` is one plain ASGI handler (Litestar's `@asgi` route): no `Request`, signature model, dependency or
 `Response` is built per request. The headers are read in one pass, the body straight from `receive`, and the
-answer is two ASGI messages, byte for byte what the Litestar handlers answered before (the e2e wire tests check).
+answer is two ASGI messages, byte for byte what Litestar's handlers answered before (the e2e wire tests check).
+The plain case (`POST`, `GET` or `DELETE` at exactly `/mcp`) reaches it without Litestar's router (`fast_lane`);
+everything else (`/mcp/`, other methods, a `Host` the router refuses) is routed by Litestar as before.
 
 Every request is checked in the same order: its `Origin` (403 for a foreign web origin, against DNS
 rebinding), its bearer token (401 with the RFC 9728 challenge), then its body (413 over 1 MiB). Errors are
