@@ -30,7 +30,7 @@ from vouchsim.server.device.routes import device_router
 from vouchsim.server.edge import stack
 from vouchsim.server.edge.cors import cors_headers
 from vouchsim.server.edge.limits import RateLimits
-from vouchsim.server.mcp.routes import mcp_routes
+from vouchsim.server.mcp.routes import fast_lane, mcp_routes
 from vouchsim.server.mcp.transport import McpServer
 from vouchsim.server.oauth.cimd import metadata_resolver
 from vouchsim.server.oauth.clients import CIMD_MODE, ClientDirectory
@@ -255,7 +255,8 @@ def create_app(
     )
     # The edge (server.edge): host guard, CORS, rate limits and the input guard, around everything the app does.
     limits = RateLimits(settings)
-    app.asgi_handler = cast("Any", stack(cast("Any", app.asgi_handler), settings, limits))
+    # Inside it, the plain case of /mcp skips Litestar's router for the same handler (server.mcp.routes.fast_lane).
+    app.asgi_handler = cast("Any", stack(cast("Any", fast_lane(app.asgi_handler)), settings, limits))
     if testbed is not None:
         testbed.on_reset(limits.clear)
         testbed.on_reset(clients.forget_documents)

@@ -171,6 +171,8 @@ def serve(settings: Settings) -> None:
             "host": settings.host,
             "port": settings.port,
             "log_level": settings.log_level,
+            # Access lines are logged at INFO: above that level uvicorn would still build each one, then drop it.
+            "access_log": settings.log_level.lower() in ("trace", "debug", "info"),
             "proxy_headers": False,  # the issuer logic reads X-Forwarded-Proto itself and ignores X-Forwarded-Host
             "server_header": False,
             # Event streams (a device watching its delegations) never end by themselves: give them a moment, then go.

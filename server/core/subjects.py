@@ -9,9 +9,12 @@ derivations, one home:
 
 from __future__ import annotations
 
+import functools
+
 from vouchsim.server.core.crypto import b64url, keyed_hash
 
 
+@functools.lru_cache(maxsize=4096)  # identity_get asks on every call; an HMAC costs more than the lookup
 def client_subject(hmac_key: bytes, user_id: str, client_id: str) -> str:
     """The user towards one MCP client (hex)."""
     return keyed_hash(hmac_key, f"identity:{user_id}:{client_id}")

@@ -1,5 +1,5 @@
-"""What the edge layers share: ASGI types, header look-ups, the request's issuer and client address, and the one
-way they refuse a request (JSON in the refused endpoint's own error shape)."""
+"""What the edge's checks share: ASGI types, the request's headers read once, its issuer and client address, and
+the one way they refuse a request (JSON in the refused endpoint's own error shape)."""
 
 from __future__ import annotations
 
@@ -23,30 +23,55 @@ INVALID_REQUEST = -32600
 SERVER_ERROR = -32000  # implementation-defined: what /mcp answers for "not now" (a rate limit)
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first `name` header (lower-case bytes) as latin-1 text, or None."""
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+class EdgeHeaders:
+    """A request's headers as the edge reads them, from one pass over the raw list: the first value of each name
+    (lower-cased), and whether any header is one the input guard must look at closely (`suspect`: a NUL byte, a
+    `Basic` credential or a cookie with an encoded NUL; server.edge.inputs)."""
+
+    __slots__ = ("first", "suspect")
+
+    def __init__(self, scope: Scope) -> None:
+        first: dict[bytes, bytes] = {}
+        suspect = False
+        for name, value in scope.get("headers", ()):
+            key = name.lower()
+            if key not in first:
+                first[key] = value
+            if b"\x00" in value:
+                suspect = True
+            elif key == b"authorization":
+                suspect = suspect or value.strip().partition(b" ")[0].lower() == b"basic"
+            elif key == b"cookie":
+                suspect = suspect or b"%00" in value
+        self.first = first
+        self.suspect = suspect
+
+    def get(self, name: bytes) -> str | None:
+        """The first `name` header (lower-case bytes) as latin-1 text, or None."""
+        value = self.first.get(name)
+        return None if value is None else bytes(value).decode("latin-1")
+
+    def has(self, name: bytes) -> bool:
+        return name in self.first
 
 
-def issuer_for(settings: Settings, scope: Scope) -> str:
+def issuer_for(settings: Settings, scope: Scope, headers: EdgeHeaders | None = None) -> str:
     """The request's issuer, derived as `server.http.issuer.issuer_of` derives it, but from the ASGI scope: the
     edge runs before Litestar makes a request."""
+    headers = headers or EdgeHeaders(scope)
     return derive_issuer(
         settings.issuer,
         scheme=scope.get("scheme", "http"),
-        host=header(scope, b"host"),
-        forwarded_proto=header(scope, b"x-forwarded-proto"),
+        host=headers.get(b"host"),
+        forwarded_proto=headers.get(b"x-forwarded-proto"),
     )
 
 
-def client_address(settings: Settings, scope: Scope) -> str:
+def client_address(settings: Settings, scope: Scope, headers: EdgeHeaders | None = None) -> str:
     """The socket's peer; with `rate_limit_forwarded_for`, the last `X-Forwarded-For` entry (the address the
     trusted proxy saw) when there is one."""
     if settings.rate_limit_forwarded_for:
-        forwarded = header(scope, b"x-forwarded-for")
+        forwarded = (headers or EdgeHeaders(scope)).get(b"x-forwarded-for")
         if forwarded and (last := forwarded.split(",")[-1].strip()):
             return last[:64]
     client = scope.get("client")

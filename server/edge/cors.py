@@ -16,7 +16,7 @@ which never reach this layer, use it too.
 from __future__ import annotations
 
 from vouchsim.server.core.origins import origin_allowed
-from vouchsim.server.edge.asgi import ASGIApp, Message, Receive, Scope, Send, header, issuer_for, refuse
+from vouchsim.server.edge.asgi import EdgeHeaders, Message, Scope, Send, issuer_for, refuse
 from vouchsim.server.settings import Settings
 
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
@@ -27,70 +27,62 @@ EXPOSE_HEADERS = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-
 MAX_AGE = "600"
 
 
-def allowed_origin(settings: Settings, scope: Scope) -> str | None:
+def allowed_origin(settings: Settings, scope: Scope, headers: EdgeHeaders | None = None) -> str | None:
     """The request's `Origin` when a browser there may read the answer, else None."""
-    origin = header(scope, b"origin")
-    if origin is None or not origin_allowed(origin, issuer_for(settings, scope), settings.allowed_origin_list):
+    headers = headers or EdgeHeaders(scope)
+    origin = headers.get(b"origin")
+    if origin is None or not origin_allowed(origin, issuer_for(settings, scope, headers), settings.allowed_origin_list):
         return None
     return origin
 
 
-def cors_headers(settings: Settings, scope: Scope) -> dict[str, str]:
+def cors_headers(settings: Settings, scope: Scope, headers: EdgeHeaders | None = None) -> dict[str, str]:
     """The CORS headers of an answer to the request in `scope`: none without an allowed `Origin`."""
-    origin = allowed_origin(settings, scope)
+    origin = allowed_origin(settings, scope, headers)
     if origin is None:
         return {}
     return {"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": EXPOSE_HEADERS, "Vary": "Origin"}
 
 
-class CorsLayer:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
+def with_cors(settings: Settings, scope: Scope, headers: EdgeHeaders, send: Send) -> Send:
+    """`send` adding the CORS headers of this request (with an `Origin`) to the answer's, if it has any."""
+    extra = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in cors_headers(settings, scope, headers).items()
+    ]
+    if not extra:
+        return send
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or header(scope, b"origin") is None:
-            await self.app(scope, receive, send)
-            return
-        if scope.get("method") == "OPTIONS" and header(scope, b"access-control-request-method") is not None:
-            await self._preflight(scope, send)
-            return
-        extra = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in cors_headers(self.settings, scope).items()
-        ]
-        if not extra:
-            await self.app(scope, receive, send)
-            return
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": _merged(message.get("headers", []), extra)}
+        await send(message)
 
-        async def with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": _merged(message.get("headers", []), extra)}
-            await send(message)
+    return sending
 
-        await self.app(scope, receive, with_cors)
 
-    async def _preflight(self, scope: Scope, send: Send) -> None:
-        origin = allowed_origin(self.settings, scope)
-        if origin is None:
-            await refuse(scope, send, 403, "forbidden", "Requests from this web origin are not allowed here.")
-            return
-        headers = {
-            "access-control-allow-origin": origin,
-            "access-control-allow-methods": ALLOW_METHODS,
-            "access-control-allow-headers": ALLOW_HEADERS,
-            "access-control-max-age": MAX_AGE,
-            "vary": "Origin",
-            "content-length": "0",
+async def answer_preflight(settings: Settings, scope: Scope, headers: EdgeHeaders, send: Send) -> None:
+    """A preflight (`OPTIONS` with `Access-Control-Request-Method`): 204 for an allowed origin, else 403."""
+    origin = allowed_origin(settings, scope, headers)
+    if origin is None:
+        await refuse(scope, send, 403, "forbidden", "Requests from this web origin are not allowed here.")
+        return
+    answer = {
+        "access-control-allow-origin": origin,
+        "access-control-allow-methods": ALLOW_METHODS,
+        "access-control-allow-headers": ALLOW_HEADERS,
+        "access-control-max-age": MAX_AGE,
+        "vary": "Origin",
+        "content-length": "0",
+    }
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.items()],
         }
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 204,
-                "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    )
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _merged(headers: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

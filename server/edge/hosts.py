@@ -14,8 +14,9 @@ The guard is on when the issuer is unset and the server listens on loopback (`VO
 
 from __future__ import annotations
 
+import functools
+
 from vouchsim.server.core.origins import is_loopback_name
-from vouchsim.server.edge.asgi import ASGIApp, Receive, Scope, Send, header, refuse
 from vouchsim.server.settings import Settings
 
 
@@ -46,6 +47,7 @@ def split_host(value: str) -> tuple[str, str] | None:
     return name, port
 
 
+@functools.lru_cache(maxsize=256)  # a client sends the same Host on every request; a spray of names only evicts
 def host_allowed(value: str | None, allowed: tuple[str, ...]) -> bool:
     """A loopback name on any port, or an entry of `allowed` (`host`: any port; `host:port`: that port)."""
     if value is None:  # HTTP/1.0 without Host: the issuer falls back to localhost
@@ -63,25 +65,10 @@ def host_allowed(value: str | None, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-class HostGuard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.on = guard_is_on(settings)
-        self.allowed = settings.allowed_host_list
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.on and scope.get("type") == "http":
-            host = header(scope, b"host")
-            if not host_allowed(host, self.allowed):
-                shown = (host or "")[:100]
-                await refuse(
-                    scope,
-                    send,
-                    421,
-                    "invalid_request",
-                    f"This server answers only for loopback host names (localhost, *.localhost, 127.0.0.1, [::1]), "
-                    f"not {shown!r}: set VOUCHSIM_ISSUER to its public URL, or list the name in "
-                    "VOUCHSIM_ALLOWED_HOSTS.",
-                )
-                return
-        await self.app(scope, receive, send)
+def host_refusal(host: str | None) -> str:
+    """What the 421 says: which names are answered, and the settings that widen them."""
+    shown = (host or "")[:100]
+    return (
+        f"This server answers only for loopback host names (localhost, *.localhost, 127.0.0.1, [::1]), "
+        f"not {shown!r}: set VOUCHSIM_ISSUER to its public URL, or list the name in VOUCHSIM_ALLOWED_HOSTS."
+    )

@@ -27,11 +27,10 @@ from urllib.parse import parse_qsl, unquote
 
 import msgspec
 
-from vouchsim.server.edge.asgi import INVALID_REQUEST, PARSE_ERROR, ASGIApp, Message, Receive, Scope, Send, refuse
+from vouchsim.server.edge.asgi import INVALID_REQUEST, PARSE_ERROR, EdgeHeaders, Message, Receive, Scope
 
 MAX_BODY = 1024 * 1024  # the largest body any endpoint takes (/mcp's limit)
 MAX_DEPTH = 64  # JSON nesting: MCP tool arguments need a handful of levels
-_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 _decoder = msgspec.json.Decoder()
 
 
@@ -46,13 +45,16 @@ class TooLarge(Exception):
     pass
 
 
-def check_request_line(scope: Scope) -> None:
-    """The path, the query string and the headers; raises `BadInput`."""
+def check_request_line(scope: Scope, headers: EdgeHeaders | None = None) -> None:
+    """The path, the query string and the headers; raises `BadInput`. With the request's `EdgeHeaders`, the
+    headers are looked at one by one only when that pass found one worth a look (`suspect`)."""
     if "\x00" in scope.get("path", ""):
         raise BadInput("The path contains a NUL character.", rpc_code=INVALID_REQUEST)
     query = bytes(scope.get("query_string", b""))
     if query:
         check_form(query, "query string")
+    if headers is not None and not headers.suspect:
+        return
     for name, value in scope.get("headers", ()):
         raw = bytes(value)
         key = bytes(name).lower()
@@ -102,6 +104,10 @@ def check_body(content_type: str, body: bytes) -> None:
     if "\x00" in text:
         raise BadInput("The body contains a NUL character.")
     if media == "application/json" or media.endswith("+json") or text.lstrip()[:1] in ("{", "["):
+        if b"\\u" not in body and body.count(b"{") + body.count(b"[") < MAX_DEPTH:
+            # Nothing `check_json` could refuse: no escape (the only way to a NUL or a lone surrogate in valid
+            # UTF-8 text without NUL bytes), and fewer brackets than the depth limit (strings' included).
+            return
         check_json(body)
 
 
@@ -150,68 +156,30 @@ def _check_string(value: str) -> None:
             raise BadInput("A string in the JSON body is not valid Unicode (a lone surrogate).") from None
 
 
-class InputGuard:
-    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY) -> None:
-        self.app = app
-        self.max_body = max_body
+async def read_body(receive: Receive, max_body: int = MAX_BODY) -> tuple[bytes, Receive]:
+    """The whole body (`TooLarge` past `max_body`), and a `receive` that hands the app the same body, then
+    whatever follows (a disconnect)."""
+    chunks: list[bytes] = []
+    size = 0
+    pending: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            pending.append(message)
+            break
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > max_body:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replay: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *pending]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        try:
-            check_request_line(scope)
-            if scope.get("method", "GET") not in _BODYLESS:
-                body, receive = await self._read(receive)
-                if body:
-                    content_type = next(
-                        (
-                            bytes(v).decode("latin-1")
-                            for k, v in scope.get("headers", ())
-                            if k.lower() == b"content-type"
-                        ),
-                        "",
-                    )
-                    check_body(content_type, body)
-        except BadInput as bad:
-            await refuse(scope, send, 400, "invalid_request", bad.description, rpc_code=bad.rpc_code)
-            return
-        except TooLarge:
-            await refuse(
-                scope,
-                send,
-                413,
-                "request_too_large",
-                f"The request body is larger than {self.max_body} bytes.",
-                rpc_code=INVALID_REQUEST,
-            )
-            return
-        await self.app(scope, receive, send)
+    async def replaying() -> Message:
+        if replay:
+            return replay.pop(0)
+        return await receive()
 
-    async def _read(self, receive: Receive) -> tuple[bytes, Receive]:
-        """The whole body (`TooLarge` past max_body), and a `receive` that hands the app the same body, then
-        whatever follows (a disconnect)."""
-        chunks: list[bytes] = []
-        size = 0
-        pending: list[Message] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                pending.append(message)
-                break
-            chunk = bytes(message.get("body", b""))
-            size += len(chunk)
-            if size > self.max_body:
-                raise TooLarge
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replay: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *pending]
-
-        async def replaying() -> Message:
-            if replay:
-                return replay.pop(0)
-            return await receive()
-
-        return body, replaying
+    return body, replaying

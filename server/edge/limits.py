@@ -21,7 +21,6 @@ the socket's peer address; behind a reverse proxy every client shares the proxy'
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vouchsim.server.core.crypto import hash_secret
-from vouchsim.server.edge.asgi import SERVER_ERROR, ASGIApp, Receive, Scope, Send, client_address, header, refuse
+from vouchsim.server.edge.asgi import EdgeHeaders, Scope, client_address
 from vouchsim.server.settings import Settings
 
 MAX_KEYS = 100_000  # buckets kept per limit; the least recently used go first (a fresh bucket is a full one)
@@ -112,36 +111,13 @@ class RateLimits:
         return None, ""
 
 
-class RateLimitLayer:
-    def __init__(self, app: ASGIApp, settings: Settings, limits: RateLimits) -> None:
-        self.app = app
-        self.settings = settings
-        self.limits = limits
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") == "http":
-            path: str = scope.get("path", "")
-            limit, what = self.limits.limit_for(scope.get("method", "GET"), path)
-            key = self._key(scope, path) if limit is not None else None
-            if limit is not None and key is not None and (wait := limit.take(key)) is not None:
-                retry_after = max(1, math.ceil(wait))
-                await refuse(
-                    scope,
-                    send,
-                    429,
-                    "too_many_requests",
-                    f"Too many {what}: try again in {retry_after} s.",
-                    rpc_code=SERVER_ERROR,
-                    headers={"Retry-After": str(retry_after)},
-                )
-                return
-        await self.app(scope, receive, send)
-
-    def _key(self, scope: Scope, path: str) -> str | None:
-        if path != "/mcp":
-            return client_address(self.settings, scope)
-        authorization = header(scope, b"authorization") or ""
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None  # refused by /mcp itself (401), uncounted
-        return hash_secret(token.strip())  # never the token itself in memory longer than the request
+def rate_limit_key(settings: Settings, scope: Scope, headers: EdgeHeaders, path: str) -> str | None:
+    """Whom a request counts against: its client address, or on `/mcp` its bearer token (hashed); None for an
+    `/mcp` request without one (refused by `/mcp` itself, 401, uncounted)."""
+    if path != "/mcp":
+        return client_address(settings, scope, headers)
+    authorization = headers.get(b"authorization") or ""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return hash_secret(token.strip())  # never the token itself in memory longer than the request

@@ -16,6 +16,7 @@ modern-only or a legacy-only server: `Versions` is that choice.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -50,11 +51,11 @@ class Versions:
 
     offered: tuple[str, ...] = ALL
 
-    @property
+    @functools.cached_property  # read on every request
     def modern(self) -> tuple[str, ...]:
         return tuple(version for version in self.offered if version in MODERN)
 
-    @property
+    @functools.cached_property
     def legacy(self) -> tuple[str, ...]:
         return tuple(version for version in self.offered if version in LEGACY)
 

@@ -10,6 +10,7 @@ path does not write on every request.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 import msgspec
@@ -41,7 +42,8 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
 def session_key(header_value: str) -> str | None:
     """The stored id for an `Mcp-Session-Id` header; None for a value we could never have issued."""
     value = header_value.strip()
-    if not value or len(value) > MAX_SESSION_ID_LENGTH or not all("\x21" <= c <= "\x7e" for c in value):
+    # Visible ASCII (0x21-0x7E) only: printable ASCII is 0x20-0x7E, and the space is not ours.
+    if not value or len(value) > MAX_SESSION_ID_LENGTH or not (value.isascii() and value.isprintable()) or " " in value:
         return None
     return hash_secret(value)
 
@@ -59,7 +61,12 @@ def check_binding(session: SessionView, grant: AccessGrant) -> None:
 
 def needs_touch(session: SessionView, now: datetime, ttl_seconds: int) -> bool:
     """Whether to write the session's new idle expiry now: once a minute at most (half the TTL if shorter)."""
-    return now - session.last_seen_at >= min(_TOUCH_EVERY, timedelta(seconds=ttl_seconds) / 2)
+    return now - session.last_seen_at >= _touch_interval(ttl_seconds)
+
+
+@functools.lru_cache(maxsize=8)  # one TTL per process: asked on every legacy request
+def _touch_interval(ttl_seconds: int) -> timedelta:
+    return min(_TOUCH_EVERY, timedelta(seconds=ttl_seconds) / 2)
 
 
 def _view(row: McpSession) -> SessionView:

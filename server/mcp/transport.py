@@ -26,6 +26,7 @@ PostgreSQL the cancellation is also announced on the event bus, so the instance 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -91,7 +92,7 @@ class Incoming:
     # Returns once the client has gone away (None: no way to tell), so a JSON reply's waiting call can stop.
     disconnected: Callable[[], Awaitable[None]] | None = None
 
-    @property
+    @functools.cached_property
     def routing(self) -> RoutingHeaders:
         return RoutingHeaders(self.protocol_version, self.method, self.name, self.repeated_header)
 
@@ -144,6 +145,8 @@ def sse_event(message: jsonrpc.Outgoing) -> bytes:
 
 
 def accepts_event_stream(accept: str | None) -> bool:
+    if not accept or "text/event-stream" not in accept.lower():
+        return False  # the common answer, without splitting the header
     return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in (accept or "").split(","))
 
 
@@ -202,6 +205,8 @@ class McpServer:
 
     # -- per request --------------------------------------------------------------------------------------------
     def check_origin(self, origin: str | None, issuer: str) -> None:
+        if origin is None:
+            return  # not a browser
         if not origin_allowed(origin, issuer, self.runtime.settings.allowed_origin_list):
             raise ForbiddenOrigin(
                 f"Requests from the web origin {origin[:100]!r} are not allowed here." if origin else ""
@@ -216,7 +221,7 @@ class McpServer:
         key = hash_secret(token)
         grant = self.cache.grant(key)
         if grant is not None:
-            if canonical_resource(grant.resource) != canonical_resource(resource):
+            if grant.resource != resource and canonical_resource(grant.resource) != canonical_resource(resource):
                 raise WrongAudience(f"The access token was issued for {grant.resource}, not {resource}.")
             return grant
         generation = self.cache.generation
@@ -476,9 +481,15 @@ class McpServer:
         waits = tool.may_wait(arguments)
         if incoming.accepts_sse and jsonrpc.is_request_id(progress_token) and waits:
             return StreamedReply(self._stream(scope, tool, arguments, context, request, progress_token))
+        if not waits:
+            # Over in the time of a round trip or two: no task of its own for `notifications/cancelled` to end (a
+            # cancellation that finds no call in flight is ignored, as basic/utilities/cancellation allows).
+            return self._result(
+                request, scope.result((await tool.run(context, arguments)).render(scope.protocol_version))
+            )
         call = self._run(scope, lambda: tool.run(context, arguments))
         try:
-            result = await (self._unless_gone(call, incoming) if waits else call)
+            result = await self._unless_gone(call, incoming)
         except RequestCancelled as error:
             error.request_id = request.id
             raise
@@ -507,8 +518,8 @@ class McpServer:
                     task.cancel()
 
     async def _run(self, scope: Scope, call: Callable[[], Awaitable[ToolResult]]) -> ToolResult:
-        """Run a tool call; in a 2025 session as its own task, so `notifications/cancelled` can end it without
-        ending the request (2026-07-28 on HTTP has no such notification: closing the stream cancels)."""
+        """Run a call that may wait; in a 2025 session as its own task, so `notifications/cancelled` can end it
+        without ending the request (2026-07-28 on HTTP has no such notification: closing the stream cancels)."""
         key = scope.in_flight_key
         if key is None:
             return await call()

@@ -335,6 +335,34 @@ def test_get_is_405_once_authenticated(flow: Flow) -> None:
     assert response.status_code == 405 and response.headers["allow"] == "POST, DELETE"
 
 
+def test_the_fast_lane_and_litestars_router_answer_alike(flow: Flow) -> None:
+    """`POST /mcp` skips the router (routes.fast_lane); `/mcp/` takes it to the same handler: same answers."""
+    mcp = agent(flow)
+    messages: list[Any] = [
+        {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "identity_get", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": 8, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 9, "method": "nope"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        b"{not json",
+    ]
+    for message in messages:
+        content = message if isinstance(message, bytes) else json.dumps(message).encode()
+        answers = [flow.client.post(path, content=content, headers=mcp.headers()) for path in ("/mcp", "/mcp/")]
+        fast, routed = ((a.status_code, a.headers.multi_items(), a.content) for a in answers)
+        assert fast == routed
+    for method in ("GET", "DELETE"):
+        answers = [
+            flow.client.request(method, path, headers={"Authorization": "Bearer nope"}) for path in ("/mcp", "/mcp/")
+        ]
+        assert answers[0].status_code == 401 and answers[0].headers.multi_items() == answers[1].headers.multi_items()
+    # What only Litestar answers: its 405 for other methods, its automatic OPTIONS.
+    response = flow.client.put("/mcp", headers=mcp.headers(), content=b"{}")
+    assert response.status_code == 405 and response.headers["allow"] == "POST, OPTIONS, DELETE, GET"
+    assert response.json() == {"error": "method_not_allowed", "error_description": "Method Not Allowed"}
+    response = flow.client.options("/mcp")
+    assert response.status_code == 204 and response.headers["allow"] == "OPTIONS, POST"
+
+
 def test_the_hot_path_does_not_touch_the_database(flow: Flow) -> None:
     from sqlalchemy import event
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from vouchsim.server.app import bad_input
-from vouchsim.server.edge.asgi import client_address
+from vouchsim.server.edge.asgi import EdgeHeaders, client_address
 from vouchsim.server.edge.hosts import guard_is_on, host_allowed
-from vouchsim.server.edge.inputs import MAX_DEPTH, BadInput, InputGuard, check_body, check_request_line
+from vouchsim.server.edge.inputs import MAX_DEPTH, BadInput, check_body, check_json, check_request_line
+from vouchsim.server.edge.layer import Edge
 from vouchsim.server.edge.limits import RateLimits, TokenBucket
 from vouchsim.server.mcp import jsonrpc
 from vouchsim.server.mcp.errors import ParseError
@@ -203,9 +204,32 @@ def test_the_request_line_and_credentials_headers_are_checked() -> None:
     ):
         with pytest.raises(BadInput):
             check_request_line(scope)
+        with pytest.raises(BadInput):  # the edge's one pass over the headers marks them for the full check
+            check_request_line(scope, EdgeHeaders(scope))
 
 
-def test_the_guard_hands_the_same_body_on() -> None:
+def test_the_header_pass_reads_first_values_and_marks_only_what_needs_a_look() -> None:
+    scope = {"headers": [(b"Host", b"a"), (b"host", b"b"), (b"authorization", b"Bearer t"), (b"cookie", b"s=1")]}
+    headers = EdgeHeaders(scope)
+    assert (headers.get(b"host"), headers.get(b"origin"), headers.suspect) == ("a", None, False)
+    assert EdgeHeaders({"headers": [(b"authorization", b" basic YTpi")]}).suspect
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x", "arguments": {"a": [1, {}]}}}',
+        b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1),
+        b'{"a": "[[[[{{{{", "b": NaN}',
+        b'{"unterminated": ',
+    ],
+)
+def test_bodies_the_quick_look_passes_pass_the_full_walk_too(body: bytes) -> None:
+    check_body("application/json", body)  # no escape, fewer brackets than the limit: the quick look
+    check_json(body)  # what the full walk says of the same body
+
+
+def test_the_edge_hands_the_same_body_on() -> None:
     seen: list[Any] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -225,7 +249,8 @@ def test_the_guard_hands_the_same_body_on() -> None:
         raise AssertionError(message)
 
     scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"content-type", b"application/json")]}
-    asyncio.run(InputGuard(app)(scope, receive, send))
+    settings = Settings()
+    asyncio.run(Edge(app, settings, RateLimits(settings))(scope, receive, send))
     assert seen == [{"type": "http.request", "body": b'{"a":1}', "more_body": False}, {"type": "http.disconnect"}]
 
 
