@@ -214,7 +214,7 @@ def test_mcp_answers_every_body_without_a_5xx(parties: Parties, capsys: pytest.C
             failures.setdefault(key, f"headers={headers}\nbody={body[:500]!r}\nanswer={response.text[:500]}")
 
     run()
-    with capsys.disabled():  # the counts show in every run, not only with -s
+    with capsys.disabled():  # the counts show in a serial run (-n 0), not only with -s
         print("\n" + summary(f"/mcp on {parties.backend}", statuses))
     assert sum(statuses.values()) >= min(CASES, 2000) * 0.9
     assert not failures, "\n\n".join(f"{key}\n{detail}" for key, detail in failures.items())

@@ -162,7 +162,7 @@ def test_every_answer_is_one_the_openapi_document_promises(
             failures.setdefault(key, f"{detail}\n{case.as_curl_command()}\n{response.text[:300]}"[:3000])
 
     run()
-    with capsys.disabled():  # the counts show in every run, not only with -s
+    with capsys.disabled():  # the counts show in a serial run (-n 0), not only with -s
         print(
             "\n" + summary(f"schemathesis on {parties.backend}", statuses),
             f"(signed device requests past 401: {device[True]} of {device.total()};",
