@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import shlex
+import signal
 import socket
 import sys
 import threading
@@ -179,7 +180,7 @@ def parse_command_line(
 
 def _run(command: Command, cli: Cli, args: argparse.Namespace, err: TextIO) -> int:
     try:
-        return asyncio.run(command(cli, args))
+        return asyncio.run(_until_interrupted(command(cli, args)))
     except CompanionError as exc:
         print(f"{PROG}: {clean(sentence(str(exc), exc.hint))}", file=err)
     except KeyboardInterrupt:
@@ -189,6 +190,40 @@ def _run(command: Command, cli: Cli, args: argparse.Namespace, err: TextIO) -> i
     except Exception as exc:  # a bug: still one line, never a traceback, but say it is one
         print(f"{PROG}: internal error ({exc.__class__.__name__}: {clean(str(exc))})", file=err)
     return EXIT_FAILURE
+
+
+async def _until_interrupted(work: Coroutine[Any, Any, int]) -> int:
+    """`work`, which Ctrl-C (SIGINT) cancels, and keeps cancelling every 0.1 s until it ends: a library that swallows
+    one cancellation (httpx connecting, under load, was seen to) must not leave a watcher reconnecting for ever.
+    Ends in KeyboardInterrupt once interrupted, as `asyncio.run` would."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def keep_cancelling() -> None:
+        if not task.done():
+            task.cancel()
+            loop.call_later(0.1, keep_cancelling)
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            keep_cancelling()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except (NotImplementedError, RuntimeError):  # no signal handlers here (not the main thread, or Windows)
+        return await work
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
