@@ -6,10 +6,10 @@ from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import OAuthClient
+from vouchsim.server.storage.repositories import dialect_insert
 
 REGISTERED, CIMD, PREREGISTERED = "registered", "cimd", "preregistered"
 # Never changed once written: who first had this id, and when.
@@ -39,8 +39,7 @@ class ClientRepository:
         """
         values = {column.key: getattr(client, column.key) for column in OAuthClient.__table__.columns}
         dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(OAuthClient).values(values)
+        statement = dialect_insert(dialect, OAuthClient).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=[OAuthClient.client_id],
             set_={key: statement.excluded[key] for key in values if key not in _KEPT_ON_REFRESH},

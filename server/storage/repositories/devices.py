@@ -7,12 +7,12 @@ from functools import cache
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Executable, Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import Device, DeviceNonce, RuntimeConnection, User
+from vouchsim.server.storage.repositories import dialect_insert
 
 
 class DeviceSigner(NamedTuple):
@@ -129,10 +129,9 @@ class DeviceRepository:
         # ON CONFLICT DO NOTHING, spelled per dialect: a failed INSERT would abort a PostgreSQL transaction,
         # and SAVEPOINTs are unreliable on pysqlite-style drivers.
         dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         # The table, not the mapped class: a Core INSERT skips the ORM's bulk-insert path (a nonce per request).
         table = cast(Table, model.__table__)
-        statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
+        statement = dialect_insert(dialect, table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -140,7 +139,6 @@ class DeviceRepository:
 @cache
 def _remember_nonce(dialect: str) -> Executable:
     """`remember_nonce`'s INSERT … ON CONFLICT DO NOTHING, built once per dialect (one per signed request)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = cast(Table, DeviceNonce.__table__)
     values: dict[str, Any] = {name: bindparam(name) for name in ("device_id", "nonce", "expires_at")}
-    return insert(table).values(**values).on_conflict_do_nothing(index_elements=["device_id", "nonce"])
+    return dialect_insert(dialect, table).values(**values).on_conflict_do_nothing(index_elements=["device_id", "nonce"])
