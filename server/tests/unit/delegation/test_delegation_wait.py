@@ -376,7 +376,11 @@ async def test_a_decision_through_another_instance_is_read_back(
     await elsewhere.start(database_url)
     try:
         here, there = make_service(), make_service(events=elsewhere)
-        view = await ask(here, world.runtime)
+        async with elsewhere.subscribe(f"user:{world.phone.user_id}") as heard_there:
+            view = await ask(here, world.runtime)
+            # The request's own NOTIFY reaches the other instance bare; let it land before anyone waits there, or
+            # it would wake that waiter into a read of its own.
+            await asyncio.wait_for(heard_there.get(), 5)
         watched_here, watched_there = counted(here), counted(there, events=elsewhere)
         conn = world.runtime.connection_id
         waiting_here = asyncio.create_task(watched_here.wait_record(view.delegation_id, connection_id=conn, timeout=10))
