@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -17,6 +18,9 @@ from vouchsim.server.core.crypto import b64url, b64url_decode
 _B64URL_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes
 
 
+# A key object depends on its text alone, and every signed device request and decision needs its device's: kept
+# rather than rebuilt twice per decision (the row is still read every time, so a revocation holds at once).
+@lru_cache(maxsize=1024)
 def load_public_key(text: str) -> Ed25519PublicKey | None:
     """A device key from its wire form (base64url without padding of the raw 32 bytes); None if it is not one.
 

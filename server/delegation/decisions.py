@@ -20,7 +20,7 @@ from vouchsim.server.core.crypto import b64url_decode
 from vouchsim.server.core.ed25519 import load_public_key, signature_matches
 from vouchsim.server.delegation.errors import InvalidDecision
 from vouchsim.server.delegation.states import DelegationEvent
-from vouchsim.server.storage.models import Delegation
+from vouchsim.server.storage.repositories.delegations import StoredDelegation
 
 STATEMENT_VERSION = "vouchsim-delegation-decision-v1"
 DECISIONS = {"approve": DelegationEvent.APPROVE, "deny": DelegationEvent.DENY}
@@ -43,7 +43,7 @@ def check_shape(nonce: str, signature: str) -> None:
         raise InvalidDecision("signature must be an Ed25519 signature, base64url without padding.")
 
 
-def statement(row: Delegation, decision: str, nonce: str) -> str:
+def statement(row: StoredDelegation, decision: str, nonce: str) -> str:
     content = {
         "audience_id": row.audience_id,
         "binding_message": row.binding_message,

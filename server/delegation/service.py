@@ -52,8 +52,7 @@ from vouchsim.server.delegation.tokens import (
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import EventBus
-from vouchsim.server.storage.models import Delegation
-from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow
+from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow, StoredDelegation
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
 from vouchsim.server.storage.session import DbSession, Transactions, shared_transaction
 
@@ -148,7 +147,7 @@ class DelegationService:
             if client_name is None:
                 raise InvalidDelegationRequest("This client is not registered.")
             nobody_to_ask = not await unit.delegations.has_trusted_device(user_id)
-            row = Delegation(
+            row = StoredDelegation(
                 id=new_id("dlg"),
                 user_id=user_id,
                 client_id=client_id,
@@ -490,7 +489,7 @@ class DelegationService:
     async def _move(
         self,
         unit: _Unit,
-        row: Delegation,
+        row: StoredDelegation,
         event: DelegationEvent,
         changes: dict[str, Any] | None = None,
         *,
@@ -517,12 +516,13 @@ class DelegationService:
             live_at=live_at,
         )
         if won:
+            row.update(values)  # what the database now holds: nobody reads it back
             await self._announce(unit, row, client_name)
         return won
 
-    async def _announce(self, unit: _Unit, row: Delegation, client_name: str | None) -> None:
+    async def _announce(self, unit: _Unit, row: StoredDelegation, client_name: str | None) -> None:
         """`delegation:<id>` and `user:<id>#<id>` at commit; with `client_name`, carrying the delegation as it is
-        now (`row` is up to date: `update_if` brought it there), so the calls and the feed waiting on this
+        now (`row` is up to date: `_move` brought it there), so the calls and the feed waiting on this
         instance need not read it back."""
         payload = None if client_name is None else self._record(DelegationRow(row, client_name))
         await self.events.publish(
@@ -536,7 +536,7 @@ class DelegationService:
             return await unit.delegations.list_for_user(user_id, status_not_in=[_PENDING], limit=LIST_LIMIT)
         return await unit.delegations.list_for_user(user_id, limit=LIST_LIMIT)
 
-    def _due(self, row: Delegation) -> bool:
+    def _due(self, row: StoredDelegation) -> bool:
         return row.status == _PENDING and self.clock.now() >= row.expires_at
 
     def _seconds_until(self, moment: datetime) -> float:
@@ -629,12 +629,12 @@ def _checked_purpose(purpose: str) -> str:
     return text
 
 
-def _require_pending(row: Delegation) -> None:
+def _require_pending(row: StoredDelegation) -> None:
     if row.status != _PENDING:
         raise DelegationClosed(row.status)
 
 
-def _token_live(row: Delegation, now: datetime) -> bool:
+def _token_live(row: StoredDelegation, now: datetime) -> bool:
     return (
         row.status == DelegationStatus.APPROVED
         and row.token_jti is not None

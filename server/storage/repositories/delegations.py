@@ -3,28 +3,68 @@
 `UPDATE … WHERE id = ? AND status IN (…)` (and, for a decision, `AND expires_at > now`) with a rowcount
 check, so an approval racing a revocation or an expiry has exactly one winner. Statuses arrive as plain
 strings: the state machine itself lives above storage, in `server.delegation`.
+
+Read and written with Core statements on the table, built once, into plain `StoredDelegation` values: the ORM's
+identity map, loading and unit of work cost a decision more than its statements did, and nothing here needs them
+(the service keeps its copy up to date after a compare-and-swap it won).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import BindParameter, Executable, Select, Table, bindparam, func, select, update
+from sqlalchemy import BindParameter, Executable, Row, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
 from vouchsim.server.storage.models import Delegation, Device, OAuthClient
+
+_TABLE = cast(Table, Delegation.__table__)
+
+
+@dataclass(slots=True)
+class StoredDelegation:
+    """A delegation's row as stored (the `delegations` table's columns, in its order)."""
+
+    id: str
+    user_id: str
+    client_id: str
+    connection_id: str
+    audience_id: str
+    scopes: list[str]
+    purpose: str
+    binding_message: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+    device_id: str | None = None
+    decision_statement: str | None = None
+    decision_nonce: str | None = None
+    decision_signature: str | None = None
+    token_jti: str | None = None
+    token_expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """What a compare-and-swap that won wrote, so this copy says what the database says."""
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+_COLUMNS = tuple(field.name for field in fields(StoredDelegation))
+if tuple(_TABLE.c.keys()) != _COLUMNS:  # rows are read by position
+    raise RuntimeError("StoredDelegation must list the delegations table's columns, in their order")
+_WIDTH = len(_COLUMNS)
 
 
 class DelegationRow(NamedTuple):
     """A delegation with its client's display name (the client id when it registered none)."""
 
-    delegation: Delegation
+    delegation: StoredDelegation
     client_name: str
 
 
@@ -38,42 +78,40 @@ class DecisionEvidence(NamedTuple):
     nonce_used: bool
 
 
-_CLIENT_NAME = func.coalesce(OAuthClient.client_name, OAuthClient.client_id)
+# Tables, not mapped classes, throughout: a statement naming one mapped attribute takes the ORM's execution path.
+_CLIENTS = cast(Table, OAuthClient.__table__)
+_DEVICES = cast(Table, Device.__table__)
+_CLIENT_NAME = func.coalesce(_CLIENTS.c.client_name, _CLIENTS.c.client_id)
+_WITH_CLIENT = select(_TABLE, _CLIENT_NAME).join(_CLIENTS, _CLIENTS.c.client_id == _TABLE.c.client_id)
 
 
 def _decision_statement() -> Select[Any]:
     """`for_decision`'s statement, built once: its aliased self-join (the nonce check) costs far more to construct
-    than to run (SQLAlchemy adapts every column of a fresh alias anew), and the compiled form is cached anyway."""
-    earlier = aliased(Delegation)
+    than to run, and the compiled form is cached anyway."""
+    earlier = _TABLE.alias("earlier")
     device_id: BindParameter[str] = bindparam("device_id")
+    devices = _DEVICES.c
     device_key = (
-        select(Device.public_key)
-        .where(Device.id == device_id, Device.user_id == bindparam("user_id"), Device.revoked_at.is_(None))
+        select(devices.public_key)
+        .where(devices.id == device_id, devices.user_id == bindparam("user_id"), devices.revoked_at.is_(None))
         .scalar_subquery()
     )
     nonce_used = (
-        select(earlier.id).where(earlier.device_id == device_id, earlier.decision_nonce == bindparam("nonce")).exists()
+        select(earlier.c.id)
+        .where(earlier.c.device_id == device_id, earlier.c.decision_nonce == bindparam("nonce"))
+        .exists()
     )
-    return (
-        select(Delegation, _CLIENT_NAME, device_key, nonce_used)
-        .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-        .where(Delegation.id == bindparam("delegation_id"))
-        .execution_options(populate_existing=True)
-    )
+    return _WITH_CLIENT.add_columns(device_key, nonce_used).where(_TABLE.c.id == bindparam("delegation_id"))
 
 
 _FOR_DECISION = _decision_statement()
-# State changes are Core UPDATEs of the table: the ORM's bulk-update path (synchronize_session and all) cost more
-# than the statement itself, and `update_if` brings the loaded row up to date on its own.
-_TABLE = cast(Table, Delegation.__table__)
 # `get`'s statement, built once too (every decision reads its delegation a few times: the waiting call, its token)
-_GET = (
-    select(Delegation, _CLIENT_NAME)
-    .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-    .where(Delegation.id == bindparam("delegation_id"))
-    # Always the database's current row, never a stale copy from this session's identity map.
-    .execution_options(populate_existing=True)
-)
+_GET = _WITH_CLIENT.where(_TABLE.c.id == bindparam("delegation_id"))
+_INSERT = insert(_TABLE).values({name: bindparam(name, type_=_TABLE.c[name].type) for name in _COLUMNS})
+
+
+def _found(row: Row[Any]) -> DelegationRow:
+    return DelegationRow(StoredDelegation(*row[:_WIDTH]), row[_WIDTH])
 
 
 @lru_cache(maxsize=64)
@@ -94,13 +132,12 @@ class DelegationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, row: Delegation) -> None:
-        self.session.add(row)
-        await self.session.flush()
+    async def add(self, row: StoredDelegation) -> None:
+        await self.session.execute(_INSERT, {name: getattr(row, name) for name in _COLUMNS})
 
     async def get(self, delegation_id: str) -> DelegationRow | None:
         found = (await self.session.execute(_GET, {"delegation_id": delegation_id})).first()
-        return DelegationRow(found[0], found[1]) if found else None
+        return _found(found) if found else None
 
     async def for_decision(
         self, delegation_id: str, *, device_id: str, user_id: str, nonce: str
@@ -110,54 +147,47 @@ class DelegationRepository:
         found = (await self.session.execute(_FOR_DECISION, parameters)).first()
         if found is None:
             return None
-        return DecisionEvidence(DelegationRow(found[0], found[1]), found[2], bool(found[3]))
+        return DecisionEvidence(_found(found), found[_WIDTH + 1], bool(found[_WIDTH + 2]))
 
     async def get_many(self, delegation_ids: Collection[str]) -> list[DelegationRow]:
         """These delegations (those that exist), as the database has them now."""
-        rows = await self.session.execute(
-            select(Delegation, _CLIENT_NAME)
-            .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-            .where(Delegation.id.in_(list(delegation_ids)))
-            .execution_options(populate_existing=True)
-        )
-        return [DelegationRow(delegation, name) for delegation, name in rows]
+        rows = await self.session.execute(_WITH_CLIENT.where(_TABLE.c.id.in_(list(delegation_ids))))
+        return [_found(row) for row in rows]
 
     async def list_for_user(
         self, user_id: str, *, status_in: Collection[str] | None = None, status_not_in: Collection[str] = (), limit: int
     ) -> list[DelegationRow]:
         """The user's delegations, newest first, at most `limit`."""
-        conditions = [Delegation.user_id == user_id]
+        columns = _TABLE.c
+        conditions = [columns.user_id == user_id]
         if status_in is not None:
-            conditions.append(Delegation.status.in_(list(status_in)))
+            conditions.append(columns.status.in_(list(status_in)))
         if status_not_in:
-            conditions.append(Delegation.status.not_in(list(status_not_in)))
+            conditions.append(columns.status.not_in(list(status_not_in)))
         rows = await self.session.execute(
-            select(Delegation, _CLIENT_NAME)
-            .join(OAuthClient, OAuthClient.client_id == Delegation.client_id)
-            .where(*conditions)
-            .order_by(Delegation.created_at.desc(), Delegation.id.desc())
-            .limit(limit)
-            .execution_options(populate_existing=True)
+            _WITH_CLIENT.where(*conditions).order_by(columns.created_at.desc(), columns.id.desc()).limit(limit)
         )
-        return [DelegationRow(delegation, name) for delegation, name in rows]
+        return [_found(row) for row in rows]
 
-    async def due(self, status: str, now: datetime) -> list[Delegation]:
+    async def due(self, status: str, now: datetime) -> list[StoredDelegation]:
         """Delegations in `status` (pending) whose `expires_at` has come, any user's, oldest first."""
-        rows = await self.session.scalars(
-            select(Delegation)
-            .where(Delegation.status == status, Delegation.expires_at <= now)
-            .order_by(Delegation.expires_at, Delegation.id)
-            .execution_options(populate_existing=True)
+        columns = _TABLE.c
+        rows = await self.session.execute(
+            select(_TABLE)
+            .where(columns.status == status, columns.expires_at <= now)
+            .order_by(columns.expires_at, columns.id)
         )
-        return list(rows)
+        return [StoredDelegation(*row) for row in rows]
 
     async def client_name(self, client_id: str) -> str | None:
-        return await self.session.scalar(select(_CLIENT_NAME).where(OAuthClient.client_id == client_id))
+        name: str | None = await self.session.scalar(select(_CLIENT_NAME).where(_CLIENTS.c.client_id == client_id))
+        return name
 
     async def has_trusted_device(self, user_id: str) -> bool:
         """Whether any device of this user is still trusted (none: a lost phone was revoked)."""
+        devices = _DEVICES.c
         found = await self.session.scalar(
-            select(Device.id).where(Device.user_id == user_id, Device.revoked_at.is_(None)).limit(1)
+            select(devices.id).where(devices.user_id == user_id, devices.revoked_at.is_(None)).limit(1)
         )
         return found is not None
 
@@ -174,7 +204,7 @@ class DelegationRepository:
 
         Optional guards: `expires_at` not after `due_by` (an expiry), or after `live_at` (a decision, which
         must not land once the delegation is due even if nobody has marked it expired yet). True when this
-        call changed the row.
+        call changed the row (the caller's copy is then its to bring up to date: `StoredDelegation.update`).
         """
         statement = _compare_and_swap(tuple(changes), due_by is not None, live_at is not None)
         parameters = {
@@ -185,12 +215,4 @@ class DelegationRepository:
             **{f"new_{name}": value for name, value in changes.items()},
         }
         result = await self.session.execute(statement, parameters)
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return False
-        # The row this session loaded, if any, now says what the database says, without being marked changed
-        # (so without a second UPDATE at commit) and without reading it again.
-        loaded = self.session.sync_session.identity_map.get(identity_key(Delegation, delegation_id))
-        if loaded is not None:
-            for name, value in changes.items():
-                set_committed_value(loaded, name, value)
-        return True
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -330,8 +330,9 @@ async def test_a_decision_builds_no_aliased_statement_per_call(
     from vouchsim.server.storage.repositories import delegations
 
     def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("an aliased() was built for one decision")
+        raise AssertionError("an alias was built for one decision")
 
-    monkeypatch.setattr(delegations, "aliased", refuse)
+    monkeypatch.setattr(delegations._TABLE, "alias", refuse)
+    monkeypatch.setattr(delegations, "_decision_statement", refuse)
     approved = await ask(service, world.runtime)
     assert (await decide(service, world.phone, approved)).status == "approved"

@@ -3,12 +3,13 @@ rotation that keeps tokens in flight verifiable; online introspection that sees 
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from joserfc import jwt
-from joserfc.errors import BadSignatureError, InvalidKeyIdError
+from joserfc.errors import BadSignatureError, InvalidKeyIdError, SecurityWarning
 from joserfc.jwk import KeySet, OKPKey
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -178,6 +179,25 @@ def test_a_foreign_key_does_not_verify() -> None:
     public = OKPKey.import_key({**ours.as_dict(private=False), "kid": ours.thumbprint()})
     with pytest.raises(BadSignatureError):
         jwt.decode(forged, KeySet([public]), algorithms=["Ed25519"])
+
+
+@pytest.mark.parametrize("algorithm", ["Ed25519", "EdDSA"])
+def test_an_ed25519_token_is_what_joserfc_would_write(algorithm: Any) -> None:
+    """`mint` signs Ed25519 tokens without joserfc's machinery: the bytes must be joserfc's own (Ed25519 is
+    deterministic), claims with non-ASCII and escaped characters included."""
+    key = OKPKey.generate_key("Ed25519")
+    key = OKPKey.import_key({**key.as_dict(private=True), "kid": key.thumbprint()})
+    claims = {
+        "iss": ISSUER,
+        "act": {"sub": "vsc_1", "client_name": 'Agent “Zoë” \\ "quoted"\n\t\u2028\x7f 漢字'},
+        "scope": "a b",
+        "iat": 1,
+        "exp": 2,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # joserfc's note on the EdDSA name
+        expected = jwt.encode({"alg": algorithm, "kid": kid_of(key), "typ": "JWT"}, dict(claims), key, [algorithm])
+    assert mint(key, claims, algorithm) == expected
 
 
 # -- online verification (RFC 7662) ----------------------------------------------------------------------------
