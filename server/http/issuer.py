@@ -18,7 +18,8 @@ from vouchsim.server.core.runtime import Runtime
 def issuer_of(request: Request[Any, Any, Any], runtime: Runtime) -> str:
     return derive_issuer(
         runtime.settings.issuer,
-        scheme=request.url.scheme,
+        # What `request.url.scheme` says, without building the whole URL (parsed per request, for this alone).
+        scheme=request.scope.get("scheme", "http"),
         host=request.headers.get("host"),
         forwarded_proto=request.headers.get("x-forwarded-proto"),
     )

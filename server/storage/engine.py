@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from vouchsim.server.storage import sqlite_inline
@@ -29,12 +30,22 @@ def create_engine(database_url: str) -> AsyncEngine:
         url = url.set(drivername=f"sqlite+{sqlite_inline.DRIVER}")
         if "timeout" not in url.query:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
-    else:
-        kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine.pool, "checkout", _drop_closed)
     return engine
+
+
+def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection the server closed (a restart, an administrator, an idle timeout) is not handed
+    out: asyncpg saw its socket close, and the pool replaces it (SQLAlchemy retries a checkout that raises this).
+
+    Instead of `pool_pre_ping`, whose ping on asyncpg is three round trips (BEGIN, `;`, ROLLBACK) before every
+    transaction: a third of a device decision's round trips, and of its CPU."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the database closed this pooled connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
