@@ -202,11 +202,15 @@ class EventBus:
 
     def _deliver(self, announced: dict[str, object]) -> None:
         loop = self._loop
-        for topic, payload in announced.items():
-            if loop is not None:
-                loop.call_soon_threadsafe(self._dispatch_with, topic, payload)
-            else:
+        if loop is None:
+            for topic, payload in announced.items():
                 self._dispatch_with(topic, payload)
+            return
+        # Commits run on the loop's thread (SQLAlchemy's greenlet, SQLite inline): `call_soon` then, as the
+        # thread-safe variant also writes to the loop's wake-up pipe, a system call per topic for nothing.
+        schedule = loop.call_soon if asyncio._get_running_loop() is loop else loop.call_soon_threadsafe
+        for topic, payload in announced.items():
+            schedule(self._dispatch_with, topic, payload)
 
     # -- binding to sessions -----------------------------------------------------------------------------------
     def session_info(self) -> dict[str, Any]:
