@@ -86,12 +86,11 @@ def tls_context(ca_file: str = "") -> ssl.SSLContext:
     if not ca_file:
         return _public_tls_context()
     context = ssl.create_default_context(cafile=certifi.where())
-    if ca_file:
-        try:
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as error:
-            reason = getattr(error, "strerror", None) or error
-            raise CaFileError(f"cannot load the CA file {ca_file} (VOUCHSIM_CIMD_CA_FILE): {reason}") from None
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise CaFileError(f"cannot load the CA file {ca_file} (VOUCHSIM_CIMD_CA_FILE): {reason}") from None
     return context
 
 
