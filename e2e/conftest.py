@@ -4,7 +4,7 @@ VOUCHSIM_TEST_POSTGRES_URL is set), a fresh enrolled companion and browser per t
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,12 +21,35 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """The template database of a backend, migrated by `vouchsim migrate` on first use, once per session (and
+    xdist worker): every live server's database is a copy of it, so its start skips the migrations."""
+    directory = tmp_path_factory.mktemp("templates")
+    databases = {backend: Databases(backend, directory, POSTGRES_URL) for backend in BACKENDS}
+    made: dict[str, str] = {}
+
+    def template(backend: str) -> str:
+        if backend not in made:
+            made[backend] = databases[backend].migrated()
+        return made[backend]
+
+    try:
+        yield template
+    finally:
+        for each in databases.values():
+            each.drop_all()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
-def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, migrated_templates: Callable[[str], str]
+) -> Iterator[ServerFactory]:
     """Starts servers for this module's tests; stops them at the end and fails if one logged a traceback
     or answered 5xx (outside the tests that were already failed for it)."""
     directory = tmp_path_factory.mktemp(f"servers-{request.param}")
-    factory = ServerFactory(Databases(request.param, directory, POSTGRES_URL), directory)
+    databases = Databases(request.param, directory, POSTGRES_URL, template=migrated_templates(request.param))
+    factory = ServerFactory(databases, directory)
     try:
         yield factory
     finally:

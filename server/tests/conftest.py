@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from server.tests.postgres_copies import PostgresCopies
 from vouchsim.server.core.clock import FrozenClock
 
 POSTGRES_URL = os.environ.get("VOUCHSIM_TEST_POSTGRES_URL", "")
@@ -112,10 +113,39 @@ def _fresh_database(backend: str, tmp_path: Path, template: str | None) -> Itera
         asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def postgres_copies(migrated_templates: dict[str, str]) -> Iterator[PostgresCopies | None]:
+    """The session's copies of the PostgreSQL template, reused from test to test (None without PostgreSQL)."""
+    if "postgres" not in migrated_templates:
+        yield None
+        return
+    from vouchsim.server.storage.models import Base
+
+    admin_dsn, url_prefix = _admin_dsn(POSTGRES_URL)
+    tables = [table.name for table in Base.metadata.sorted_tables]
+    copies = PostgresCopies(admin_dsn, url_prefix, migrated_templates["postgres"], tables)
+    try:
+        yield copies
+    finally:
+        copies.drop_all()
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: dict[str, str]) -> Iterator[str]:
-    """A database nobody else uses, already at the newest schema (a copy of the session's migrated template),
-    dropped afterwards so no tables are left behind."""
+def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_templates: dict[str, str],
+    postgres_copies: PostgresCopies | None,
+) -> Iterator[str]:
+    """A database nobody else uses, at the newest schema with the template's rows only: on SQLite a copy of the
+    session's migrated template, on PostgreSQL a copy too, reused by later tests once put back (postgres_copies)."""
+    if request.param == "postgres" and postgres_copies is not None:
+        url = postgres_copies.acquire()
+        try:
+            yield url
+        finally:
+            postgres_copies.release(url)
+        return
     yield from _fresh_database(request.param, tmp_path, migrated_templates[request.param])
 
 

@@ -21,5 +21,7 @@ from vouchsim.server.settings import Settings
 
 def metadata_resolver(settings: Settings, clock: Clock) -> MetadataResolver:
     """The resolver `settings` describe (allowed hosts, extra CA). Raises `fetch.CaFileError` for a bad CA file."""
-    fetcher = DocumentFetcher(ssl_context=tls_context(settings.cimd_ca_file), allow_hosts=settings.cimd_allow_host_list)
+    # With a CA file, its context now, so a bad file fails the start; the public CAs only on the first fetch.
+    context = tls_context(settings.cimd_ca_file) if settings.cimd_ca_file else None
+    fetcher = DocumentFetcher(ssl_context=context, allow_hosts=settings.cimd_allow_host_list)
     return MetadataResolver(fetcher, clock)

@@ -20,6 +20,7 @@ What counts as success (200, application/json or application/*+json) is checked 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -82,14 +83,22 @@ def tls_context(ca_file: str = "") -> ssl.SSLContext:
     """The public CAs (certifi's bundle, as httpcore and httpx trust them, without SSL_CERT_FILE or SSL_CERT_DIR),
     plus the CAs in `ca_file` when set (a test server's own CA). Not through httpx, which this server needs for
     nothing else: importing it (and the rich and pygments of its command line) costs ~8 MiB of resident memory."""
+    if not ca_file:
+        return _public_tls_context()
     context = ssl.create_default_context(cafile=certifi.where())
-    if ca_file:
-        try:
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as error:
-            reason = getattr(error, "strerror", None) or error
-            raise CaFileError(f"cannot load the CA file {ca_file} (VOUCHSIM_CIMD_CA_FILE): {reason}") from None
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise CaFileError(f"cannot load the CA file {ca_file} (VOUCHSIM_CIMD_CA_FILE): {reason}") from None
     return context
+
+
+@functools.cache
+def _public_tls_context() -> ssl.SSLContext:
+    """Built once per process, on the first fetch: loading certifi's bundle costs about 33 ms of CPU, paid by every
+    start (and every test's app) before, though most runs never fetch a document. Never changed once built."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def normalise_allow_hosts(entries: Iterable[str]) -> frozenset[str]:
@@ -143,13 +152,13 @@ class DocumentFetcher:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None = None,
         allow_hosts: Collection[str] = (),
         resolver: Resolver = system_resolver,
         limits: FetchLimits = FetchLimits(),
         allowed_ports: Collection[int] = (DEFAULT_PORT,),
     ) -> None:
-        self._ssl_context = ssl_context
+        self._ssl_context = ssl_context  # None: the public CAs, loaded on the first fetch
         self._allow_hosts = normalise_allow_hosts(allow_hosts)
         self._resolve = resolver
         self.limits = limits
@@ -228,7 +237,11 @@ class DocumentFetcher:
         network = _VettedNetwork(target.host, addresses)
         async with (
             httpcore.AsyncConnectionPool(
-                ssl_context=self._ssl_context, max_connections=1, http1=True, http2=False, network_backend=network
+                ssl_context=self._ssl_context or tls_context(),
+                max_connections=1,
+                http1=True,
+                http2=False,
+                network_backend=network,
             ) as pool,
             pool.stream("GET", url, headers=headers, extensions={"timeout": timeouts}) as response,
         ):
