@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from vouchsim.server.storage.engine import create_sessionmaker
-from vouchsim.server.storage.events import EventBus, detail_of, payload_of, with_detail
+from vouchsim.server.storage.events import EventBus, Subscription, detail_of, payload_of, with_detail
 
 pytestmark = pytest.mark.anyio
 
 
-async def _next(queue: asyncio.Queue[str], within: float = 5.0) -> str:
+async def _next(queue: Subscription, within: float = 5.0) -> str:
     return await asyncio.wait_for(queue.get(), within)
 
 
