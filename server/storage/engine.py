@@ -15,6 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from vouchsim.server.storage import sqlite_inline
 from vouchsim.server.storage.events import EventBus
 
+# The connection pool of a database file or server: SQLAlchemy's default sizes, spelled out because
+# `server.storage.session.own_transactions` admits as many units of work at once.
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
+CONNECTIONS = POOL_SIZE + POOL_OVERFLOW
+
 # A write waits this long for another's lock before failing with "database is locked" (`?timeout=` in the URL
 # overrides it).
 SQLITE_BUSY_TIMEOUT = 30.0
@@ -22,10 +28,12 @@ SQLITE_BUSY_TIMEOUT = 30.0
 
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs = {}  # one connection shared (StaticPool), which takes no sizes
         url = url.set(drivername=f"sqlite+{sqlite_inline.DRIVER}")
         if "timeout" not in url.query:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
