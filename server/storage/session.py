@@ -12,14 +12,17 @@ someone else owns (the request's), which that owner commits.
 before they make a session. Waiting in the pool's queue instead, each held a session and SQLAlchemy's greenlet
 with its stack: when a thousand waiting MCP calls arrived together on PostgreSQL, that was about 9 MB at once,
 which pymalloc could not give back afterwards (its arenas were shared with the calls' long-lived objects), so the
-server's peak memory kept it.
+server's peak memory kept it. A turn that comes free goes first to a task that has had one before: finishing a
+request's work comes before starting another's. In arrival order only, each of those thousand calls read its new
+delegation back only once all thousand had been created, and the reads ran into the decisions that followed.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +40,44 @@ __all__ = ["DbSession", "SessionFactory", "Transactions", "own_transactions", "s
 # Whether this task is inside a unit already: a unit opened within another is not made to wait again (with every
 # turn taken by units waiting for a nested one, none could go on).
 _ADMITTED: ContextVar[bool] = ContextVar("vouchsim_unit_admitted", default=False)
+# Whether this task (or the one that made it) has had a turn before: it then goes ahead of those that had none.
+_CONTINUING: ContextVar[bool] = ContextVar("vouchsim_unit_continuing", default=False)
+
+
+class _Turns:
+    """At most `size` holders at once. A turn given back passes straight to a waiter: first to those continuing,
+    then to the others, each in arrival order."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._continuing: deque[asyncio.Future[None]] = deque()
+        self._new: deque[asyncio.Future[None]] = deque()
+
+    async def take(self, *, continuing: bool) -> None:
+        if self._free > 0:  # only when nobody waits: every turn given back while some wait is handed over
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._continuing if continuing else self._new
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a turn just as it was cancelled: pass it on
+            else:
+                with suppress(ValueError):
+                    queue.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        for queue in (self._continuing, self._new):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
 
 
 def own_transactions(sessions: SessionFactory, *, at_once: int = CONNECTIONS) -> Transactions:
@@ -46,14 +87,15 @@ def own_transactions(sessions: SessionFactory, *, at_once: int = CONNECTIONS) ->
     Committed when the unit ends, and also when it raises a domain error (`VouchsimError`): as in the device
     API, a refusal is an answer, and what was recorded on the way (an expiry) stands. Anything else rolls back.
     """
-    turns = asyncio.Semaphore(at_once)
+    turns = _Turns(at_once)
 
     @asynccontextmanager
     async def unit() -> AsyncIterator[AsyncSession]:
         nested = _ADMITTED.get()
         if not nested:
-            await turns.acquire()
+            await turns.take(continuing=_CONTINUING.get())
         admitted = None if nested else _ADMITTED.set(True)
+        _CONTINUING.set(True)  # for the rest of this task, and the tasks it makes from now on
         try:
             async with sessions() as session, session.begin():
                 try:
@@ -64,7 +106,7 @@ def own_transactions(sessions: SessionFactory, *, at_once: int = CONNECTIONS) ->
         finally:
             if admitted is not None:
                 _ADMITTED.reset(admitted)
-                turns.release()
+                turns.give()
 
     return unit
 

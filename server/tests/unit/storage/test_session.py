@@ -79,3 +79,40 @@ async def test_a_unit_given_up_while_waiting_takes_no_turn(engine: Any) -> None:
     await holding
     async with units() as session:  # the cancelled waiter left the turn free
         assert (await session.execute(text("SELECT 1"))).scalar() == 1
+
+
+async def test_a_freed_turn_goes_first_to_a_task_that_had_one_before(engine: Any) -> None:
+    units = own_transactions(create_sessionmaker(engine), at_once=1)
+    held, release, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def holder() -> None:
+        async with units():
+            held.set()
+            await release.wait()
+
+    async def newcomer() -> None:
+        async with units():
+            order.append("newcomer")
+
+    async def returning() -> None:
+        async with units():
+            pass  # its first turn, before the holder's
+        await go_on.wait()
+        async with units():
+            order.append("returning")
+
+    back = asyncio.create_task(returning())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    holding = asyncio.create_task(holder())
+    await held.wait()
+    new = asyncio.create_task(newcomer())  # waits first
+    for _ in range(20):
+        await asyncio.sleep(0)
+    go_on.set()  # waits second, having had a turn before
+    for _ in range(20):
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(holding, new, back)
+    assert order == ["returning", "newcomer"]
