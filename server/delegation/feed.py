@@ -25,7 +25,7 @@ from vouchsim.server.core.clock import Clock
 from vouchsim.server.delegation.schemas import DelegationRecord, DelegationView
 from vouchsim.server.delegation.states import DelegationStatus
 from vouchsim.server.storage import topics
-from vouchsim.server.storage.events import EventBus, detail_of, payload_of
+from vouchsim.server.storage.events import EventBus, Subscription, detail_of, payload_of
 
 _PENDING = DelegationStatus.PENDING
 
@@ -147,7 +147,7 @@ class Wake:
         return self.everything or bool(self.delegation_ids) or bool(self.records)
 
 
-async def woken(queue: asyncio.Queue[str], within: float) -> Wake:
+async def woken(queue: Subscription, within: float) -> Wake:
     """What arrived within `within` seconds (nothing: an empty wake); everything queued is consumed, so one
     read covers a burst. A carried record stands for its delegation unless a later event about it came without
     one (then it must be read: that change may be newer than the record)."""

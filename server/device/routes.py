@@ -52,6 +52,7 @@ from vouchsim.server.device.service import DeviceService
 from vouchsim.server.http.issuer import issuer_of
 from vouchsim.server.pairing.service import DeclinedPairing, IssuedCode, PairingContext, PairingService
 from vouchsim.server.storage import topics
+from vouchsim.server.storage.events import Subscription
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
 from vouchsim.server.storage.repositories.pairings import PairingRepository
@@ -417,7 +418,7 @@ async def _pump(messages: AsyncGenerator[ServerSentEventMessage, None], outbox: 
         outbox.put_nowait(error)
 
 
-async def _watch_revocation(revoked: asyncio.Queue[str], outbox: asyncio.Queue[_Outgoing]) -> None:
+async def _watch_revocation(revoked: Subscription, outbox: asyncio.Queue[_Outgoing]) -> None:
     await revoked.get()
     outbox.put_nowait(_REVOKED)
 

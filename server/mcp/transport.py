@@ -487,58 +487,54 @@ class McpServer:
             return self._result(
                 request, scope.result((await tool.run(context, arguments)).render(scope.protocol_version))
             )
-        call = self._run(scope, lambda: tool.run(context, arguments))
-        try:
-            result = await self._unless_gone(call, incoming)
-        except RequestCancelled as error:
-            error.request_id = request.id
-            raise
+        if scope.in_flight_key is None and incoming.disconnected is None:
+            result = await tool.run(context, arguments)  # nothing but the request's own end can cancel it
+        else:
+            try:
+                result = await self._unless_gone(self._spawn(scope, lambda: tool.run(context, arguments)), incoming)
+            except RequestCancelled as error:
+                error.request_id = request.id
+                raise
         return self._result(request, scope.result(result.render(scope.protocol_version)))
 
-    async def _unless_gone(self, call: Awaitable[ToolResult], incoming: Incoming) -> ToolResult:
-        """A waiting call answered as JSON: ended when the client hangs up (basic/transports, "Cancellation"),
-        rather than waiting on for a connection nobody reads."""
-        if incoming.disconnected is None:
-            return await call
-        work = asyncio.ensure_future(call)
-        gone = asyncio.ensure_future(incoming.disconnected())
-        try:
-            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not work.done():
-                log.info("MCP client went away; its waiting call is cancelled")
-                work.cancel()
-                await asyncio.wait({work})  # stopped, not just told to stop
-                if not work.cancelled() and work.exception() is not None:
-                    log.info("a call failed while its client went away: %r", work.exception())
-                raise RequestCancelled("The client went away.")
-            return work.result()
-        finally:
-            for task in (work, gone):
-                if not task.done():
-                    task.cancel()
-
-    async def _run(self, scope: Scope, call: Callable[[], Awaitable[ToolResult]]) -> ToolResult:
-        """Run a call that may wait; in a 2025 session as its own task, so `notifications/cancelled` can end it
-        without ending the request (2026-07-28 on HTTP has no such notification: closing the stream cancels)."""
+    def _spawn(self, scope: Scope, call: Callable[[], Awaitable[ToolResult]]) -> asyncio.Task[ToolResult]:
+        """A call that may wait, as a task of its own, so `notifications/cancelled` (a 2025 session's: registered
+        under its key) or the client hanging up can end the call without ending the request. One task per call:
+        a burst holds a thousand waiting calls, and each task costs its coroutines and context."""
+        task = asyncio.ensure_future(call())
         key = scope.in_flight_key
-        if key is None:
-            return await call()
+        if key is not None:
+            self._in_flight[key] = task
 
-        async def work() -> ToolResult:
-            return await call()
+            def forget(done: asyncio.Task[ToolResult]) -> None:
+                if self._in_flight.get(key) is done:
+                    del self._in_flight[key]
 
-        task = asyncio.ensure_future(work())
-        self._in_flight[key] = task
+            task.add_done_callback(forget)
+        return task
+
+    async def _unless_gone(self, call: asyncio.Task[ToolResult], incoming: Incoming) -> ToolResult:
+        """The call's result, or `RequestCancelled` when it was cancelled (`notifications/cancelled`, a DELETE) or,
+        answered as JSON, when the client hung up first (basic/transports, "Cancellation"): the call is then
+        cancelled rather than left waiting for a connection nobody reads. The connection is watched from this
+        request's own task (`_until_done`), not from a task of its own."""
         try:
-            return await task
+            if incoming.disconnected is not None and not await _until_done(call, incoming.disconnected):
+                log.info("MCP client went away; its waiting call is cancelled")
+                call.cancel()
+                await asyncio.wait({call})  # stopped, not just told to stop
+                if not call.cancelled() and call.exception() is not None:
+                    log.info("a call failed while its client went away: %r", call.exception())
+                raise RequestCancelled("The client went away.")
+            return await call
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                raise  # this request itself is being cancelled (client gone, shutdown): the task went with it
+                raise  # this request itself is being cancelled (shutdown): the call goes with it
             raise RequestCancelled("The request was cancelled.") from None
         finally:
-            if self._in_flight.get(key) is task:
-                del self._in_flight[key]
+            if not call.done():
+                call.cancel()
 
     async def _stream(
         self,
@@ -552,7 +548,7 @@ class McpServer:
         """The SSE body of a waiting call: progress notifications, then the result (none if it was cancelled)."""
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         context = replace(context, progress=_SseProgress(progress_token, queue, self.progress_interval))
-        call = asyncio.ensure_future(self._run(scope, lambda: tool.run(context, arguments)))
+        call = self._spawn(scope, lambda: tool.run(context, arguments))
         try:
             while not call.done() or not queue.empty():
                 if not queue.empty():
@@ -564,10 +560,10 @@ class McpServer:
                     yield getter.result()
                 else:
                     getter.cancel()
+            if call.cancelled():
+                return  # the client cancelled it: no response is sent for a cancelled request
             try:
                 result = call.result()
-            except RequestCancelled:
-                return  # the client cancelled it: no response is sent for a cancelled request
             except Exception:
                 log.exception("MCP tool %s failed while streaming", tool.name)
                 yield sse_event(
@@ -580,3 +576,33 @@ class McpServer:
             if not call.done():
                 log.info("MCP client went away; its streamed call is cancelled")
                 call.cancel()
+
+
+async def _until_done(call: asyncio.Future[Any], disconnected: Callable[[], Awaitable[None]]) -> bool:
+    """Watch the connection until `call` is done (True) or the client has gone away (False).
+
+    `asyncio.timeout` is the standard library's cancel scope: its deadline, moved to now when the call ends,
+    interrupts the watch in this task only (a cancellation of the task itself still goes through as one).
+    """
+    if call.done():
+        return True
+    loop = asyncio.get_running_loop()
+    watching = True
+
+    def stop(_: object) -> None:
+        if watching:  # the call may end just as the watch does: its callback then comes too late to matter
+            watch.reschedule(loop.time())
+
+    try:
+        async with asyncio.timeout(None) as watch:
+            call.add_done_callback(stop)
+            try:
+                await disconnected()
+            finally:
+                watching = False
+                call.remove_done_callback(stop)
+    except TimeoutError:
+        pass  # the call ended
+    except Exception:
+        log.info("cannot watch an MCP client's connection; taken as gone", exc_info=True)
+    return call.done()

@@ -16,20 +16,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from vouchsim.server.storage import sqlite_inline
 from vouchsim.server.storage.events import EventBus
 
+# The connection pool of a database file or server, every connection kept once opened: with SQLAlchemy's default
+# (5, and 10 more opened on demand, closed again when 5 are idle) a burst of 32 device decisions opened and closed a
+# connection every dozen decisions (34 PostgreSQL sessions for 400), each an SSL attempt, an authentication and a
+# backend. `server.storage.session.own_transactions` admits as many units of work at once.
+POOL_SIZE = 15
+POOL_OVERFLOW = 0
+CONNECTIONS = POOL_SIZE + POOL_OVERFLOW
+
 # A write waits this long for another's lock before failing with "database is locked" (`?timeout=` in the URL
 # overrides it).
 SQLITE_BUSY_TIMEOUT = 30.0
 
 
-# Connections of a database file or server, all kept once opened: with SQLAlchemy's default (5, and 10 more
-# opened on demand, closed again when 5 are idle) a burst of 32 device decisions opened and closed a connection every
-# dozen decisions (34 PostgreSQL sessions for 400), each an SSL attempt, an authentication and a backend.
-POOL_SIZE = 15
-
-
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
-    kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": 0}
+    kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

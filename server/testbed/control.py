@@ -33,7 +33,7 @@ from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.oauth.preregistered import PreregisteredClients
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage import topics
-from vouchsim.server.storage.events import EventBus, detail_of, with_detail
+from vouchsim.server.storage.events import EventBus, Subscription, detail_of, with_detail
 from vouchsim.server.storage.models import TestbedFault
 from vouchsim.server.storage.repositories.clients import ClientRepository
 from vouchsim.server.storage.repositories.testbed import CLOCK, TestbedRepository
@@ -320,7 +320,7 @@ class Testbed:
             await self._reload()
             await self._await_applied(applied, nonce)
 
-    async def _await_applied(self, applied: asyncio.Queue[str], nonce: str) -> None:
+    async def _await_applied(self, applied: Subscription, nonce: str) -> None:
         expected = self.settings.workers
         seen: set[str] = set()
         loop = asyncio.get_running_loop()

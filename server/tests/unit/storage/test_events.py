@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from vouchsim.server.storage.engine import create_sessionmaker
-from vouchsim.server.storage.events import EventBus, detail_of, payload_of, with_detail
+from vouchsim.server.storage.events import EventBus, Subscription, detail_of, payload_of, with_detail
 
 pytestmark = pytest.mark.anyio
 
 
-async def _next(queue: asyncio.Queue[str], within: float = 5.0) -> str:
+async def _next(queue: Subscription, within: float = 5.0) -> str:
     return await asyncio.wait_for(queue.get(), within)
 
 
@@ -155,3 +155,24 @@ async def test_topics_without_a_payload_still_come_back_through_postgres(engine:
             assert await _next(other) == "user:b"
     finally:
         await bus.stop()
+
+
+async def test_a_subscription_hands_messages_over_in_order_and_a_cancelled_get_takes_none() -> None:
+    subscription = Subscription()
+    getter = asyncio.create_task(subscription.get())
+    await asyncio.sleep(0)
+    getter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await getter
+    subscription.put_nowait("delegation:1")
+    subscription.put_nowait("delegation:2")
+    assert subscription.qsize() == 2
+    assert await subscription.get() == "delegation:1"
+    assert subscription.get_nowait() == "delegation:2"
+    assert subscription.empty()
+    with pytest.raises(asyncio.QueueEmpty):
+        subscription.get_nowait()
+    waiting = asyncio.create_task(subscription.get())
+    await asyncio.sleep(0)
+    subscription.put_nowait("delegation:3")  # wakes the reader waiting
+    assert await waiting == "delegation:3"
