@@ -45,7 +45,7 @@ from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.migrate import upgrade
 from vouchsim.server.storage.repositories.clients import ClientRepository
 from vouchsim.server.storage.repositories.keys import get_or_create_key
-from vouchsim.server.storage.session import own_transactions
+from vouchsim.server.storage.session import own_transactions, transaction
 from vouchsim.server.testbed import routes as testbed_routes
 from vouchsim.server.testbed.control import Testbed
 
@@ -88,7 +88,7 @@ async def provide_delegation_tokens(state: State) -> DelegationTokens:
 async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the handler returns, rolled back when it raises."""
     resources: Resources = state.resources
-    async with resources.sessions() as session, session.begin():
+    async with transaction(resources.sessions) as session:
         yield session
 
 

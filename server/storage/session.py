@@ -34,7 +34,7 @@ DbSession = AsyncSession
 SessionFactory = async_sessionmaker[AsyncSession]
 Transactions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
-__all__ = ["DbSession", "SessionFactory", "Transactions", "own_transactions", "shared_transaction"]
+__all__ = ["DbSession", "SessionFactory", "Transactions", "own_transactions", "shared_transaction", "transaction"]
 
 
 # Whether this task is inside a unit already: a unit opened within another is not made to wait again (with every
@@ -80,6 +80,24 @@ class _Turns:
         self._free += 1
 
 
+@asynccontextmanager
+async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """`async with sessions() as session, session.begin():`, with the session closed inline once its transaction
+    has ended. AsyncSession's own exit closes it in a task of its own (so that a cancellation cannot abandon the
+    close halfway): a task and a loop turn per transaction, ~45 µs of CPU measured on SQLite, for a close that
+    releases nothing once the transaction has committed or rolled back (its connection went back with it)."""
+    session = sessions()
+    try:
+        async with session.begin():
+            yield session
+    finally:
+        if session.in_transaction():  # the transaction's end was interrupted: AsyncSession's own exit closes it
+            async with session:
+                pass
+        else:
+            session.sync_session.close()  # forgets the identity map; no I/O
+
+
 def own_transactions(sessions: SessionFactory, *, at_once: int = CONNECTIONS) -> Transactions:
     """Each unit is a fresh session in its own transaction, returned to the pool when the unit ends; at most
     `at_once` units at a time (the module's docstring says why).
@@ -97,7 +115,7 @@ def own_transactions(sessions: SessionFactory, *, at_once: int = CONNECTIONS) ->
         admitted = None if nested else _ADMITTED.set(True)
         _CONTINUING.set(True)  # for the rest of this task, and the tasks it makes from now on
         try:
-            async with sessions() as session, session.begin():
+            async with transaction(sessions) as session:
                 try:
                     yield session
                 except VouchsimError:
