@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -64,29 +63,59 @@ KEEPALIVE_SECONDS = 15.0  # a `: keep-alive` comment on a quiet delegation strea
 DEVICE_REVOKED_EVENT = "device_revoked"  # the last event of a revoked device's stream
 
 
-@dataclass(frozen=True)
 class DeviceCall:
-    """A request signed by an enrolled device, with the services it may use.
+    """A request signed by an enrolled device, with the services it may use (each built when a handler first asks:
+    a decision needs only `delegations`).
 
     A failed signature check travels inside the value instead of being raised from the dependency: Litestar
     does not close yield dependencies resolved before a dependency that raises, so raising here would leak the
     request's database session. Reading `device` re-raises it inside the handler, where `answer` returns it.
     """
 
-    authenticated: AuthenticatedDevice | None
-    failure: VouchsimError | None
-    body: bytes
-    issuer: str
-    devices: DeviceService
-    pairings: PairingService
-    # Inside the request's transaction, so a decision commits with the signature check that admitted it.
-    delegations: DelegationService
+    __slots__ = ("_db", "_delegations", "_request", "_runtime", "authenticated", "body", "failure")
+
+    def __init__(
+        self,
+        *,
+        authenticated: AuthenticatedDevice | None,
+        failure: VouchsimError | None,
+        body: bytes,
+        request: Request[Any, Any, Any],
+        runtime: Runtime,
+        db: DbSession,
+        delegations: DelegationService,
+    ) -> None:
+        self.authenticated = authenticated
+        self.failure = failure
+        self.body = body
+        self._request = request
+        self._runtime = runtime
+        self._db = db
+        self._delegations = delegations
 
     @property
     def device(self) -> AuthenticatedDevice:
         if self.authenticated is None:
             raise self.failure or InvalidRequest("The request is not signed.")
         return self.authenticated
+
+    @property
+    def issuer(self) -> str:
+        return issuer_of(self._request, self._runtime)
+
+    @property
+    def devices(self) -> DeviceService:
+        return DeviceService(DeviceRepository(self._db), ConnectionRepository(self._db), self._runtime.clock)
+
+    @property
+    def pairings(self) -> PairingService:
+        runtime = self._runtime
+        return PairingService(PairingRepository(self._db), runtime.clock, runtime.settings, runtime.hmac_key)
+
+    @property
+    def delegations(self) -> DelegationService:
+        """Inside the request's transaction, so a decision commits with the signature check that admitted it."""
+        return self._delegations.within(self._db)
 
 
 # -- translation, in one place ---------------------------------------------------------------------------
@@ -171,10 +200,10 @@ async def provide_device_call(
         authenticated=device,
         failure=failure,
         body=body,
-        issuer=issuer_of(request, runtime),
-        devices=DeviceService(devices, ConnectionRepository(db), runtime.clock),
-        pairings=PairingService(PairingRepository(db), runtime.clock, runtime.settings, runtime.hmac_key),
-        delegations=delegations.within(db),
+        request=request,
+        runtime=runtime,
+        db=db,
+        delegations=delegations,
     )
 
 
