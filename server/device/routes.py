@@ -64,7 +64,7 @@ DEVICE_REVOKED_EVENT = "device_revoked"  # the last event of a revoked device's 
 
 
 class DeviceCall:
-    """A request signed by an enrolled device, with the services it may use (each built when a handler first asks:
+    """A request signed by an enrolled device, with the services it may use (each built when a handler asks for it:
     a decision needs only `delegations`).
 
     A failed signature check travels inside the value instead of being raised from the dependency: Litestar

@@ -26,7 +26,7 @@ from vouchsim.server.storage.repositories.authorizations import AuthorizationRep
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository
 from vouchsim.server.storage.repositories.pairings import PairingRepository
-from vouchsim.server.storage.session import DbSession
+from vouchsim.server.storage.session import DbSession, transaction
 
 
 def browser_cookie_name(issuer: str) -> str:
@@ -137,7 +137,7 @@ async def csrf_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: B
     runtime: Runtime = connection.app.state.runtime
     issuer = issuer_of(request, runtime)
     token = PageForm(await form_params(request) or {}).field("csrf")
-    async with connection.app.state.resources.sessions() as db, db.begin():
+    async with transaction(connection.app.state.resources.sessions) as db:
         known = await authorization_flow(db, runtime).csrf_ok_for(
             request.cookies.get(browser_cookie_name(issuer)), token
         )
