@@ -1,11 +1,13 @@
 # The README's commands. Each target installs what is missing first (.ci/setup.sh).
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-# Bytecode is cached under .venv/ (out of the source tree) even where PYTHONDONTWRITEBYTECODE is set, as on our CI
-# machines: there every Python process the suite starts (pytest's workers, each server, companion and SDK client)
-# compiled about 1,400 modules again, 1.3 s of CPU each, and pytest re-wrote every test module's assertions.
+# Bytecode is cached under .pycache/ (one tree, out of the sources) even where PYTHONDONTWRITEBYTECODE is set, as on
+# our CI machines: there every Python process the suite starts (pytest's workers, each server, companion and SDK
+# client) compiled about 1,400 modules again, 1.3 s of CPU each, and pytest re-wrote every test module's assertions.
+# Not under .venv/: set-up runs Python (pip installing uv) before uv creates .venv, and uv refuses a .venv that
+# already exists without a Python in it.
 unexport PYTHONDONTWRITEBYTECODE
-export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.venv/pycache
+export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.pycache
 
 # What `make lint` checks, and `make test` before the suite: lint, formatting, and types (the e2e suite included).
 define LINT
