@@ -95,3 +95,20 @@ def test_make_test_runs_everything_make_lint_runs_then_the_suite() -> None:
         "mypy -p vouchsim.server -p vouchsim.companion -p e2e",
     ]
     assert make_dry_run("test") == [*lint, "pytest"]
+
+
+@pytest.mark.requirement("MAKE-BYTECODE-OUTSIDE-VENV")
+def test_the_bytecode_cache_make_exports_is_outside_the_venv_uv_creates(tmp_path: Path) -> None:
+    # Set-up's first Python run (pip installing uv) writes bytecode there before `uv sync` creates .venv.
+    shown = subprocess.run(
+        ["make", "-s", "--eval", "show-prefix: ; @echo $$PYTHONPYCACHEPREFIX", "show-prefix"],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    prefix = Path(shown.stdout.strip())
+    assert prefix == REPO / ".pycache"
+    assert not prefix.is_relative_to(REPO / ".venv")
