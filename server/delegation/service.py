@@ -43,6 +43,7 @@ from vouchsim.server.delegation.schemas import DelegationRecord, DelegationView,
 from vouchsim.server.delegation.states import FINAL, DelegationEvent, DelegationStatus, next_status
 from vouchsim.server.delegation.tokens import (
     ALGORITHM,
+    ALGORITHMS,
     Algorithm,
     SigningKeyStore,
     delegation_claims,
@@ -116,12 +117,18 @@ class DelegationService:
     # -- signing keys --------------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Make the first signing keys (one per algorithm) at startup, so the first request does not race another
-        for them and the JWKS carries a key for each algorithm an audience may ask for."""
+        """Make the first signing keys at startup, so the first request does not race another for them: the
+        default algorithm's and those the audiences name. The JWKS makes the others when first asked for."""
+        in_use = {ALGORITHM, *(audience.alg for audience in self.audiences)}
         async with self._unit() as unit:
-            await self.keys.prepare(unit.keys)
+            await self.keys.prepare(unit.keys, [algorithm for algorithm in ALGORITHMS if algorithm in in_use])
 
     async def jwks(self) -> dict[str, Any]:
+        """Every published key; a key for each algorithm, made here for those no audience names (once per process:
+        it is cached once read back)."""
+        if not self.keys.complete():
+            async with self.keys.making, self._unit() as unit:
+                await self.keys.prepare(unit.keys)
         async with self._unit() as unit:
             return await self.keys.jwks(unit.keys)
 

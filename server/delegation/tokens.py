@@ -7,12 +7,13 @@ RFC 8037 gave it, which verifiers such as PyJWT know), `ES256` or `RS256` (RFC 7
 has keys of its own, all published, each JWK naming its `alg`, so a verifier picks the key by `kid` and
 checks the algorithm against it.
 
-Signing keys are made on first start and kept in the database, the private half AES-GCM sealed under a key
-derived from the server's HMAC key. Per algorithm, the newest unretired key signs. `rotate` makes a new key and
-retires the old one, whose public half stays published for a token lifetime plus a margin, so tokens in flight
-keep verifying. Unsealed keys, immutable per kid, are cached; so is each algorithm's current key once read back
-from the database (no lookup per token), which `rotate` forgets. Rotation is in process only (no command or
-endpoint rotates a running server's keys), so no other instance has to hear of it.
+Signing keys are made on first start (for the default algorithm and those the audiences name; the others when the
+JWKS is first asked for, since an RSA key takes about 60 ms of CPU to make) and kept in the database, the private
+half AES-GCM sealed under a key derived from the server's HMAC key. Per algorithm, the newest unretired key signs.
+`rotate` makes a new key and retires the old one, whose public half stays published for a token lifetime plus a
+margin, so tokens in flight keep verifying. Unsealed keys, immutable per kid, are cached; so is each algorithm's
+current key once read back from the database (no lookup per token), which `rotate` forgets. Rotation is in process
+only (no command or endpoint rotates a running server's keys), so no other instance has to hear of it.
 
 Claims: `iss`, a pairwise `sub` (one per user and audience, so two audiences cannot correlate users), `aud`,
 `scope`, `act` (RFC 8693 §4.1: the client acting for the user), `delegation_id`, `jti`, `iat`, `nbf`, `exp`.
@@ -22,11 +23,12 @@ record); ES256 signatures are randomised, so each minting of the same claims dif
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -181,11 +183,17 @@ class SigningKeyStore:
         # The current key of each algorithm once read back from the database (so committed): no lookup per token.
         # Keys change only through this store (`rotate`, or a key that no longer unseals), which forgets it.
         self._current: dict[str, SigningJwk] = {}
+        # Held while the keys missing from the JWKS are made, so two first JWKS requests do not make two each.
+        self.making = asyncio.Lock()
 
-    async def prepare(self, keys: SigningKeyRepository) -> None:
-        """A current key for every algorithm, so the JWKS carries one for each before the first token."""
-        for algorithm in ALGORITHMS:
+    async def prepare(self, keys: SigningKeyRepository, algorithms: Iterable[Algorithm] = ALGORITHMS) -> None:
+        """A current key for each of `algorithms` (every one by default)."""
+        for algorithm in algorithms:
             await self.signing_key(keys, algorithm)
+
+    def complete(self) -> bool:
+        """Whether the current key of every algorithm has been read back (so the JWKS carries one for each)."""
+        return len(self._current) == len(ALGORITHMS)
 
     def current_key(self, algorithm: Algorithm = ALGORITHM) -> SigningJwk | None:
         """The current key for `algorithm` once `signing_key` has read it back; None before (ask `signing_key`)."""
