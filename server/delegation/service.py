@@ -53,6 +53,7 @@ from vouchsim.server.settings import Settings
 from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import EventBus
 from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow, StoredDelegation
+from vouchsim.server.storage.repositories.devices import DeviceSigner
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
 from vouchsim.server.storage.session import DbSession, Transactions, shared_transaction
 
@@ -66,6 +67,9 @@ WHICH = ("pending", "history", "all")
 _T = TypeVar("_T")
 _PENDING = DelegationStatus.PENDING
 _MAX_CAS_ROUNDS = 3  # pending → approved → revoked: a caller can lose at most twice
+# A decision's authentication (`decide_signed`): given the deciding device as read (None: no such device), the user
+# it acts for, or the error that refuses the request.
+Admit = Callable[[DeviceSigner | None], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -327,25 +331,48 @@ class DelegationService:
     async def decide(
         self, *, device_id: str, user_id: str, delegation_id: str, decision: str, nonce: str, signature: str
     ) -> DelegationView:
-        """Approve or deny with a statement signed by the device's key; stored as evidence.
+        """Approve or deny with a statement signed by the device's key; stored as evidence. The device `device_id`
+        of `user_id` has been authenticated already (`decide_signed` authenticates it with the same read).
 
         InvalidDecision for an unknown decision, a bad signature or a nonce this device used before;
         DelegationClosed when the delegation is no longer pending (a racing decision, revocation or expiry won).
         """
-        event = decisions.decision_event(decision)
-        decisions.check_shape(nonce, signature)
+
+        async def authenticated(_: DeviceSigner | None) -> str:
+            return user_id
+
+        return await self.decide_signed(
+            device_id=device_id,
+            delegation_id=delegation_id,
+            decision=decision,
+            nonce=nonce,
+            signature=signature,
+            admit=authenticated,
+        )
+
+    async def decide_signed(
+        self, *, device_id: str, delegation_id: str, decision: str, nonce: str, signature: str, admit: Admit
+    ) -> DelegationView:
+        """`decide` for a request not authenticated yet: the deciding device is read with the delegation and handed
+        to `admit`, which checks the request's signature (its errors come first, as they would have had it run
+        before) and returns the user the device acts for."""
         async with self._unit() as unit:
-            # The delegation, the device's key and the nonce check in one round trip; then one compare-and-swap.
-            evidence = await unit.delegations.for_decision(
-                delegation_id, device_id=device_id, user_id=user_id, nonce=nonce
-            )
-            if evidence is None or evidence.found.delegation.user_id != user_id:
+            # The device, the delegation and the nonce check in one round trip; then one compare-and-swap.
+            looked_up = nonce if decisions.well_formed_nonce(nonce) else None
+            evidence = await unit.delegations.for_decision(delegation_id, device_id=device_id, nonce=looked_up)
+            user_id = await admit(evidence.signer if evidence is not None else None)
+            event = decisions.decision_event(decision)
+            decisions.check_shape(nonce, signature)
+            if evidence is None or evidence.found is None or evidence.found.delegation.user_id != user_id:
                 raise DelegationNotFound()
+            signer = evidence.signer
+            # The statement must be signed by a key of this user's that is still trusted.
+            trusted = signer.user_id == user_id and signer.revoked_at is None
             found = await self._expire_if_due(unit, evidence.found)
             row = found.delegation
             _require_pending(row)
             text = decisions.statement(row, decision, nonce)
-            decisions.verify(evidence.device_key, text, signature)
+            decisions.verify(signer.public_key if trusted else None, text, signature)
             # Checked, not enforced by an index: two decisions racing with one nonce are still two genuine
             # statements, each bound to its own delegation id, so neither is a replay of the other.
             if evidence.nonce_used:

@@ -29,7 +29,7 @@ from vouchsim.server.core.crypto import b64url_decode
 from vouchsim.server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
 from vouchsim.server.device.errors import DeviceRevoked, InvalidSignature
 from vouchsim.server.settings import Settings
-from vouchsim.server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository, DeviceSigner
 
 SIGNATURE_VERSION = "vouchsim-device-v1"
 ENROLMENT_DEVICE_ID = "new"  # the Vouch-Device-Id of POST /device/enrol, before an id exists
@@ -126,7 +126,13 @@ class DeviceAuthenticator:
         """The enrolled, unrevoked device that signed `request`; InvalidSignature otherwise."""
         if request.device_id == ENROLMENT_DEVICE_ID:
             raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
-        device = await self.devices.signer(request.device_id)
+        return await self.admit(request, await self.devices.signer(request.device_id))
+
+    async def admit(self, request: SignedRequest, device: DeviceSigner | None) -> AuthenticatedDevice:
+        """`authenticate`, with the signing device already read in this transaction (None: there is no such device):
+        a decision reads it with the delegation, in one round trip (`DelegationRepository.for_decision`)."""
+        if request.device_id == ENROLMENT_DEVICE_ID:
+            raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
         if device is None:
             raise InvalidSignature("This device is unknown or no longer trusted.")
         key = load_public_key(device.public_key)

@@ -21,6 +21,7 @@ from sqlalchemy import BindParameter, Executable, Row, Select, Table, bindparam,
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import Delegation, Device, OAuthClient
+from vouchsim.server.storage.repositories.devices import SIGNER_COLUMNS, DeviceSigner
 
 _TABLE = cast(Table, Delegation.__table__)
 
@@ -69,12 +70,12 @@ class DelegationRow(NamedTuple):
 
 
 class DecisionEvidence(NamedTuple):
-    """What a device's decision is checked against, read in one statement: the delegation (with its client's
-    name), the deciding device's key (None unless it is this user's and still trusted), and whether the device
-    has signed a decision with this nonce before."""
+    """What a device's decision is checked against, read in one statement: the deciding device as its signature
+    check reads it (`DeviceSigner`), the delegation with its client's name (None when there is no such delegation),
+    and whether the device has signed a decision with this nonce before."""
 
-    found: DelegationRow
-    device_key: str | None
+    signer: DeviceSigner
+    found: DelegationRow | None
     nonce_used: bool
 
 
@@ -87,21 +88,23 @@ _WITH_CLIENT = select(_TABLE, _CLIENT_NAME).join(_CLIENTS, _CLIENTS.c.client_id 
 
 def _decision_statement() -> Select[Any]:
     """`for_decision`'s statement, built once: its aliased self-join (the nonce check) costs far more to construct
-    than to run, and the compiled form is cached anyway."""
+    than to run, and the compiled form is cached anyway.
+
+    Driven by the device (no row: no such device), the delegation joined to it when there is one: the signed
+    request's check and the decision read what they need in one round trip instead of two."""
     earlier = _TABLE.alias("earlier")
     device_id: BindParameter[str] = bindparam("device_id")
-    devices = _DEVICES.c
-    device_key = (
-        select(devices.public_key)
-        .where(devices.id == device_id, devices.user_id == bindparam("user_id"), devices.revoked_at.is_(None))
-        .scalar_subquery()
-    )
     nonce_used = (
         select(earlier.c.id)
         .where(earlier.c.device_id == device_id, earlier.c.decision_nonce == bindparam("nonce"))
         .exists()
     )
-    return _WITH_CLIENT.add_columns(device_key, nonce_used).where(_TABLE.c.id == bindparam("delegation_id"))
+    delegation = _TABLE.join(_CLIENTS, _CLIENTS.c.client_id == _TABLE.c.client_id)
+    return (
+        select(_TABLE, _CLIENT_NAME, *SIGNER_COLUMNS, nonce_used)
+        .select_from(_DEVICES.outerjoin(delegation, _TABLE.c.id == bindparam("delegation_id")))
+        .where(_DEVICES.c.id == device_id)
+    )
 
 
 _FOR_DECISION = _decision_statement()
@@ -145,15 +148,16 @@ class DelegationRepository:
         found = (await self.session.execute(_GET, {"delegation_id": delegation_id})).first()
         return _found(found) if found else None
 
-    async def for_decision(
-        self, delegation_id: str, *, device_id: str, user_id: str, nonce: str
-    ) -> DecisionEvidence | None:
-        """The delegation and the evidence a decision on it needs, in one round trip (see `DecisionEvidence`)."""
-        parameters = {"delegation_id": delegation_id, "device_id": device_id, "user_id": user_id, "nonce": nonce}
+    async def for_decision(self, delegation_id: str, *, device_id: str, nonce: str | None) -> DecisionEvidence | None:
+        """The deciding device, the delegation and the nonce check in one round trip (see `DecisionEvidence`); None
+        when there is no such device. `nonce` None: not looked up (`nonce_used` is False)."""
+        parameters = {"delegation_id": delegation_id, "device_id": device_id, "nonce": nonce}
         found = (await self.session.execute(_FOR_DECISION, parameters)).first()
         if found is None:
             return None
-        return DecisionEvidence(_found(found), found[_WIDTH + 1], bool(found[_WIDTH + 2]))
+        signer = DeviceSigner(*found[_WIDTH + 1 : _WIDTH + 6])
+        delegation = _found(found) if found[0] is not None else None
+        return DecisionEvidence(signer, delegation, nonce is not None and bool(found[_WIDTH + 6]))
 
     async def get_many(self, delegation_ids: Collection[str]) -> list[DelegationRow]:
         """These delegations (those that exist), as the database has them now."""

@@ -26,9 +26,15 @@ class DeviceSigner(NamedTuple):
 
 
 _DEVICES = cast(Table, Device.__table__)
-_SIGNER = select(
-    _DEVICES.c.id, _DEVICES.c.user_id, _DEVICES.c.public_key, _DEVICES.c.last_seen_at, _DEVICES.c.revoked_at
-).where(_DEVICES.c.id == bindparam("device_id"))
+# `DeviceSigner`'s columns, in its order (the decision's read selects them too: `DelegationRepository.for_decision`)
+SIGNER_COLUMNS = (
+    _DEVICES.c.id,
+    _DEVICES.c.user_id,
+    _DEVICES.c.public_key,
+    _DEVICES.c.last_seen_at,
+    _DEVICES.c.revoked_at,
+)
+_SIGNER = select(*SIGNER_COLUMNS).where(_DEVICES.c.id == bindparam("device_id"))
 
 
 class DeviceRepository:
