@@ -535,26 +535,29 @@ class DelegationService:
             values["revoked_at"] = _whole(now)
         if event is DelegationEvent.CANCEL:
             live_at = now  # a due delegation expires; it is not cancelled
+        # On PostgreSQL the compare-and-swap sends the announcement's NOTIFY itself, if it wins: one round trip.
+        notices = self.events.notices(*_topics(row), marked=client_name is not None)
         won = await unit.delegations.update_if(
             row.id,
             status_in=[status],
             changes=values,
             due_by=now if event is DelegationEvent.TIME else None,
             live_at=live_at,
+            notices=notices,
         )
         if won:
             row.update(values)  # what the database now holds: nobody reads it back
-            await self._announce(unit, row, client_name)
+            await self._announce(unit, row, client_name, notified=bool(notices))
         return won
 
-    async def _announce(self, unit: _Unit, row: StoredDelegation, client_name: str | None) -> None:
+    async def _announce(
+        self, unit: _Unit, row: StoredDelegation, client_name: str | None, *, notified: bool = False
+    ) -> None:
         """`delegation:<id>` and `user:<id>#<id>` at commit; with `client_name`, carrying the delegation as it is
         now (`row` is up to date: `_move` brought it there), so the calls and the feed waiting on this
-        instance need not read it back."""
+        instance need not read it back. `notified`: its NOTIFY went with the change (`_move`)."""
         payload = None if client_name is None else self._record(DelegationRow(row, client_name))
-        await self.events.publish(
-            unit.session, topics.delegation(row.id), topics.user(row.user_id, changed=row.id), payload=payload
-        )
+        await self.events.publish(unit.session, *_topics(row), payload=payload, notified=notified)
 
     async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
         if which == "pending":
@@ -669,6 +672,11 @@ def _token_live(row: StoredDelegation, now: datetime) -> bool:
         and row.token_expires_at is not None
         and now < row.token_expires_at
     )
+
+
+def _topics(row: StoredDelegation) -> tuple[str, str]:
+    """What a change of `row` announces: `delegation:<id>` and `user:<id>#<id>`."""
+    return topics.delegation(row.id), topics.user(row.user_id, changed=row.id)
 
 
 def _whole(moment: datetime) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import BindParameter, Executable, Row, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage.events import notify_columns, notify_parameters
 from vouchsim.server.storage.models import Delegation, Device, OAuthClient
 from vouchsim.server.storage.repositories.devices import SIGNER_COLUMNS, DeviceSigner
 
@@ -118,10 +119,13 @@ def _found(row: Row[Any]) -> DelegationRow:
 
 
 @lru_cache(maxsize=64)
-def _compare_and_swap(changed: tuple[str, ...], due: bool, live: bool, one_status: bool) -> Executable:
+def _compare_and_swap(changed: tuple[str, ...], due: bool, live: bool, one_status: bool, notices: int) -> Executable:
     """`update_if`'s UPDATE for these changed columns and guards, built once (building one per decision was a few per
     cent of its CPU); the values arrive as bound parameters. One expected status (every state change) is compared
-    with `=`: expanding an `IN` parameter at each execution was a tenth of a decision's CPU (py-spy)."""
+    with `=`: expanding an `IN` parameter at each execution was a tenth of a decision's CPU (py-spy).
+
+    With `notices` (PostgreSQL), the UPDATE is a CTE and the statement selects one `pg_notify` per notice from the row
+    it changed: announced only when the swap won, in the same round trip."""
     columns = _TABLE.c
     status = (
         columns.status == bindparam("cas_status")
@@ -134,7 +138,11 @@ def _compare_and_swap(changed: tuple[str, ...], due: bool, live: bool, one_statu
     if live:
         conditions.append(columns.expires_at > bindparam("cas_live_at", type_=columns.expires_at.type))
     values: dict[str, Any] = {name: bindparam(f"new_{name}", type_=columns[name].type) for name in changed}
-    return update(_TABLE).where(*conditions).values(**values)
+    statement = update(_TABLE).where(*conditions).values(**values)
+    if not notices:
+        return statement
+    moved = statement.returning(columns.id).cte("moved")
+    return select(*notify_columns(notices)).select_from(moved)
 
 
 class DelegationRepository:
@@ -209,15 +217,19 @@ class DelegationRepository:
         changes: Mapping[str, Any],
         due_by: datetime | None = None,
         live_at: datetime | None = None,
+        notices: list[str] | None = None,
     ) -> bool:
         """Compare-and-swap: apply `changes` only while the row is in one of `status_in`.
 
         Optional guards: `expires_at` not after `due_by` (an expiry), or after `live_at` (a decision, which
         must not land once the delegation is due even if nobody has marked it expired yet). True when this
         call changed the row (the caller's copy is then its to bring up to date: `StoredDelegation.update`).
+        `notices` (`EventBus.notices`, PostgreSQL only): NOTIFY them in the same statement if it changed the row.
         """
         expected = list(status_in)
-        statement = _compare_and_swap(tuple(changes), due_by is not None, live_at is not None, len(expected) == 1)
+        statement = _compare_and_swap(
+            tuple(changes), due_by is not None, live_at is not None, len(expected) == 1, len(notices or ())
+        )
         parameters = {
             "cas_id": delegation_id,
             "cas_status": expected[0] if expected else None,
@@ -226,5 +238,8 @@ class DelegationRepository:
             "cas_live_at": live_at,
             **{f"new_{name}": value for name, value in changes.items()},
         }
+        if notices:
+            announced = await self.session.execute(statement, {**parameters, **notify_parameters(notices)})
+            return announced.first() is not None
         result = await self.session.execute(statement, parameters)
         return bool(result.rowcount)  # type: ignore[attr-defined]
