@@ -11,6 +11,7 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, suppress
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -30,7 +31,7 @@ from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.errors import DelegationClosed
 from vouchsim.server.delegation.schemas import DelegationList, DelegationView
-from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.service import Admitted, DelegationService
 from vouchsim.server.device.auth import (
     AuthenticatedDevice,
     DeviceAuthenticator,
@@ -491,8 +492,11 @@ async def decide(
         await authenticator.authenticate(signed)
         raise
 
-    async def admit(signer: DeviceSigner | None) -> str:
-        return (await authenticator.admit(signed, signer)).user_id
+    async def admit(signer: DeviceSigner | None, nonce_seen: bool | None) -> Admitted:
+        device = await authenticator.admit(signed, signer, nonce_seen=nonce_seen)
+        if nonce_seen is None:  # remembered by `admit`, as for any request
+            return Admitted(device.user_id)
+        return Admitted(device.user_id, authenticator.nonce_of(signed), partial(authenticator.remember, signed))
 
     return await delegations.within(db).decide_signed(
         device_id=signed.device_id,
@@ -501,6 +505,7 @@ async def decide(
         nonce=payload.nonce,
         signature=payload.signature,
         admit=admit,
+        request_nonce=signed.nonce,
     )
 
 

@@ -312,9 +312,10 @@ async def test_the_decision_lane_and_litestars_router_answer_alike(
     assert same(await both(paired.phone, lambda d: signed_body(paired.phone, d, "deny")))[0] == 409
 
 
-async def test_a_decision_is_three_statements(api: Client, paired: Paired, clock: FrozenClock) -> None:
-    """The device and the delegation in one read, the request's nonce, the compare-and-swap (with its NOTIFY on
-    PostgreSQL, in the same statement): nothing else, once the device's `last_seen_at` is fresh."""
+async def test_a_decision_is_three_statements_or_two(api: Client, paired: Paired, clock: FrozenClock) -> None:
+    """The device and the delegation in one read, the request's nonce, the compare-and-swap: nothing else, once the
+    device's `last_seen_at` is fresh. On PostgreSQL the nonce, the compare-and-swap and its NOTIFY are one
+    statement."""
     from sqlalchemy import event
 
     view = paired.ask()
@@ -332,9 +333,31 @@ async def test_a_decision_is_three_statements(api: Client, paired: Paired, clock
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert decided.status_code == 200, decided.text
-    # On PostgreSQL the compare-and-swap is `WITH moved AS (UPDATE …) SELECT pg_notify(…) …`: its NOTIFY included.
-    swap = "WITH" if engine.dialect.name == "postgresql" else "UPDATE"
-    assert statements == ["SELECT", "INSERT", swap]
+    # `WITH remembered AS (INSERT …), moved AS (UPDATE …) SELECT …, pg_notify(…)` on PostgreSQL
+    writes = ["WITH"] if engine.dialect.name == "postgresql" else ["INSERT", "UPDATE"]
+    assert statements == ["SELECT", *writes]
+
+
+async def test_a_decision_request_is_refused_when_replayed(api: Client, paired: Paired) -> None:
+    """Its nonce is remembered with the decision, or with the refusal: the same request again is a replay (401),
+    whether it was answered 200 or refused."""
+    for decided in (True, False):
+        view = paired.ask()
+        [shown] = [
+            d
+            for d in (await send(api, paired.phone, "GET", "/device/delegations")).json()["delegations"]
+            if d["delegation_id"] == view.delegation_id
+        ]
+        target = f"/device/delegations/{view.delegation_id}/decision"
+        body = signed_body(paired.phone, shown) if decided else {**signed_body(paired.phone, shown), "decision": "x"}
+        content = json_body(body)
+        headers = {**paired.phone.headers("POST", target, content), "Content-Type": "application/json"}
+        first = await api.post(target, content=content, headers=headers)
+        assert first.status_code == (200 if decided else 400), first.text
+        again = await api.post(target, content=content, headers=headers)
+        assert assert_error(again, 401, "invalid_signature")["error_description"] == (
+            "This request was already received (Vouch-Nonce reused)."
+        )
 
 
 # -- revoking, the JWKS and introspection --------------------------------------------------------------------
