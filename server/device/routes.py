@@ -60,7 +60,7 @@ from vouchsim.server.storage.events import Subscription
 from vouchsim.server.storage.repositories.connections import ConnectionRepository
 from vouchsim.server.storage.repositories.devices import DeviceRepository, DeviceSigner
 from vouchsim.server.storage.repositories.pairings import PairingRepository
-from vouchsim.server.storage.session import DbSession, transaction
+from vouchsim.server.storage.session import DbSession, statement_by_statement, transaction
 
 T = TypeVar("T", bound=msgspec.Struct)
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -485,6 +485,9 @@ async def decide(
     runtime: Runtime = state.runtime
     delegations: DelegationService = state.resources.delegations
     signed = parse_signed_request(headers, "POST", target, body)
+    # Each write of a decision is one statement that stands alone (the nonce, the compare-and-swap and its NOTIFY go
+    # together): on PostgreSQL, no BEGIN and COMMIT around them.
+    await statement_by_statement(db)
     authenticator = DeviceAuthenticator(DeviceRepository(db), runtime.clock, runtime.settings)
     try:
         payload = decode_body(signed.body, DecisionRequest)
