@@ -126,15 +126,18 @@ async def test_statement_by_statement_skips_begin_and_commit_on_postgresql_only(
     sessions = create_sessionmaker(engine)
     async with transaction(sessions) as session:
         await session.execute(text("CREATE TABLE kept (n INTEGER)"))
-    with pytest.raises(RuntimeError):
+
+    async def write_then_fail(n: int, *, by_statement: bool) -> None:
         async with transaction(sessions) as session:
-            await statement_by_statement(session)
-            await session.execute(text("INSERT INTO kept VALUES (1)"))
+            if by_statement:
+                await statement_by_statement(session)
+            await session.execute(text("INSERT INTO kept VALUES (:n)"), {"n": n})
             raise RuntimeError("a bug, after the write")
+
     with pytest.raises(RuntimeError):
-        async with transaction(sessions) as session:
-            await session.execute(text("INSERT INTO kept VALUES (2)"))
-            raise RuntimeError("a bug, after the write")
+        await write_then_fail(1, by_statement=True)
+    with pytest.raises(RuntimeError):
+        await write_then_fail(2, by_statement=False)
     async with transaction(sessions) as session:
         kept = (await session.execute(text("SELECT n FROM kept ORDER BY n"))).scalars().all()
     assert kept == ([1] if engine.dialect.name == "postgresql" else [])
