@@ -480,8 +480,9 @@ async def decide_delegation(
 async def decide(
     headers: Mapping[str, str], target: str, body: bytes, delegation_id: str, db: DbSession, state: State
 ) -> msgspec.Struct:
-    """The decision on `delegation_id`, in `db`'s transaction; VouchsimError when it is refused, with the checks in
-    `DeviceCall`'s order: the signature first, then the body, then the decision itself."""
+    """The decision on `delegation_id`, in `db`'s unit of work (statement by statement on PostgreSQL); VouchsimError
+    when it is refused, with the checks in `DeviceCall`'s order: the signature first, then the body, then the
+    decision itself."""
     runtime: Runtime = state.runtime
     delegations: DelegationService = state.resources.delegations
     signed = parse_signed_request(headers, "POST", target, body)
@@ -558,7 +559,7 @@ async def _decide_plain(
     state: State = scope["app"].state
     try:
         body = await _body(receive)
-        async with transaction(state.resources.sessions) as db:  # as the `db` dependency: one transaction
+        async with transaction(state.resources.sessions) as db:  # the unit of work the `db` dependency opens
             try:
                 result = await decide(headers, _raw_target(scope), body, delegation_id, db, state)
                 status = HTTP_200_OK
