@@ -19,6 +19,7 @@ from litestar.plugins import PluginProtocol
 from litestar.plugins.core import MsgspecDIPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
+from litestar.types import Receive, Scope, Send
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -28,7 +29,7 @@ from vouchsim.server.core.runtime import Runtime
 from vouchsim.server.delegation.audiences import AudienceRegistry
 from vouchsim.server.delegation.service import DelegationService
 from vouchsim.server.delegation.tokens import SigningKeyStore
-from vouchsim.server.device.routes import device_router
+from vouchsim.server.device.routes import decision_lane, device_router
 from vouchsim.server.edge import stack
 from vouchsim.server.edge.cors import cors_headers
 from vouchsim.server.edge.limits import RateLimits
@@ -154,6 +155,14 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+async def _answer_failure(app: Litestar, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """What Litestar's exception handling answers for `exc` raised by a route (the app's handlers: `http_error`,
+    `unexpected_error`), for a fast lane, which has no route."""
+    request: Request[Any, Any, Any] = app.request_class(scope=scope, receive=receive, send=send)
+    response = http_error(request, exc) if isinstance(exc, HTTPException) else unexpected_error(request, exc)
+    await response.to_asgi_response(app=None, request=request, type_encoders=app.type_encoders)(scope, receive, send)
+
+
 @get("/healthz", tags=["ops"])
 async def healthz(state: State) -> dict[str, str]:
     """Readiness: the database answers."""
@@ -268,8 +277,10 @@ def create_app(
     )
     # The edge (server.edge): host guard, CORS, rate limits and the input guard, around everything the app does.
     limits = RateLimits(settings)
-    # Inside it, the plain case of /mcp skips Litestar's router for the same handler (server.mcp.routes.fast_lane).
-    app.asgi_handler = cast("Any", stack(cast("Any", fast_lane(app.asgi_handler)), settings, limits))
+    # Inside it, the plain case of /mcp skips Litestar's router for the same handler (server.mcp.routes.fast_lane), and
+    # so does a device's decision (server.device.routes.decision_lane).
+    lanes = fast_lane(decision_lane(app.asgi_handler, partial(_answer_failure, app)))
+    app.asgi_handler = cast("Any", stack(cast("Any", lanes), settings, limits))
     if testbed is not None:
         testbed.on_reset(limits.clear)
         testbed.on_reset(clients.forget_documents)

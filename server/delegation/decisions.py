@@ -36,8 +36,12 @@ def decision_event(decision: str) -> DelegationEvent:
     return event
 
 
+def well_formed_nonce(nonce: str) -> bool:
+    return _NONCE.match(nonce) is not None
+
+
 def check_shape(nonce: str, signature: str) -> None:
-    if not _NONCE.match(nonce):
+    if not well_formed_nonce(nonce):
         raise InvalidDecision("nonce must be 16 or more random bytes, base64url without padding.")
     if not _SIGNATURE.match(signature):
         raise InvalidDecision("signature must be an Ed25519 signature, base64url without padding.")

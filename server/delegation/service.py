@@ -27,6 +27,7 @@ import anyio
 
 from vouchsim.server.core.clock import Clock
 from vouchsim.server.core.crypto import new_id
+from vouchsim.server.core.errors import VouchsimError
 from vouchsim.server.core.subjects import audience_subject
 from vouchsim.server.delegation import decisions, feed
 from vouchsim.server.delegation.audiences import Audience, AudienceRegistry
@@ -53,7 +54,14 @@ from vouchsim.server.delegation.tokens import (
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import EventBus
-from vouchsim.server.storage.repositories.delegations import DelegationRepository, DelegationRow, StoredDelegation
+from vouchsim.server.storage.repositories.delegations import (
+    DecisionEvidence,
+    DelegationRepository,
+    DelegationRow,
+    NonceReplayed,
+    StoredDelegation,
+)
+from vouchsim.server.storage.repositories.devices import DeviceSigner, RequestNonce
 from vouchsim.server.storage.repositories.signing_keys import SigningKeyRepository
 from vouchsim.server.storage.session import DbSession, Transactions, shared_transaction
 
@@ -67,6 +75,22 @@ WHICH = ("pending", "history", "all")
 _T = TypeVar("_T")
 _PENDING = DelegationStatus.PENDING
 _MAX_CAS_ROUNDS = 3  # pending → approved → revoked: a caller can lose at most twice
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A decision's request, authenticated (`Admit`): the user its device acts for; and, when the read looked the
+    request's nonce up (`DecisionEvidence.request_nonce_seen`), that nonce, still to be remembered: with the
+    compare-and-swap, or by `remember` (a refusal from here on, which must keep the nonce as any request's)."""
+
+    user_id: str
+    nonce: RequestNonce | None = None
+    remember: Callable[[], Awaitable[None]] | None = None
+
+
+# A decision's authentication (`decide_signed`): given the deciding device as read (None: no such device) and whether
+# the request's nonce was found remembered (None: not looked up), who it is, or the error that refuses the request.
+Admit = Callable[[DeviceSigner | None, bool | None], Awaitable[Admitted]]
 
 
 @dataclass(frozen=True)
@@ -334,45 +358,112 @@ class DelegationService:
     async def decide(
         self, *, device_id: str, user_id: str, delegation_id: str, decision: str, nonce: str, signature: str
     ) -> DelegationView:
-        """Approve or deny with a statement signed by the device's key; stored as evidence.
+        """Approve or deny with a statement signed by the device's key; stored as evidence. The device `device_id`
+        of `user_id` has been authenticated already (`decide_signed` authenticates it with the same read).
 
         InvalidDecision for an unknown decision, a bad signature or a nonce this device used before;
         DelegationClosed when the delegation is no longer pending (a racing decision, revocation or expiry won).
         """
-        event = decisions.decision_event(decision)
-        decisions.check_shape(nonce, signature)
+
+        async def authenticated(_: DeviceSigner | None, __: bool | None) -> Admitted:
+            return Admitted(user_id)
+
+        return await self.decide_signed(
+            device_id=device_id,
+            delegation_id=delegation_id,
+            decision=decision,
+            nonce=nonce,
+            signature=signature,
+            admit=authenticated,
+        )
+
+    async def decide_signed(
+        self,
+        *,
+        device_id: str,
+        delegation_id: str,
+        decision: str,
+        nonce: str,
+        signature: str,
+        admit: Admit,
+        request_nonce: str | None = None,
+    ) -> DelegationView:
+        """`decide` for a request not authenticated yet: the deciding device is read with the delegation and handed
+        to `admit`, which checks the request's signature (its errors come first, as they would have had it run
+        before) and says who it is. `request_nonce`: the signed request's, looked up by the same read where the
+        storage can then remember it with the compare-and-swap (PostgreSQL: one round trip fewer)."""
         async with self._unit() as unit:
-            # The delegation, the device's key and the nonce check in one round trip; then one compare-and-swap.
+            # The device, the delegation and the nonce checks in one round trip; then one compare-and-swap.
+            looked_up = nonce if decisions.well_formed_nonce(nonce) else None
             evidence = await unit.delegations.for_decision(
-                delegation_id, device_id=device_id, user_id=user_id, nonce=nonce
+                delegation_id, device_id=device_id, nonce=looked_up, request_nonce=request_nonce
             )
-            if evidence is None or evidence.found.delegation.user_id != user_id:
+            if evidence is None:
+                admitted = await admit(None, None)
+            else:
+                admitted = await admit(evidence.signer, evidence.request_nonce_seen)
+            return await self._decide_admitted(
+                unit, evidence, admitted, device_id, delegation_id, decision, nonce, signature
+            )
+
+    async def _decide_admitted(
+        self,
+        unit: _Unit,
+        evidence: DecisionEvidence | None,
+        admitted: Admitted,
+        device_id: str,
+        delegation_id: str,
+        decision: str,
+        nonce: str,
+        signature: str,
+    ) -> DelegationView:
+        user_id = admitted.user_id
+        try:
+            event = decisions.decision_event(decision)
+            decisions.check_shape(nonce, signature)
+            if evidence is None or evidence.found is None or evidence.found.delegation.user_id != user_id:
                 raise DelegationNotFound()
+            signer = evidence.signer
+            # The statement must be signed by a key of this user's that is still trusted.
+            trusted = signer.user_id == user_id and signer.revoked_at is None
             found = await self._expire_if_due(unit, evidence.found)
             row = found.delegation
             _require_pending(row)
             text = decisions.statement(row, decision, nonce)
-            decisions.verify(evidence.device_key, text, signature)
+            decisions.verify(signer.public_key if trusted else None, text, signature)
             # Checked, not enforced by an index: two decisions racing with one nonce are still two genuine
             # statements, each bound to its own delegation id, so neither is a replay of the other.
             if evidence.nonce_used:
                 raise InvalidDecision("This nonce was already used for a decision: sign with a new one.")
-            moment = self.clock.now()
-            now = _whole(moment)
-            changes: dict[str, Any] = {
-                "decided_at": now,
-                "device_id": device_id,
-                "decision_statement": text,
-                "decision_nonce": nonce,
-                "decision_signature": signature,
-            }
-            if event is DelegationEvent.APPROVE:
-                changes["token_jti"] = new_id("jti")
-                changes["token_expires_at"] = now + timedelta(seconds=self.settings.delegation_token_ttl)
-            if not await self._move(unit, row, event, changes, live_at=moment, client_name=found.client_name):
-                # A racing decision, withdrawal or expiry won: say which.
-                raise DelegationClosed((await self._reload(unit, delegation_id)).delegation.status)
-            return self._view(found)  # the compare-and-swap brought `row` up to date
+        except VouchsimError:
+            if admitted.remember is not None:
+                await admitted.remember()  # a refused request keeps its nonce too (or is a replay after all)
+            raise
+        moment = self.clock.now()
+        now = _whole(moment)
+        changes: dict[str, Any] = {
+            "decided_at": now,
+            "device_id": device_id,
+            "decision_statement": text,
+            "decision_nonce": nonce,
+            "decision_signature": signature,
+        }
+        if event is DelegationEvent.APPROVE:
+            changes["token_jti"] = new_id("jti")
+            changes["token_expires_at"] = now + timedelta(seconds=self.settings.delegation_token_ttl)
+        client_name = found.client_name
+        try:
+            won = await self._move(
+                unit, row, event, changes, live_at=moment, client_name=client_name, remember=admitted.nonce
+            )
+        except NonceReplayed:  # the same request, racing: whichever remembered the nonce first goes on
+            assert admitted.remember is not None
+            await admitted.remember()  # raises: a replay
+            won = await self._move(unit, row, event, changes, live_at=moment, client_name=client_name)
+        if not won:
+            # A racing decision, withdrawal or expiry won: say which.
+            raise DelegationClosed((await self._reload(unit, delegation_id)).delegation.status)
+        return self._view(found)  # the compare-and-swap brought `row` up to date
 
     async def revoke_by_device(self, *, user_id: str, delegation_id: str) -> DelegationView:
         """Revoke an approved delegation of this user; its token introspects as inactive at once. Idempotent."""
@@ -502,9 +593,11 @@ class DelegationService:
         *,
         live_at: datetime | None = None,
         client_name: str | None = None,
+        remember: RequestNonce | None = None,
     ) -> bool:
         """Compare-and-swap `row` along `event` from the status it was read in; announce it if this call won
-        (with the delegation as committed when `client_name` is given: see `_announce`)."""
+        (with the delegation as committed when `client_name` is given: see `_announce`). `remember`: a decision's
+        request nonce, remembered by the same statement (`NonceReplayed` if it was already)."""
         status = DelegationStatus(row.status)
         target = next_status(status, event)
         if target is None:
@@ -515,26 +608,30 @@ class DelegationService:
             values["revoked_at"] = _whole(now)
         if event is DelegationEvent.CANCEL:
             live_at = now  # a due delegation expires; it is not cancelled
+        # On PostgreSQL the compare-and-swap sends the announcement's NOTIFY itself, if it wins: one round trip.
+        notices = self.events.notices(*_topics(row), marked=client_name is not None)
         won = await unit.delegations.update_if(
             row.id,
             status_in=[status],
             changes=values,
             due_by=now if event is DelegationEvent.TIME else None,
             live_at=live_at,
+            notices=notices,
+            remember=remember,
         )
         if won:
             row.update(values)  # what the database now holds: nobody reads it back
-            await self._announce(unit, row, client_name)
+            await self._announce(unit, row, client_name, notified=bool(notices))
         return won
 
-    async def _announce(self, unit: _Unit, row: StoredDelegation, client_name: str | None) -> None:
+    async def _announce(
+        self, unit: _Unit, row: StoredDelegation, client_name: str | None, *, notified: bool = False
+    ) -> None:
         """`delegation:<id>` and `user:<id>#<id>` at commit; with `client_name`, carrying the delegation as it is
         now (`row` is up to date: `_move` brought it there), so the calls and the feed waiting on this
-        instance need not read it back."""
+        instance need not read it back. `notified`: its NOTIFY went with the change (`_move`)."""
         payload = None if client_name is None else self._record(DelegationRow(row, client_name))
-        await self.events.publish(
-            unit.session, topics.delegation(row.id), topics.user(row.user_id, changed=row.id), payload=payload
-        )
+        await self.events.publish(unit.session, *_topics(row), payload=payload, notified=notified)
 
     async def _list(self, unit: _Unit, user_id: str, which: str) -> list[DelegationRow]:
         if which == "pending":
@@ -649,6 +746,11 @@ def _token_live(row: StoredDelegation, now: datetime) -> bool:
         and row.token_expires_at is not None
         and now < row.token_expires_at
     )
+
+
+def _topics(row: StoredDelegation) -> tuple[str, str]:
+    """What a change of `row` announces: `delegation:<id>` and `user:<id>#<id>`."""
+    return topics.delegation(row.id), topics.user(row.user_id, changed=row.id)
 
 
 def _whole(moment: datetime) -> datetime:

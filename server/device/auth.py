@@ -29,7 +29,7 @@ from vouchsim.server.core.crypto import b64url_decode
 from vouchsim.server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
 from vouchsim.server.device.errors import DeviceRevoked, InvalidSignature
 from vouchsim.server.settings import Settings
-from vouchsim.server.storage.repositories.devices import DeviceRepository
+from vouchsim.server.storage.repositories.devices import DeviceRepository, DeviceSigner, RequestNonce
 
 SIGNATURE_VERSION = "vouchsim-device-v1"
 ENROLMENT_DEVICE_ID = "new"  # the Vouch-Device-Id of POST /device/enrol, before an id exists
@@ -38,6 +38,7 @@ HEADERS = ("vouch-device-id", "vouch-timestamp", "vouch-nonce", "vouch-signature
 _B64URL_SIGNATURE = re.compile(r"^[A-Za-z0-9_-]{86}$")  # 64 bytes
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{22,128}$")  # 16+ bytes; the column holds 128 characters
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_REPLAYED = "This request was already received (Vouch-Nonce reused)."
 _PRUNE_ONE_IN = 128
 # `last_seen_at` is written at most this often: every signed request (a burst of decisions) would be a write.
 _TOUCH_EVERY = timedelta(seconds=60)
@@ -126,7 +127,19 @@ class DeviceAuthenticator:
         """The enrolled, unrevoked device that signed `request`; InvalidSignature otherwise."""
         if request.device_id == ENROLMENT_DEVICE_ID:
             raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
-        device = await self.devices.signer(request.device_id)
+        return await self.admit(request, await self.devices.signer(request.device_id))
+
+    async def admit(
+        self, request: SignedRequest, device: DeviceSigner | None, *, nonce_seen: bool | None = None
+    ) -> AuthenticatedDevice:
+        """`authenticate`, with the signing device already read in this transaction (None: there is no such device):
+        a decision reads it with the delegation, in one round trip (`DelegationRepository.for_decision`).
+
+        `nonce_seen`: that read also looked the request's nonce up (PostgreSQL). A nonce seen is a replay, as
+        always; an unseen one is left to the caller to remember (`nonce_of`, `remember`) with what the request
+        changes, in one statement, or at once if the request is refused after all."""
+        if request.device_id == ENROLMENT_DEVICE_ID:
+            raise InvalidSignature("Only POST /device/enrol is signed as device 'new'.")
         if device is None:
             raise InvalidSignature("This device is unknown or no longer trusted.")
         key = load_public_key(device.public_key)
@@ -137,7 +150,7 @@ class DeviceAuthenticator:
                 f"This device was revoked at {device.revoked_at.isoformat().replace('+00:00', 'Z')}; "
                 "it can no longer act for its user. Enrol again to pair anew."
             )
-        await self._verify(request, key)
+        await self._verify(request, key, nonce_seen=nonce_seen)
         now = self.clock.now()
         if device.last_seen_at is None or now - device.last_seen_at >= _TOUCH_EVERY:
             await self.devices.touch(device.id, now)
@@ -149,17 +162,28 @@ class DeviceAuthenticator:
             raise InvalidSignature("An enrolment is signed with Vouch-Device-Id: new.")
         await self._verify(request, key)
 
-    async def _verify(self, request: SignedRequest, key: Ed25519PublicKey) -> None:
+    async def _verify(self, request: SignedRequest, key: Ed25519PublicKey, *, nonce_seen: bool | None = None) -> None:
         _check_signature(request, key)
         now = real_now(self.clock)
         # Compared as numbers first: a far-off timestamp must not reach datetime (year out of range).
         if abs(now.timestamp() - request.timestamp) > self.settings.device_clock_skew:
             raise InvalidSignature("Vouch-Timestamp is too far from the server's clock; check the device's time.")
-        signed_at = datetime.fromtimestamp(request.timestamp, UTC)
-        skew = timedelta(seconds=self.settings.device_clock_skew)
-        # Checked last, so only genuine requests occupy the table. A nonce must be remembered for as long as
-        # its timestamp could still pass the window above.
-        if not await self.devices.remember_nonce(request.device_id, request.nonce, signed_at + skew):
-            raise InvalidSignature("This request was already received (Vouch-Nonce reused).")
+        # Checked last, so only genuine requests occupy the table.
+        if nonce_seen is None:
+            await self.remember(request)
+        elif nonce_seen:
+            raise InvalidSignature(_REPLAYED)
         if self.should_prune():
             await self.devices.prune_nonces(now)
+
+    def nonce_of(self, request: SignedRequest) -> RequestNonce:
+        """The request's nonce as remembered: for as long as its timestamp could still pass the window."""
+        signed_at = datetime.fromtimestamp(request.timestamp, UTC)
+        skew = timedelta(seconds=self.settings.device_clock_skew)
+        return RequestNonce(request.device_id, request.nonce, signed_at + skew)
+
+    async def remember(self, request: SignedRequest) -> None:
+        """Remember the request's nonce; InvalidSignature if it is remembered already (a replay)."""
+        nonce = self.nonce_of(request)
+        if not await self.devices.remember_nonce(nonce.device_id, nonce.nonce, nonce.expires_at):
+            raise InvalidSignature(_REPLAYED)

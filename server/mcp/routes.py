@@ -16,7 +16,6 @@ failure of ours inside a call is a JSON-RPC -32603 (transport.py), one before it
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -27,6 +26,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from vouchsim.server.core.issuer import derive_issuer
+from vouchsim.server.http.lanes import routable_host
 from vouchsim.server.mcp import jsonrpc
 from vouchsim.server.mcp.errors import (
     UNAUTHORIZED,
@@ -246,9 +246,6 @@ async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
 
 mcp_routes = [mcp_endpoint]
 
-# The `Host` values Litestar's router lets through (RFC 3986 reg-name, IP literals, a port); it answers 400 to others.
-_ROUTABLE_HOST: Final = re.compile(r"\A[0-9A-Za-z!$&'()*+,;=\-._~:\[\]@%]*\Z")
-
 
 def fast_lane(app: ASGIApp) -> ASGIApp:
     """`app` (Litestar's router, inside the edge) with the plain case of `/mcp` served first, straight to the same
@@ -262,7 +259,7 @@ def fast_lane(app: ASGIApp) -> ASGIApp:
             handler = _METHODS.get(scope["method"])
             headers = _Headers(scope)
             host = headers.get(b"host")
-            if handler is not None and (host is None or _ROUTABLE_HOST.match(host)):
+            if handler is not None and routable_host(host):
                 await _serve(scope, receive, send, handler, headers)
                 return
         await app(scope, receive, send)

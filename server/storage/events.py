@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager, suppress
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import BindParameter, bindparam, event, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -213,8 +213,20 @@ class EventBus:
             listener(topics.EVERYTHING)
 
     # -- publishing --------------------------------------------------------------------------------------------
+    def notices(self, *topics: str, marked: bool) -> list[str]:
+        """What `publish` sends on PostgreSQL for `topics` (`marked`: it has a payload, dispatched here at commit), for
+        a statement that sends them itself (`notify_statement`); nothing where the bus does not cross instances."""
+        if self._dsn is None:
+            return []
+        return [f"{self._origin}{_ORIGIN}{topic}" if marked else topic for topic in topics]
+
     async def publish(
-        self, session: AsyncSession, *topics: str, at_once_here: bool = False, payload: object = None
+        self,
+        session: AsyncSession,
+        *topics: str,
+        at_once_here: bool = False,
+        payload: object = None,
+        notified: bool = False,
     ) -> None:
         """Announce `topics` when `session`'s transaction commits (never before, and not at all on rollback).
 
@@ -224,12 +236,16 @@ class EventBus:
 
         `payload`: what was committed, handed to this instance's subscribers with each topic (`payload_of`); on
         PostgreSQL they get it at commit, and not again from the NOTIFY.
+
+        `notified`: the statement that made the change sent `notices(*topics, …)` already (a repository's
+        compare-and-swap with its NOTIFY, one round trip); only the dispatch here at commit is left to do.
         """
         if self._dsn is not None:
             marked = payload is not None
-            notices = [f"{self._origin}{_ORIGIN}{topic}" if marked else topic for topic in topics]
-            # One statement for all of them: each statement is a round trip of its own.
-            await session.execute(_notify_statement(len(notices)), {"channel": CHANNEL, **_numbered(notices)})
+            if not notified:
+                # One statement for all of them: each statement is a round trip of its own.
+                notices = self.notices(*topics, marked=marked)
+                await session.execute(_notify_statement(len(notices)), {"channel": CHANNEL, **_numbered(notices)})
             if not (at_once_here or marked):
                 return
         pending: dict[EventBus, dict[str, object]] = session.info.setdefault(_PENDING, {})
@@ -283,6 +299,17 @@ event.listen(Session, "after_soft_rollback", _after_rollback)
 @lru_cache(maxsize=8)
 def _notify_statement(count: int) -> Any:
     return text("SELECT " + ", ".join(f"pg_notify(:channel, :topic{i})" for i in range(count)))
+
+
+def notify_columns(count: int) -> list[Any]:
+    """`pg_notify(:channel, :topic<i>)` for `count` notices, as columns of a repository's own statement (bound by
+    `notify_parameters`): a NOTIFY sent only for the rows that statement returns."""
+    channel: BindParameter[str] = bindparam("notify_channel")
+    return [func.pg_notify(channel, bindparam(f"notify_topic{i}")) for i in range(count)]
+
+
+def notify_parameters(notices: list[str]) -> dict[str, str]:
+    return {"notify_channel": CHANNEL, **{f"notify_topic{i}": notice for i, notice in enumerate(notices)}}
 
 
 def _numbered(notices: list[str]) -> dict[str, str]:

@@ -34,7 +34,15 @@ DbSession = AsyncSession
 SessionFactory = async_sessionmaker[AsyncSession]
 Transactions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
-__all__ = ["DbSession", "SessionFactory", "Transactions", "own_transactions", "shared_transaction", "transaction"]
+__all__ = [
+    "DbSession",
+    "SessionFactory",
+    "Transactions",
+    "own_transactions",
+    "shared_transaction",
+    "statement_by_statement",
+    "transaction",
+]
 
 
 # Whether this task is inside a unit already: a unit opened within another is not made to wait again (with every
@@ -96,6 +104,17 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
                 pass
         else:
             session.sync_session.close()  # forgets the identity map; no I/O
+
+
+async def statement_by_statement(session: AsyncSession) -> None:
+    """On PostgreSQL, let each statement of `session` commit on its own: no BEGIN and no COMMIT, two round trips of
+    a unit of work's four. Only for a unit whose every write is one statement that stands alone, and whose reads need
+    no common snapshot (under READ COMMITTED each statement takes its own anyway): a device's decision, whose
+    compare-and-swap remembers the request's nonce and sends its NOTIFY in the statement that decides. Call it before
+    the session's first statement; the pool gives the connection back to the next one in its usual mode. SQLite
+    keeps its transaction (its writer lock is taken per transaction)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def own_transactions(sessions: SessionFactory, *, at_once: int = CONNECTIONS) -> Transactions:

@@ -17,10 +17,18 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import BindParameter, Executable, Row, Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, Executable, Row, Select, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vouchsim.server.storage.events import notify_columns, notify_parameters
 from vouchsim.server.storage.models import Delegation, Device, OAuthClient
+from vouchsim.server.storage.repositories.devices import (
+    NONCES,
+    SIGNER_COLUMNS,
+    DeviceSigner,
+    RequestNonce,
+    remember_nonce_statement,
+)
 
 _TABLE = cast(Table, Delegation.__table__)
 
@@ -61,6 +69,10 @@ if tuple(_TABLE.c.keys()) != _COLUMNS:  # rows are read by position
 _WIDTH = len(_COLUMNS)
 
 
+class NonceReplayed(Exception):
+    """`update_if(…, remember=…)` found the request's nonce remembered already: it changed nothing."""
+
+
 class DelegationRow(NamedTuple):
     """A delegation with its client's display name (the client id when it registered none)."""
 
@@ -69,13 +81,16 @@ class DelegationRow(NamedTuple):
 
 
 class DecisionEvidence(NamedTuple):
-    """What a device's decision is checked against, read in one statement: the delegation (with its client's
-    name), the deciding device's key (None unless it is this user's and still trusted), and whether the device
-    has signed a decision with this nonce before."""
+    """What a device's decision is checked against, read in one statement: the deciding device as its signature
+    check reads it (`DeviceSigner`), the delegation with its client's name (None when there is no such delegation),
+    and whether the device has signed a decision with this nonce before."""
 
-    found: DelegationRow
-    device_key: str | None
+    signer: DeviceSigner
+    found: DelegationRow | None
     nonce_used: bool
+    # Whether the signed request's own nonce is remembered already; None when it was not looked up (see
+    # `for_decision`).
+    request_nonce_seen: bool | None = None
 
 
 # Tables, not mapped classes, throughout: a statement naming one mapped attribute takes the ORM's execution path.
@@ -85,26 +100,34 @@ _CLIENT_NAME = func.coalesce(_CLIENTS.c.client_name, _CLIENTS.c.client_id)
 _WITH_CLIENT = select(_TABLE, _CLIENT_NAME).join(_CLIENTS, _CLIENTS.c.client_id == _TABLE.c.client_id)
 
 
-def _decision_statement() -> Select[Any]:
+def _decision_statement(*, request_nonce: bool = False) -> Select[Any]:
     """`for_decision`'s statement, built once: its aliased self-join (the nonce check) costs far more to construct
-    than to run, and the compiled form is cached anyway."""
+    than to run, and the compiled form is cached anyway.
+
+    Driven by the device (no row: no such device), the delegation joined to it when there is one: the signed
+    request's check and the decision read what they need in one round trip instead of two."""
     earlier = _TABLE.alias("earlier")
     device_id: BindParameter[str] = bindparam("device_id")
-    devices = _DEVICES.c
-    device_key = (
-        select(devices.public_key)
-        .where(devices.id == device_id, devices.user_id == bindparam("user_id"), devices.revoked_at.is_(None))
-        .scalar_subquery()
-    )
     nonce_used = (
         select(earlier.c.id)
         .where(earlier.c.device_id == device_id, earlier.c.decision_nonce == bindparam("nonce"))
         .exists()
     )
-    return _WITH_CLIENT.add_columns(device_key, nonce_used).where(_TABLE.c.id == bindparam("delegation_id"))
+    delegation = _TABLE.join(_CLIENTS, _CLIENTS.c.client_id == _TABLE.c.client_id)
+    columns: list[Any] = [_TABLE, _CLIENT_NAME, *SIGNER_COLUMNS, nonce_used]
+    if request_nonce:
+        nonces = NONCES.c
+        seen = select(nonces.nonce).where(nonces.device_id == device_id, nonces.nonce == bindparam("request_nonce"))
+        columns.append(seen.exists())
+    return (
+        select(*columns)
+        .select_from(_DEVICES.outerjoin(delegation, _TABLE.c.id == bindparam("delegation_id")))
+        .where(_DEVICES.c.id == device_id)
+    )
 
 
 _FOR_DECISION = _decision_statement()
+_FOR_DECISION_AND_NONCE = _decision_statement(request_nonce=True)
 # `get`'s statement, built once too (every decision reads its delegation a few times: the waiting call, its token)
 _GET = _WITH_CLIENT.where(_TABLE.c.id == bindparam("delegation_id"))
 _INSERT = insert(_TABLE).values({name: bindparam(name, type_=_TABLE.c[name].type) for name in _COLUMNS})
@@ -115,10 +138,17 @@ def _found(row: Row[Any]) -> DelegationRow:
 
 
 @lru_cache(maxsize=64)
-def _compare_and_swap(changed: tuple[str, ...], due: bool, live: bool, one_status: bool) -> Executable:
+def _compare_and_swap(
+    changed: tuple[str, ...], due: bool, live: bool, one_status: bool, notices: int, remember: bool = False
+) -> Executable:
     """`update_if`'s UPDATE for these changed columns and guards, built once (building one per decision was a few per
     cent of its CPU); the values arrive as bound parameters. One expected status (every state change) is compared
-    with `=`: expanding an `IN` parameter at each execution was a tenth of a decision's CPU (py-spy)."""
+    with `=`: expanding an `IN` parameter at each execution was a tenth of a decision's CPU (py-spy).
+
+    With `notices` (PostgreSQL), the UPDATE is a CTE and the statement selects one `pg_notify` per notice from the row
+    it changed: announced only when the swap won, in the same round trip. With `remember` (PostgreSQL), a signed
+    request's nonce is inserted first, in a CTE too, and the UPDATE happens only if that insert did (a replay
+    changes nothing); the statement then answers one row: (nonce inserted, row changed, the notices' results)."""
     columns = _TABLE.c
     status = (
         columns.status == bindparam("cas_status")
@@ -131,12 +161,26 @@ def _compare_and_swap(changed: tuple[str, ...], due: bool, live: bool, one_statu
     if live:
         conditions.append(columns.expires_at > bindparam("cas_live_at", type_=columns.expires_at.type))
     values: dict[str, Any] = {name: bindparam(f"new_{name}", type_=columns[name].type) for name in changed}
-    return update(_TABLE).where(*conditions).values(**values)
+    if remember:
+        remembered = remember_nonce_statement("postgresql", "remember_").returning(NONCES.c.nonce).cte("remembered")
+        fresh = select(remembered.c.nonce).exists()
+        conditions.append(fresh)
+    statement = update(_TABLE).where(*conditions).values(**values)
+    if not (notices or remember):
+        return statement
+    moved = statement.returning(columns.id).cte("moved")
+    if not remember:
+        return select(*notify_columns(notices)).select_from(moved)
+    won = select(moved.c.id).exists()
+    return select(fresh, won, *(case((won, column)) for column in notify_columns(notices)))
 
 
 class DelegationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
 
     async def add(self, row: StoredDelegation) -> None:
         await self.session.execute(_INSERT, {name: getattr(row, name) for name in _COLUMNS})
@@ -146,14 +190,25 @@ class DelegationRepository:
         return _found(found) if found else None
 
     async def for_decision(
-        self, delegation_id: str, *, device_id: str, user_id: str, nonce: str
+        self, delegation_id: str, *, device_id: str, nonce: str | None, request_nonce: str | None = None
     ) -> DecisionEvidence | None:
-        """The delegation and the evidence a decision on it needs, in one round trip (see `DecisionEvidence`)."""
-        parameters = {"delegation_id": delegation_id, "device_id": device_id, "user_id": user_id, "nonce": nonce}
-        found = (await self.session.execute(_FOR_DECISION, parameters)).first()
+        """The deciding device, the delegation and the nonce check in one round trip (see `DecisionEvidence`); None
+        when there is no such device. `nonce` None: not looked up (`nonce_used` is False).
+
+        `request_nonce`, on PostgreSQL: also whether the signed request's nonce is remembered already, so that
+        remembering it can wait for the decision's compare-and-swap and go in its statement (`update_if`'s
+        `remember`). Elsewhere it is not looked up (`request_nonce_seen` None): remember it at once, as any request."""
+        folds = request_nonce is not None and self._dialect() == "postgresql"
+        parameters = {"delegation_id": delegation_id, "device_id": device_id, "nonce": nonce}
+        if folds:
+            parameters["request_nonce"] = request_nonce
+        found = (await self.session.execute(_FOR_DECISION_AND_NONCE if folds else _FOR_DECISION, parameters)).first()
         if found is None:
             return None
-        return DecisionEvidence(_found(found), found[_WIDTH + 1], bool(found[_WIDTH + 2]))
+        signer = DeviceSigner(*found[_WIDTH + 1 : _WIDTH + 6])
+        delegation = _found(found) if found[0] is not None else None
+        seen = bool(found[_WIDTH + 7]) if folds else None
+        return DecisionEvidence(signer, delegation, nonce is not None and bool(found[_WIDTH + 6]), seen)
 
     async def get_many(self, delegation_ids: Collection[str]) -> list[DelegationRow]:
         """These delegations (those that exist), as the database has them now."""
@@ -205,15 +260,27 @@ class DelegationRepository:
         changes: Mapping[str, Any],
         due_by: datetime | None = None,
         live_at: datetime | None = None,
+        notices: list[str] | None = None,
+        remember: RequestNonce | None = None,
     ) -> bool:
         """Compare-and-swap: apply `changes` only while the row is in one of `status_in`.
 
         Optional guards: `expires_at` not after `due_by` (an expiry), or after `live_at` (a decision, which
         must not land once the delegation is due even if nobody has marked it expired yet). True when this
         call changed the row (the caller's copy is then its to bring up to date: `StoredDelegation.update`).
+        `notices` (`EventBus.notices`, PostgreSQL only): NOTIFY them in the same statement if it changed the row.
+        `remember` (PostgreSQL only, see `for_decision`): insert this request nonce in the same statement, and change
+        nothing if it was there already: `NonceReplayed` then.
         """
         expected = list(status_in)
-        statement = _compare_and_swap(tuple(changes), due_by is not None, live_at is not None, len(expected) == 1)
+        statement = _compare_and_swap(
+            tuple(changes),
+            due_by is not None,
+            live_at is not None,
+            len(expected) == 1,
+            len(notices or ()),
+            remember is not None,
+        )
         parameters = {
             "cas_id": delegation_id,
             "cas_status": expected[0] if expected else None,
@@ -222,5 +289,15 @@ class DelegationRepository:
             "cas_live_at": live_at,
             **{f"new_{name}": value for name, value in changes.items()},
         }
+        if notices:
+            parameters.update(notify_parameters(notices))
+        if remember is not None:
+            parameters.update({f"remember_{name}": value for name, value in remember._asdict().items()})
+            fresh, won, *_ = (await self.session.execute(statement, parameters)).one()
+            if not fresh:
+                raise NonceReplayed()
+            return bool(won)
+        if notices:
+            return (await self.session.execute(statement, parameters)).first() is not None
         result = await self.session.execute(statement, parameters)
         return bool(result.rowcount)  # type: ignore[attr-defined]

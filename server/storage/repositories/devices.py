@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Executable, Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage import topics
@@ -25,10 +25,25 @@ class DeviceSigner(NamedTuple):
     revoked_at: datetime | None
 
 
+class RequestNonce(NamedTuple):
+    """A signed request's nonce, to be remembered until `expires_at` (`DeviceRepository.remember_nonce`)."""
+
+    device_id: str
+    nonce: str
+    expires_at: datetime
+
+
 _DEVICES = cast(Table, Device.__table__)
-_SIGNER = select(
-    _DEVICES.c.id, _DEVICES.c.user_id, _DEVICES.c.public_key, _DEVICES.c.last_seen_at, _DEVICES.c.revoked_at
-).where(_DEVICES.c.id == bindparam("device_id"))
+NONCES = cast(Table, DeviceNonce.__table__)
+# `DeviceSigner`'s columns, in its order (the decision's read selects them too: `DelegationRepository.for_decision`)
+SIGNER_COLUMNS = (
+    _DEVICES.c.id,
+    _DEVICES.c.user_id,
+    _DEVICES.c.public_key,
+    _DEVICES.c.last_seen_at,
+    _DEVICES.c.revoked_at,
+)
+_SIGNER = select(*SIGNER_COLUMNS).where(_DEVICES.c.id == bindparam("device_id"))
 
 
 class DeviceRepository:
@@ -110,7 +125,7 @@ class DeviceRepository:
 
     async def remember_nonce(self, device_id: str, nonce: str, expires_at: datetime) -> bool:
         """Record a nonce; False when this device already used it (the primary key is the replay check)."""
-        statement = _remember_nonce(self.session.get_bind().dialect.name)
+        statement = remember_nonce_statement(self.session.get_bind().dialect.name)
         result = await self.session.execute(
             statement, {"device_id": device_id, "nonce": nonce, "expires_at": expires_at}
         )
@@ -137,8 +152,12 @@ class DeviceRepository:
 
 
 @cache
-def _remember_nonce(dialect: str) -> Executable:
-    """`remember_nonce`'s INSERT … ON CONFLICT DO NOTHING, built once per dialect (one per signed request)."""
-    table = cast(Table, DeviceNonce.__table__)
-    values: dict[str, Any] = {name: bindparam(name) for name in ("device_id", "nonce", "expires_at")}
-    return dialect_insert(dialect, table).values(**values).on_conflict_do_nothing(index_elements=["device_id", "nonce"])
+def remember_nonce_statement(dialect: str, prefix: str = "") -> Any:
+    """`remember_nonce`'s INSERT … ON CONFLICT DO NOTHING, built once per dialect (one per signed request); its
+    parameters are `device_id`, `nonce` and `expires_at`, each after `prefix` (a statement that embeds it)."""
+    values: dict[str, Any] = {
+        name: bindparam(prefix + name, type_=NONCES.c[name].type) for name in ("device_id", "nonce", "expires_at")
+    }
+    return (
+        dialect_insert(dialect, NONCES).values(**values).on_conflict_do_nothing(index_elements=["device_id", "nonce"])
+    )

@@ -267,6 +267,99 @@ async def test_the_statement_signed_is_the_documented_one(api: Client, paired: P
     assert response.status_code == 200, response.text
 
 
+async def test_the_decision_lane_and_litestars_router_answer_alike(
+    api: Client, paired: Paired, stranger: Paired
+) -> None:
+    """`POST …/decision` skips the router (routes.decision_lane); `…/decision/` takes it to the route: same answers,
+    byte for byte, for a decision and for each way one is refused."""
+    views = [paired.ask(), paired.ask()]
+    shown = {
+        d["delegation_id"]: d
+        for d in (await send(api, paired.phone, "GET", "/device/delegations")).json()["delegations"]
+    }
+
+    async def both(
+        device: SigningDevice, body: Any, *, raw: bytes | None = None, unsigned: bool = False
+    ) -> list[tuple[Any, ...]]:
+        answers = []
+        for view, suffix in zip(views, ("", "/"), strict=True):
+            target = f"/device/delegations/{view.delegation_id}/decision{suffix}"
+            content = raw if raw is not None else json_body(body(shown[view.delegation_id]))
+            headers = {} if unsigned else device.headers("POST", target, content)
+            response = await api.post(target, content=content, headers=headers)
+            text = response.content.replace(view.delegation_id.encode(), b"<id>")
+            answers.append((response.status_code, response.headers.multi_items(), text))
+        return answers
+
+    def same(answers: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        assert answers[0] == answers[1]
+        return answers[0]
+
+    assert same(await both(paired.phone, lambda d: {}))[0] == 400
+    assert same(await both(paired.phone, lambda d: {**signed_body(paired.phone, d), "extra": 1}))[0] == 400
+    assert same(await both(paired.phone, lambda d: signed_body(paired.phone, d), raw=b"{not json"))[0] == 400
+    assert same(await both(paired.phone, lambda d: signed_body(paired.phone, d), unsigned=True))[0] == 401
+    assert same(await both(stranger.phone, lambda d: signed_body(stranger.phone, d)))[0] == 404
+    forged = await both(paired.phone, lambda d: {**signed_body(paired.phone, d), "signature": "A" * 86})
+    assert same(forged)[0] == 400
+    approved = await both(paired.phone, lambda d: signed_body(paired.phone, d))
+    # Two delegations: their bodies differ in values (binding message, token id), not in shape or headers.
+    assert [(a[0], [h for h in a[1] if h[0] != "content-length"]) for a in approved] == [
+        (200, [("cache-control", "no-store"), ("content-type", "application/json")])
+    ] * 2
+    decided = [json.loads(answer[2]) for answer in approved]
+    assert list(decided[0]) == list(decided[1]) and decided[0]["status"] == decided[1]["status"] == "approved"
+    assert same(await both(paired.phone, lambda d: signed_body(paired.phone, d, "deny")))[0] == 409
+
+
+async def test_a_decision_is_three_statements_or_two(api: Client, paired: Paired, clock: FrozenClock) -> None:
+    """The device and the delegation in one read, the request's nonce, the compare-and-swap: nothing else, once the
+    device's `last_seen_at` is fresh. On PostgreSQL the nonce, the compare-and-swap and its NOTIFY are one
+    statement."""
+    from sqlalchemy import event
+
+    view = paired.ask()
+    [shown] = (await send(api, paired.phone, "GET", "/device/delegations")).json()["delegations"]
+    engine = api.app.state.resources.engine.sync_engine
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        target = f"/device/delegations/{view.delegation_id}/decision"
+        decided = await send(api, paired.phone, "POST", target, signed_body(paired.phone, shown))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert decided.status_code == 200, decided.text
+    # `WITH remembered AS (INSERT …), moved AS (UPDATE …) SELECT …, pg_notify(…)` on PostgreSQL
+    writes = ["WITH"] if engine.dialect.name == "postgresql" else ["INSERT", "UPDATE"]
+    assert statements == ["SELECT", *writes]
+
+
+async def test_a_decision_request_is_refused_when_replayed(api: Client, paired: Paired) -> None:
+    """Its nonce is remembered with the decision, or with the refusal: the same request again is a replay (401),
+    whether it was answered 200 or refused."""
+    for decided in (True, False):
+        view = paired.ask()
+        [shown] = [
+            d
+            for d in (await send(api, paired.phone, "GET", "/device/delegations")).json()["delegations"]
+            if d["delegation_id"] == view.delegation_id
+        ]
+        target = f"/device/delegations/{view.delegation_id}/decision"
+        body = signed_body(paired.phone, shown) if decided else {**signed_body(paired.phone, shown), "decision": "x"}
+        content = json_body(body)
+        headers = {**paired.phone.headers("POST", target, content), "Content-Type": "application/json"}
+        first = await api.post(target, content=content, headers=headers)
+        assert first.status_code == (200 if decided else 400), first.text
+        again = await api.post(target, content=content, headers=headers)
+        assert assert_error(again, 401, "invalid_signature")["error_description"] == (
+            "This request was already received (Vouch-Nonce reused)."
+        )
+
+
 # -- revoking, the JWKS and introspection --------------------------------------------------------------------
 
 

@@ -43,13 +43,21 @@ class RacingDelegations(DelegationRepository):
         changes: Mapping[str, Any],
         due_by: datetime | None = None,
         live_at: datetime | None = None,
+        notices: list[str] | None = None,
+        remember: Any = None,
     ) -> bool:
         if self.barrier is not None:
             barrier, self.barrier = self.barrier, None
             self.arena.first_arrived.set()
             await asyncio.wait_for(barrier.wait(), timeout=10)
         won = await super().update_if(
-            delegation_id, status_in=status_in, changes=changes, due_by=due_by, live_at=live_at
+            delegation_id,
+            status_in=status_in,
+            changes=changes,
+            due_by=due_by,
+            live_at=live_at,
+            notices=notices,
+            remember=remember,
         )
         if won:
             self.arena.wins.append(str(changes["status"]))

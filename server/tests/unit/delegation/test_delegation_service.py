@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.tests.delegation_support import PURPOSE, World, ask, decide, statement, wire
+from server.tests.delegation_support import PURPOSE, World, ask, decide, sign, statement, wire
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.delegation.errors import (
     DelegationClosed,
     DelegationNotFound,
+    InvalidDecision,
     InvalidDelegationRequest,
     ScopeNotAllowed,
     UnknownAudience,
@@ -336,3 +337,48 @@ async def test_a_decision_builds_no_aliased_statement_per_call(
     monkeypatch.setattr(delegations, "_decision_statement", refuse)
     approved = await ask(service, world.runtime)
     assert (await decide(service, world.phone, approved)).status == "approved"
+
+
+async def test_a_decision_whose_request_nonce_was_remembered_meanwhile_is_a_replay(
+    service: DelegationService, world: World, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    """On PostgreSQL a decision's request nonce is remembered by its compare-and-swap; if the same request got there
+    first (after this one's read), nothing changes and `remember` says why (the device layer's replay error). On
+    SQLite the nonce is remembered before the decision, as for any request: nothing is left to race."""
+    from vouchsim.server.delegation.service import Admitted
+    from vouchsim.server.storage.repositories.devices import DeviceRepository, DeviceSigner, RequestNonce
+
+    view = await ask(service, world.runtime)
+    signed = sign(world.phone.key, wire(view), "approve")
+    nonce = RequestNonce(world.phone.device_id, "request-nonce-" + "x" * 16, clock.now() + timedelta(minutes=5))
+    async with sessions() as session, session.begin():
+        devices = DeviceRepository(session)
+
+        async def remember() -> None:
+            if not await devices.remember_nonce(*nonce):
+                raise InvalidDecision("replayed")  # what the device layer would raise: InvalidSignature
+
+        async def admit(_: DeviceSigner | None, seen: bool | None) -> Admitted:
+            if seen is None:
+                return Admitted(world.phone.user_id)
+            assert seen is False
+            assert await devices.remember_nonce(*nonce)  # the same request, in between
+            return Admitted(world.phone.user_id, nonce, remember)
+
+        decide_signed = service.within(session).decide_signed(
+            device_id=world.phone.device_id,
+            delegation_id=view.delegation_id,
+            decision="approve",
+            nonce=signed.nonce,
+            signature=signed.signature,
+            admit=admit,
+            request_nonce=nonce.nonce,
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            with pytest.raises(InvalidDecision, match="replayed"):
+                await decide_signed
+            expected = "pending"
+        else:
+            await decide_signed
+            expected = "approved"
+    assert (await stored(sessions, view.delegation_id)).status == expected

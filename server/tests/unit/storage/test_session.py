@@ -116,3 +116,28 @@ async def test_a_freed_turn_goes_first_to_a_task_that_had_one_before(engine: Any
     release.set()
     await asyncio.gather(holding, new, back)
     assert order == ["returning", "newcomer"]
+
+
+async def test_statement_by_statement_skips_begin_and_commit_on_postgresql_only(engine: Any) -> None:
+    """Each statement commits on its own (a rollback keeps it) on PostgreSQL; SQLite keeps its transaction. The next
+    unit on the same pooled connection is transactional again."""
+    from vouchsim.server.storage.session import statement_by_statement, transaction
+
+    sessions = create_sessionmaker(engine)
+    async with transaction(sessions) as session:
+        await session.execute(text("CREATE TABLE kept (n INTEGER)"))
+
+    async def write_then_fail(n: int, *, by_statement: bool) -> None:
+        async with transaction(sessions) as session:
+            if by_statement:
+                await statement_by_statement(session)
+            await session.execute(text("INSERT INTO kept VALUES (:n)"), {"n": n})
+            raise RuntimeError("a bug, after the write")
+
+    with pytest.raises(RuntimeError):
+        await write_then_fail(1, by_statement=True)
+    with pytest.raises(RuntimeError):
+        await write_then_fail(2, by_statement=False)
+    async with transaction(sessions) as session:
+        kept = (await session.execute(text("SELECT n FROM kept ORDER BY n"))).scalars().all()
+    assert kept == ([1] if engine.dialect.name == "postgresql" else [])
