@@ -94,7 +94,15 @@ def _mcp_rows(report: Report, backend: str, rounds: mcp.Rounds) -> None:
     }
 
 
-def _delegation_rows(report: Report, backend: str, figures: dict[str, dict[str, float]]) -> None:
+# The issue's goals were set on a machine where the hello-world took about 82 µs of CPU per request (12,200 req/s at
+# one core); these machines differ run to run by up to twice that. Server CPU per decision is also given in
+# hello-world requests measured in the same run, which compares across them (the 2 ms goal: about 24).
+ISSUE_HELLO_CPU_US = 1e6 / 12_200
+
+
+def _delegation_rows(
+    report: Report, backend: str, figures: dict[str, dict[str, float]], hello_cpu_us: float | None
+) -> None:
     report.figures[f"delegations_{backend}"] = figures
     if "latency" in figures:
         latency = figures["latency"]
@@ -106,9 +114,16 @@ def _delegation_rows(report: Report, backend: str, figures: dict[str, dict[str, 
         )
     if "concurrency" in figures:
         burst = figures["concurrency"]
+        in_hello = ""
+        if hello_cpu_us:
+            burst["hello_requests_per_decision"] = burst["server_cpu_ms_per_decision"] * 1000 / hello_cpu_us
+            in_hello = (
+                f" = {burst['hello_requests_per_decision']:.1f} hello-world requests' CPU (the issue's machine: "
+                f"{burst['hello_requests_per_decision'] * ISSUE_HELLO_CPU_US / 1000:.2f} ms)"
+            )
         report.row(
             f"server CPU per decision and its reply ({burst['in_flight']:.0f} in flight), {backend}",
-            f"{burst['server_cpu_ms_per_decision']:.2f} ms ({burst['decisions_per_s']:.0f} decisions/s)",
+            f"{burst['server_cpu_ms_per_decision']:.2f} ms ({burst['decisions_per_s']:.0f} decisions/s){in_hello}",
             "≤ 2 ms",
             _met(burst["server_cpu_ms_per_decision"], 2.0, at_most=True),
         )
@@ -135,6 +150,7 @@ def _run_backend(
     server = BenchServer(database_url, work_dir / f"server-{backend}.log").start()
     try:
         print(f"server pid {server.process.pid if server.process else '?'} on {server.base_url}")
+        hello_cpu_us = None
         if only != "decisions":
             loads = asyncio.run(mcp.prepare(server, work_dir))
             print("[/mcp] tools/call identity_get, interleaved with the hello-world:")
@@ -142,12 +158,13 @@ def _run_backend(
                 server, hello, loads, duration=sizes.duration, connections=sizes.connections, rounds=sizes.rounds
             )
             _mcp_rows(report, backend, rounds)
+            hello_cpu_us = rounds.median_cpu_us("hello")
         if only == "mcp":
             return
         figures = asyncio.run(
             delegations.measure(server, work_dir, delegations=sizes.delegations, concurrent=sizes.concurrent)
         )
-        _delegation_rows(report, backend, figures)
+        _delegation_rows(report, backend, figures, hello_cpu_us)
         if backend == "SQLite" and only == "all":
             _token(report, server, sizes, work_dir, rounds.median("hello"))
     finally:
