@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -175,7 +176,22 @@ async def healthz(state: State) -> dict[str, str]:
 def create_app_from_environment() -> Litestar:
     """The app of one worker process of `vouchsim serve --workers N`, from the `VOUCHSIM_*` variables the
     command exported for it."""
-    return create_app(settings_from_environment())
+    return serving(create_app(settings_from_environment()))
+
+
+def serving(app: Litestar) -> Litestar:
+    """`app` as a server process of its own runs it (`vouchsim serve`): once started, what the start made (modules,
+    routes, the app's caches: ~400,000 objects) is frozen out of the garbage collector's reach, so a full collection
+    walks only what requests made. Before, each full collection paused the event loop for ~110 ms on this 2-core
+    machine, four times in a burst of 1,000 decisions. Not for an app run inside another program (the tests), whose
+    objects the freeze would keep for good."""
+    app.on_startup.append(_freeze_what_startup_made)
+    return app
+
+
+def _freeze_what_startup_made() -> None:
+    gc.collect()  # the start's garbage goes first: frozen, it would stay
+    gc.freeze()
 
 
 class _MsgspecLitestar(Litestar):

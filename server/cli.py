@@ -180,9 +180,9 @@ def serve(settings: Settings) -> None:
             "timeout_graceful_shutdown": 3,
         }
         if settings.workers == 1:
-            from vouchsim.server.app import create_app
+            from vouchsim.server.app import create_app, serving
 
-            server = uvicorn.Server(uvicorn.Config(create_app(settings, audiences=audiences), **options))
+            server = uvicorn.Server(uvicorn.Config(serving(create_app(settings, audiences=audiences)), **options))
             with contextlib.suppress(KeyboardInterrupt):
                 server.run(sockets=[listener])
             if not server.started:
