@@ -42,6 +42,7 @@ from e2e.harness import (
 )
 from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.errors import CompanionError
+from vouchsim.companion.core.keystore import Keystore
 from vouchsim.companion.core.schemas import Delegation
 
 AUDIENCE = "aud_test_payments"
@@ -49,6 +50,10 @@ SCOPES = ["payments.identity", "payments.prepare"]
 SEEN_TIMEOUT = 30.0  # seconds for one delegation to show up on the device (latency phase)
 REPLY_TIMEOUT = 30.0  # seconds for a waiting call to answer after its decision (latency phase)
 WAIT_SECONDS = 50.0  # the calls' wait budget (the tool's maximum)
+# The burst's decisions go through this many clients of the same device, a few connections each: httpx checks every
+# pooled connection for expiry before each request, so one client with 32 connections spent a fifth of the loader's
+# CPU on that scan alone, and the loader (at 94 % of its core) measured its own queue.
+DECIDERS = 8
 # httpcore's pool looks at every connection it holds for each request it places, so a single client holding a
 # thousand waiting calls spends the benchmark's CPU (not the server's) quadratically: the waiting calls are
 # spread over clients of this many connections each.
@@ -172,6 +177,10 @@ class CpuMeter:
     def cpu(self) -> float:
         """Server CPU seconds since `start`."""
         return tree_cpu_seconds(self.pid) - self._cpu
+
+    def own_share(self) -> float:
+        """The share of one core this (the benchmark's) process used since `start`."""
+        return (time.process_time() - self._own) / max(time.perf_counter() - self._wall, 1e-9)
 
     def share(self) -> str:
         cpu, wall = tree_cpu_seconds(self.pid) - self._cpu, time.perf_counter() - self._wall
@@ -456,6 +465,7 @@ async def concurrency_phase(
     observer: DatabaseObserver,
     mcp: McpSession,
     watcher: DeviceWatcher,
+    deciders: list[DeviceApiClient],
     count: int,
     in_flight: int,
     tag: str,
@@ -476,12 +486,13 @@ async def concurrency_phase(
             errors[purpose] = f"{error.__class__.__name__}: {error}"
 
     gate = asyncio.Semaphore(in_flight)
+    turns = iter(range(count * 2))
 
     async def approve(delegation: Delegation) -> None:
         async with gate:
             sent = time.perf_counter()
             try:
-                await watcher.api.decide(delegation, "approve")
+                await deciders[next(turns) % len(deciders)].decide(delegation, "approve")
             except CompanionError as error:
                 decision_failures.append(f"{delegation.purpose[:24]}…: {error}")
                 return
@@ -535,7 +546,7 @@ async def concurrency_phase(
                     if not any(p.startswith(prefix) and p not in done for p in watcher.pending):
                         await asyncio.sleep(0.05)
             approved_in = time.perf_counter() - approving
-            approval_cpu = meter.cpu()
+            approval_cpu, loader_share = meter.cpu(), meter.own_share()
             print(
                 f"  {len(decided_at)} decisions sent in {approved_in:.2f} s "
                 f"({len(decided_at) / max(approved_in, 1e-9):.0f}/s, {in_flight} in flight); "
@@ -581,6 +592,7 @@ async def concurrency_phase(
         "reply_p99_ms": percentile(latencies, 99) * 1000,
         "decisions_per_s": len(decided_at) / max(approved_in, 1e-9),
         "server_cpu_ms_per_decision": 1000 * approval_cpu / max(len(decided_at), 1),
+        "loader_share": loader_share,
         "rss_peak_mib": peak_rss_mib(server),
     }
 
@@ -609,9 +621,22 @@ async def measure(
                 figures["latency"] = await latency_phase(server, mcp, watcher, delegations, tag)
             if concurrent > 0:
                 observer = DatabaseObserver(server.database_url)
-                figures["concurrency"] = await concurrency_phase(
-                    server, observer, mcp, watcher, concurrent, in_flight, tag
-                )
+                async with contextlib.AsyncExitStack() as clients:
+                    per_client = httpx.Limits(max_connections=-(-in_flight // DECIDERS) + 1)
+                    deciders = [
+                        DeviceApiClient(
+                            await clients.enter_async_context(
+                                httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT, limits=per_client)
+                            ),
+                            Keystore(companion.state_dir),
+                        )
+                        for _ in range(DECIDERS)
+                    ]
+                    for decider in deciders:
+                        decider.identity()  # the key read from the state directory now, not during the burst
+                    figures["concurrency"] = await concurrency_phase(
+                        server, observer, mcp, watcher, deciders, concurrent, in_flight, tag
+                    )
         finally:
             await watcher.stop()
         if watcher.reconnects > 1:

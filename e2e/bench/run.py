@@ -256,6 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     loader_share = max(
         [value["loader_max_share"] for key, value in report.figures.items() if key.startswith("mcp_")], default=0.0
     )
+    # The decisions' loader (the device, the agent's 1,000 calls) runs in this process, on its own core.
+    decisions_share = max(
+        [
+            value["concurrency"]["loader_share"]
+            for key, value in report.figures.items()
+            if key.startswith("delegations_") and "concurrency" in value
+        ],
+        default=0.0,
+    )
+    if decisions_share:
+        print(f"\ndecisions' load generator (this process): at most {100 * decisions_share:.0f}% of its core")
+    loader_share = max(loader_share, decisions_share)
     verdict = (
         "the load generator was not the bottleneck"
         if loader_share < 0.9
