@@ -2,7 +2,7 @@
 
 An agent asks (`request`), waits (`wait`), reads (`get`), takes its token (`token`) or withdraws (`withdraw`);
 the user's trusted device lists and follows its delegations (`list_for_user`, `changes`), decides with a signed
-statement (`decide`) and revokes (`revoke_by_device`); an audience checks a token online (`introspect`).
+statement (`decide_signed`) and revokes (`revoke_by_device`); an audience checks a token online (`introspect`).
 
 Database access goes through `Transactions` (`server.storage.session`), one unit of work per step, never a
 session held across a wait: the app-wide service opens a short transaction per unit, so a call waiting 45 s
@@ -355,28 +355,6 @@ class DelegationService:
                 await self._move(unit, delegation, DelegationEvent.TIME)
             return [self._view(row) for row in await self._list(unit, user_id, which)]
 
-    async def decide(
-        self, *, device_id: str, user_id: str, delegation_id: str, decision: str, nonce: str, signature: str
-    ) -> DelegationView:
-        """Approve or deny with a statement signed by the device's key; stored as evidence. The device `device_id`
-        of `user_id` has been authenticated already (`decide_signed` authenticates it with the same read).
-
-        InvalidDecision for an unknown decision, a bad signature or a nonce this device used before;
-        DelegationClosed when the delegation is no longer pending (a racing decision, revocation or expiry won).
-        """
-
-        async def authenticated(_: DeviceSigner | None, __: bool | None) -> Admitted:
-            return Admitted(user_id)
-
-        return await self.decide_signed(
-            device_id=device_id,
-            delegation_id=delegation_id,
-            decision=decision,
-            nonce=nonce,
-            signature=signature,
-            admit=authenticated,
-        )
-
     async def decide_signed(
         self,
         *,
@@ -388,10 +366,15 @@ class DelegationService:
         admit: Admit,
         request_nonce: str | None = None,
     ) -> DelegationView:
-        """`decide` for a request not authenticated yet: the deciding device is read with the delegation and handed
-        to `admit`, which checks the request's signature (its errors come first, as they would have had it run
-        before) and says who it is. `request_nonce`: the signed request's, looked up by the same read where the
-        storage can then remember it with the compare-and-swap (PostgreSQL: one round trip fewer)."""
+        """Approve or deny with a statement signed by the device's key; stored as evidence. The request is not
+        authenticated yet: the deciding device is read with the delegation and handed to `admit`, which checks the
+        request's signature (its errors come first, as they would have had it run before) and says who it is.
+        `request_nonce`: the signed request's, looked up by the same read where the storage can then remember it
+        with the compare-and-swap (PostgreSQL: one round trip fewer).
+
+        InvalidDecision for an unknown decision, a bad signature or a nonce this device used before;
+        DelegationClosed when the delegation is no longer pending (a racing decision, revocation or expiry won).
+        """
         async with self._unit() as unit:
             # The device, the delegation and the nonce checks in one round trip; then one compare-and-swap.
             looked_up = nonce if decisions.well_formed_nonce(nonce) else None

@@ -18,8 +18,9 @@ from server.tests.pairing_support import seed_client
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.core.crypto import b64url, new_id
 from vouchsim.server.delegation.schemas import DelegationView
-from vouchsim.server.delegation.service import DelegationService
+from vouchsim.server.delegation.service import Admitted, DelegationService
 from vouchsim.server.storage.models import Device, RuntimeConnection, User
+from vouchsim.server.storage.repositories.devices import DeviceSigner
 
 HMAC_KEY = b"d" * 32
 ISSUER = "https://vouch.test"
@@ -146,6 +147,16 @@ async def decide(
 ) -> DelegationView:
     signed = sign(phone.key, wire(view), decision)
     values = {"decision": signed.decision, "nonce": signed.nonce, "signature": signed.signature, **overrides}
-    return await service.decide(
-        device_id=phone.device_id, user_id=phone.user_id, delegation_id=view.delegation_id, **values
-    )
+    return await decide_as(service, phone.device_id, phone.user_id, view.delegation_id, **values)
+
+
+async def decide_as(
+    service: DelegationService, device_id: str, user_id: str, delegation_id: str, **values: str
+) -> DelegationView:
+    """A decision by device `device_id` of `user_id`, its request's signature taken as checked (the routes check it
+    through `decide_signed`'s `admit`)."""
+
+    async def authenticated(_: DeviceSigner | None, __: bool | None) -> Admitted:
+        return Admitted(user_id)
+
+    return await service.decide_signed(device_id=device_id, delegation_id=delegation_id, admit=authenticated, **values)

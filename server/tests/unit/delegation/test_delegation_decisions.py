@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from server.tests.delegation_support import World, ask, new_nonce, sign, wire
+from server.tests.delegation_support import World, ask, decide_as, new_nonce, sign, wire
 from vouchsim.server.core.crypto import b64url
 from vouchsim.server.delegation.errors import DelegationNotFound, InvalidDecision
 from vouchsim.server.delegation.service import DelegationService
@@ -17,9 +17,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def submit(service: DelegationService, world: World, delegation_id: str, **values: str) -> Any:
-    return await service.decide(
-        device_id=world.phone.device_id, user_id=world.phone.user_id, delegation_id=delegation_id, **values
-    )
+    return await decide_as(service, world.phone.device_id, world.phone.user_id, delegation_id, **values)
 
 
 async def still_pending(service: DelegationService, world: World, delegation_id: str) -> bool:
@@ -88,12 +86,7 @@ async def test_another_users_device_key_is_refused_even_for_its_own_id(
     view = await ask(service, world.runtime)
     signed = sign(world.stranger.key, wire(view), "approve")
     with pytest.raises(DelegationNotFound):  # the stranger's device, as itself, cannot see it at all
-        await service.decide(
-            device_id=world.stranger.device_id,
-            user_id=world.stranger.user_id,
-            delegation_id=view.delegation_id,
-            **signed.body(),
-        )
+        await decide_as(service, world.stranger.device_id, world.stranger.user_id, view.delegation_id, **signed.body())
     with pytest.raises(InvalidDecision):  # and its signature does not pass for our device
         await submit(service, world, view.delegation_id, **signed.body())
 
