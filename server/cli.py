@@ -256,12 +256,13 @@ def migrate(settings: Settings, *, quiet: bool = False) -> str:
 
 def _migrate_apart(settings: Settings) -> str:
     """`migrate`, with Alembic kept out of this process: a database at the newest schema is recognised here
-    without it; one that is behind (a new one) is migrated by `vouchsim migrate` in a child process, which prints
-    what it did. A server that never imports Alembic (and Mako) is ~12 MiB smaller for as long as it runs."""
-    from vouchsim.server.storage.migrate import DatabaseUnavailable, database_at_head, display_url
+    without it, and a new (empty) one gets the models' schema here too; one that is behind is migrated by
+    `vouchsim migrate` in a child process, which prints what it did. A server that never imports Alembic (and
+    Mako) is ~12 MiB smaller for as long as it runs."""
+    from vouchsim.server.storage.migrate import DatabaseUnavailable, display_url, upgrade_without_alembic
 
     try:
-        change = asyncio.run(database_at_head(settings.database_url))
+        change = asyncio.run(upgrade_without_alembic(settings.database_url))
     except DatabaseUnavailable as error:
         raise SystemExit(f"vouchsim: {error}") from None
     if change is not None:
