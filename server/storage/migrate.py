@@ -222,12 +222,6 @@ async def upgrade_database(database_url: str) -> SchemaChange:
     return await _on_own_engine(database_url, upgrade)
 
 
-async def database_at_head(database_url: str) -> SchemaChange | None:
-    """`schema_at_head` on a short-lived engine of its own: nothing migrated, Alembic not loaded (`serve` migrates
-    a database that is behind in a child process, so that the serving process never imports Alembic)."""
-    return await _on_own_engine(database_url, schema_at_head)
-
-
 async def upgrade_without_alembic(database_url: str) -> SchemaChange | None:
     """What `serve` does before it starts, on a short-lived engine of its own, without loading Alembic: nothing on a
     database at the newest schema, the models' schema on an empty one (`create_at_head`); None for a database that
