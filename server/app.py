@@ -205,62 +205,102 @@ class _MsgspecLitestar(Litestar):
         return plugins
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """What one use of the app is bound to (`bind`): its settings and clock, and what is made from them before the
+    app starts. Its lifespan, dependencies and edge read it from `app.state.deployment`."""
+
+    settings: Settings
+    clock: Clock  # the testbed's movable clock when the testbed is on: every expiry follows it
+    audiences: AudienceRegistry
+    testbed: Testbed | None
+    preregistered: PreregisteredClients
+    clients: ClientDirectory
+
+    @classmethod
+    def of(
+        cls, settings: Settings, *, clock: Clock | None = None, audiences: AudienceRegistry | None = None
+    ) -> Deployment:
+        """Raises `AudienceFileError`, `ClientsFileError` or `CaFileError` at once when the audience file, the
+        clients file or the CIMD CA file (settings.audiences_file, clients_file, cimd_ca_file) is not usable."""
+        clock = clock or SystemClock()
+        registry = audiences if audiences is not None else AudienceRegistry.from_settings(settings)
+        testbed = _testbed(settings, clock)
+        if testbed is not None:
+            clock = testbed.clock
+        preregistered = PreregisteredClients.from_settings(settings)
+        # One directory (and so one metadata document cache) per use; the resolver reads the CA file now.
+        modes = settings.registration_modes
+        clients = ClientDirectory(modes, metadata_resolver(settings, clock) if CIMD_MODE in modes else None)
+        if settings.cimd_ca_file and CIMD_MODE not in modes:
+            metadata_resolver(settings, clock)  # a bad CA file stops the server whatever the mode
+        return cls(settings, clock, registry, testbed, preregistered, clients)
+
+
 def create_app(
     settings: Settings, *, clock: Clock | None = None, audiences: AudienceRegistry | None = None
 ) -> Litestar:
-    """Raises `AudienceFileError`, `ClientsFileError` or `CaFileError` at once when the audience file, the clients
-    file or the CIMD CA file (settings.audiences_file, clients_file, cimd_ca_file) is not usable."""
-    clock = clock or SystemClock()
-    registry = audiences if audiences is not None else AudienceRegistry.from_settings(settings)
-    testbed = _testbed(settings, clock)
-    if testbed is not None:
-        clock = testbed.clock  # every expiry follows the testbed's movable clock
-    preregistered = PreregisteredClients.from_settings(settings)
-    # One directory (and so one metadata document cache) per process; the resolver reads the CA file now.
-    modes = settings.registration_modes
-    clients = ClientDirectory(modes, metadata_resolver(settings, clock) if CIMD_MODE in modes else None)
-    if settings.cimd_ca_file and CIMD_MODE not in modes:
-        metadata_resolver(settings, clock)  # a bad CA file stops the server whatever the mode
+    """The app serving `settings`: `routes()` bound to `Deployment.of(settings, …)`, which raises when a file the
+    settings name is not usable."""
+    deployment = Deployment.of(settings, clock=clock, audiences=audiences)
+    return bind(routes(deployment.testbed), deployment)
 
-    async def provide_clients() -> ClientDirectory:
-        return clients
 
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
-        events = EventBus()
-        try:
-            await upgrade(engine)
-            await events.start(settings.database_url)
-            sessions = create_sessionmaker(engine, events)  # repositories announce revocations on `events`
-            async with sessions() as session, session.begin():
-                key = settings.secret_key or await get_or_create_key(
-                    session, "hmac", lambda: random_token(32), clock.now()
-                )
-                if retired := await preregistered.seed(ClientRepository(session), clock.now()):
-                    log.info("pre-registered clients no longer in the clients file: %s", ", ".join(retired))
-            hmac_key = key.encode()
-            app.state.runtime = Runtime(settings, clock, hmac_key)
-            keys = SigningKeyStore(hmac_key, clock, settings)
-            delegations = DelegationService(
-                own_transactions(sessions), registry, keys, events, clock, settings, hmac_key
-            )
-            await delegations.prepare()  # the first signing key exists before the first request
-            app.state.resources = Resources(engine, sessions, events, delegations)
-            # /mcp caches validated tokens and sessions; revocations announced on the bus empty it at once.
-            app.state.mcp = McpServer(app.state.runtime, sessions, events, delegations)
-            events.add_listener(app.state.mcp.on_event)
-            if testbed is not None:
-                await testbed.start(sessions, events, delegations)
-            yield
-        finally:
-            if testbed is not None:
-                await testbed.stop()
-            await events.stop()
-            # The pool's connections (SQLite files, PostgreSQL sockets) stay open unless the engine is disposed.
-            await engine.dispose()
+async def provide_clients(state: State) -> ClientDirectory:
+    deployment: Deployment = state.deployment
+    return deployment.clients
 
-    app = _MsgspecLitestar(
+
+@asynccontextmanager
+async def _lifespan(app: Litestar) -> AsyncIterator[None]:
+    deployment: Deployment = app.state.deployment
+    settings, clock, testbed = deployment.settings, deployment.clock, deployment.testbed
+    engine = create_engine(settings.database_url)
+    events = EventBus()
+    try:
+        await upgrade(engine)
+        await events.start(settings.database_url)
+        sessions = create_sessionmaker(engine, events)  # repositories announce revocations on `events`
+        async with sessions() as session, session.begin():
+            key = settings.secret_key or await get_or_create_key(session, "hmac", lambda: random_token(32), clock.now())
+            if retired := await deployment.preregistered.seed(ClientRepository(session), clock.now()):
+                log.info("pre-registered clients no longer in the clients file: %s", ", ".join(retired))
+        hmac_key = key.encode()
+        app.state.runtime = Runtime(settings, clock, hmac_key)
+        keys = SigningKeyStore(hmac_key, clock, settings)
+        delegations = DelegationService(
+            own_transactions(sessions), deployment.audiences, keys, events, clock, settings, hmac_key
+        )
+        await delegations.prepare()  # the first signing key exists before the first request
+        app.state.resources = Resources(engine, sessions, events, delegations)
+        # /mcp caches validated tokens and sessions; revocations announced on the bus empty it at once.
+        app.state.mcp = McpServer(app.state.runtime, sessions, events, delegations)
+        events.add_listener(app.state.mcp.on_event)
+        if testbed is not None:
+            await testbed.start(sessions, events, delegations)
+        yield
+    finally:
+        if testbed is not None:
+            await testbed.stop()
+        await events.stop()
+        # The pool's connections (SQLite files, PostgreSQL sockets) stay open unless the engine is disposed.
+        await engine.dispose()
+
+
+class _RoutedLitestar(_MsgspecLitestar):
+    """The app with its Litestar handler kept (`routed`), for `bind` to put the edge around it again, and the
+    testbed its routes serve."""
+
+    routed: Any
+    testbed: Testbed | None
+
+
+def routes(testbed: Testbed | None = None) -> Litestar:
+    """The Litestar app with every route, dependency and handler, and nothing of a deployment but `testbed` (its
+    controls' routes): unusable until `bind` gives it one. Building it is most of `create_app`'s cost (~47 ms of CPU
+    on the 2-core machine, about 80 route handlers registered); without a testbed it can be bound again, to another
+    deployment, once the last one's lifespan has ended (the HTTP tests do so: one per test before)."""
+    app = _RoutedLitestar(
         route_handlers=[
             healthz,
             *oauth_routes,
@@ -268,7 +308,7 @@ def create_app(
             *mcp_routes,
             *([testbed_routes.testbed_router(testbed)] if testbed is not None else []),
         ],
-        lifespan=[lifespan],
+        lifespan=[_lifespan],
         dependencies={
             "runtime": Provide(provide_runtime),
             "db": Provide(provide_db_session),
@@ -291,15 +331,27 @@ def create_app(
         ),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
     )
+    app.routed = app.asgi_handler
+    app.testbed = testbed
+    return app
+
+
+def bind(app: Litestar, deployment: Deployment) -> Litestar:
+    """`app` (from `routes`, for the same testbed) serving `deployment`: its state is the deployment's alone, and
+    around the routes go the fast lanes, the edge and the testbed's layer made for it."""
+    if not isinstance(app, _RoutedLitestar) or app.testbed is not deployment.testbed:
+        raise TypeError("bind() takes an app made by routes() for the deployment's testbed")
+    app.state = State({"deployment": deployment})
+    settings, testbed = deployment.settings, deployment.testbed
     # The edge (server.edge): host guard, CORS, rate limits and the input guard, around everything the app does.
     limits = RateLimits(settings)
     # Inside it, the plain case of /mcp skips Litestar's router for the same handler (server.mcp.routes.fast_lane), and
     # so does a device's decision (server.device.routes.decision_lane).
-    lanes = fast_lane(decision_lane(app.asgi_handler, partial(_answer_failure, app)))
+    lanes = fast_lane(decision_lane(app.routed, partial(_answer_failure, app)))
     app.asgi_handler = cast("Any", stack(cast("Any", lanes), settings, limits))
     if testbed is not None:
         testbed.on_reset(limits.clear)
-        testbed.on_reset(clients.forget_documents)
+        testbed.on_reset(deployment.clients.forget_documents)
         testbed_routes.install(app, testbed, partial(cors_headers, settings))  # journal and faults, around all
     return app
 
