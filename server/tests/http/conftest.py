@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -30,17 +31,23 @@ def free_apps() -> list[Litestar]:
     return []
 
 
-@pytest.fixture
-def client(settings: Settings, clock: FrozenClock, free_apps: list[Litestar]) -> Iterator[TestClient[Any]]:
-    """The app `create_app(settings, clock=clock)` makes, over HTTP in process; its state, lifespan, edge and
-    database are this test's own, only the routes may have served an earlier test."""
+@contextmanager
+def app_for(settings: Settings, clock: FrozenClock, free_apps: list[Litestar]) -> Iterator[Litestar]:
+    """The app `create_app(settings, clock=clock)` makes, with a free app's routes when there is one: its state,
+    lifespan, edge and database are its own, only the routes may have served an earlier test. Given back to
+    `free_apps` when the block ends without an error."""
     deployment = Deployment.of(settings, clock=clock)
     reusable = deployment.testbed is None  # a testbed's routes are its own
     app = (free_apps.pop() if free_apps else routes()) if reusable else routes(deployment.testbed)
-    with TestClient(bind(app, deployment), base_url=ISSUER) as test_client:
-        yield test_client
+    yield bind(app, deployment)
     if reusable:
         free_apps.append(app)
+
+
+@pytest.fixture
+def client(settings: Settings, clock: FrozenClock, free_apps: list[Litestar]) -> Iterator[TestClient[Any]]:
+    with app_for(settings, clock, free_apps) as app, TestClient(app, base_url=ISSUER) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.tests.delegation_support import PURPOSE, new_nonce, sign, statement
+from server.tests.http.conftest import app_for
 from server.tests.pairing_support import SigningDevice, json_body, seed_client
-from vouchsim.server.app import Resources, create_app
+from vouchsim.server.app import Resources
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.core.crypto import new_id
 from vouchsim.server.delegation.schemas import DelegationView
@@ -59,11 +60,11 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def api(database_url: str, clock: FrozenClock) -> AsyncIterator[Client]:
-    async with AsyncTestClient(
-        create_app(Settings(database_url=database_url, allowed_hosts="vouch.test"), clock=clock), base_url=BASE_URL
-    ) as c:
-        yield c
+async def api(database_url: str, clock: FrozenClock, free_apps: list[Litestar]) -> AsyncIterator[Client]:
+    settings = Settings(database_url=database_url, allowed_hosts="vouch.test")
+    with app_for(settings, clock, free_apps) as app:
+        async with AsyncTestClient(app, base_url=BASE_URL) as c:
+            yield c
 
 
 async def send(api: Client, device: SigningDevice, method: str, target: str, body: Any = None) -> Any:
