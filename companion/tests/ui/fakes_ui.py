@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,13 +142,14 @@ def make_app(
     )
 
 
-async def settle(pilot: Pilot[Any], done: Callable[[], bool], *, rounds: int = 200) -> None:
-    """Let the app run (workers, threads, messages) until `done()`; fail after `rounds` pauses."""
-    for _ in range(rounds):
-        if done():
-            return
+async def settle(pilot: Pilot[Any], done: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Let the app run (workers, threads, messages) until `done()`; fail when it has not within `within` seconds.
+    By the clock, not by a number of pauses: a pause lasts as long as the app keeps working (a few ms when idle)."""
+    deadline = time.monotonic() + within
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError("the app did not reach the expected state")
         await pilot.pause()
-    raise AssertionError("the app did not reach the expected state")
 
 
 def text(widget: Widget) -> str:
