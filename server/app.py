@@ -257,6 +257,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     settings, clock, testbed = deployment.settings, deployment.clock, deployment.testbed
     engine = create_engine(settings.database_url)
     events = EventBus()
+    app.state.running = True  # `bind` refuses to swap the deployment under a running app
     try:
         await upgrade(engine)
         await events.start(settings.database_url)
@@ -285,6 +286,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         await events.stop()
         # The pool's connections (SQLite files, PostgreSQL sockets) stay open unless the engine is disposed.
         await engine.dispose()
+        app.state.running = False
 
 
 class _RoutedLitestar(_MsgspecLitestar):
@@ -341,6 +343,8 @@ def bind(app: Litestar, deployment: Deployment) -> Litestar:
     around the routes go the fast lanes, the edge and the testbed's layer made for it."""
     if not isinstance(app, _RoutedLitestar) or app.testbed is not deployment.testbed:
         raise TypeError("bind() takes an app made by routes() for the deployment's testbed")
+    if app.state.get("running"):
+        raise RuntimeError("bind() takes an app whose last deployment has stopped")
     app.state = State({"deployment": deployment})
     settings, testbed = deployment.settings, deployment.testbed
     # The edge (server.edge): host guard, CORS, rate limits and the input guard, around everything the app does.

@@ -33,6 +33,8 @@ def test_an_app_bound_again_serves_only_its_new_deployment(tmp_path: Path) -> No
     )
     with TestClient(bind(app, Deployment.of(second, clock=FrozenClock())), base_url=ISSUER) as client:
         assert app.state is not first_state and app.state.deployment.settings is second
+        with pytest.raises(RuntimeError):
+            bind(app, Deployment.of(first, clock=FrozenClock()))  # not while this deployment runs
         assert client.post("/oauth/register", json={"redirect_uris": ["http://127.0.0.1:1/cb"]}).status_code != 201
         assert authorize(client, registered).status_code == 400  # the first database's client is not in this one
         other_host = client.get("/healthz", headers={"Host": "other.example"})
