@@ -23,8 +23,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
-    """The template database of a backend, migrated by `vouchsim migrate` on first use, once per session (and
-    xdist worker): every live server's database is a copy of it, so its start skips the migrations."""
+    """The template database of a backend, made by `vouchsim migrate` on first use, once per session (and xdist
+    worker): every live server's database is a copy of it, so its start finds the schema ready."""
     directory = tmp_path_factory.mktemp("templates")
     databases = {backend: Databases(backend, directory, POSTGRES_URL) for backend in BACKENDS}
     made: dict[str, str] = {}
