@@ -23,7 +23,7 @@ from mcp.shared.auth import OAuthClientMetadata
 from e2e.harness import REPO, Browser, Companion, LiveServer, clean_environment, free_port, run_companion
 from e2e.test_oauth_sdk_flow import MemoryTokenStorage, Person
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.postgres]  # on PostgreSQL too (e2e/conftest.py)
 
 PAYMENTS = {
     "audienceId": "aud_test_payments",

@@ -14,7 +14,7 @@ from e2e.harness import Browser, Companion, LiveServer
 from e2e.test_delegation_flow import PAYMENTS
 from e2e.test_oauth_negative_flows import authorize, tokens_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.postgres]  # on PostgreSQL too (e2e/conftest.py)
 
 MODERN = "2026-07-28"
 META = {

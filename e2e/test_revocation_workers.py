@@ -26,7 +26,7 @@ from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.errors import DeviceRevokedError
 from vouchsim.companion.core.keystore import Keystore
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.postgres]  # on PostgreSQL too (e2e/conftest.py)
 
 WORKERS = 2
 TESTBED_TOKEN = "e2e-testbed-token-of-the-revocations"

@@ -24,7 +24,7 @@ from e2e.node_clients import NODE_PROJECT, installed_package, json_lines_process
 from e2e.test_delegation_flow import PAYMENTS, agent, structured
 from vouchsim.companion.core.testbed import TestbedClient
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.postgres]  # on PostgreSQL too (e2e/conftest.py)
 
 TOKEN = "e2e-testbed-token-0123456789"
 TESTBED = {"VOUCHSIM_TESTBED": "1", "VOUCHSIM_TESTBED_TOKEN": TOKEN}

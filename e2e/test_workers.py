@@ -21,7 +21,7 @@ from e2e.harness import REPO, Browser, Companion, LiveServer, ServerFactory, cle
 from e2e.test_delegation_flow import PAYMENTS, agent, structured, verify_delegation_token
 from vouchsim.companion.core.testbed import TestbedClient
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.postgres]  # on PostgreSQL too (e2e/conftest.py)
 
 WORKERS = 2
 TESTBED_TOKEN = "e2e-testbed-token-of-the-workers"
