@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Final, Protocol
 
 import httpx
 
@@ -60,6 +60,19 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+class ChildProcess(Protocol):
+    """What ServerProcess uses of its process: `subprocess.Popen`'s, which the e2e suite's forked servers offer too."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
 class ServerProcess:
     startup_timeout: float = STARTUP_TIMEOUT  # seconds to answer /healthz (a benchmark on a busy machine waits longer)
 
@@ -79,7 +92,7 @@ class ServerProcess:
         self.log_path = log_path or state_dir / LOG_FILE
         self.database_url = database_url or f"sqlite+aiosqlite:///{state_dir / DATABASE_FILE}"
         self.env = dict(env or {})
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ChildProcess | None = None
 
     @property
     def base_url(self) -> str:
@@ -100,9 +113,7 @@ class ServerProcess:
         TUI and agent while the server imports its own), then `wait_until_ready()`."""
         # -P: nothing from the working directory on sys.path, so a project's own `server/` or `vouchsim/` folder
         # cannot stand in for ours.
-        command = [sys.executable, "-P", "-m", "vouchsim.server", "serve"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.database_url]
-        command += ["--log-level", "info"]
+        command = [sys.executable, "-P", "-m", "vouchsim.server", *self.serve_arguments()]
         atexit.register(self.stop)
         # PR_SET_PDEATHSIG fires when the thread that forked exits: only tie it to the main thread.
         guard = sys.platform == "linux" and threading.current_thread() is threading.main_thread()
@@ -116,6 +127,14 @@ class ServerProcess:
                 preexec_fn=_die_with_parent if guard else None,
             )
         return self
+
+    def serve_arguments(self) -> list[str]:
+        """What follows `python -P -m vouchsim.server`."""
+        return [
+            "serve",
+            *("--host", "127.0.0.1", "--port", str(self.port), "--database-url", self.database_url),
+            *("--log-level", "info"),
+        ]
 
     def wait_until_ready(self, on_progress: Callable[[str], None] | None = None) -> ServerProcess:
         """Wait until the launched process answers /healthz; ServerStartError (after stopping it) if it does not."""

@@ -203,9 +203,9 @@ async def _server_exit(server: ServerProcess) -> int:
     process = server.process
     assert process is not None
     # A child's exit cannot be awaited without a thread, and asyncio.run would wait for that thread at shutdown.
-    while process.poll() is None:  # noqa: ASYNC110
+    while (returncode := process.poll()) is None:  # noqa: ASYNC110
         await asyncio.sleep(SERVER_POLL)
-    return process.returncode
+    return returncode
 
 
 def _raise_from(done: set[asyncio.Task[Any]], why: str) -> NoReturn:

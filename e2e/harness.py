@@ -7,6 +7,7 @@ The companion is driven through its CLI in a subprocess (as a person or a script
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import re
@@ -14,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import anyio
 import httpx
 
+from e2e import forked
 from vouchsim.companion.core.authorization import PageParser
 from vouchsim.companion.core.client import DeviceApiClient
 from vouchsim.companion.core.keystore import Keystore
@@ -143,6 +146,14 @@ class LiveServer(ServerProcess):
     def __init__(self, database_url: str, log_path: Path, env: Mapping[str, str] | None = None) -> None:
         super().__init__(log_path.parent, database_url=database_url, env=env, log_path=log_path)
         self.blamed = False  # a test already failed for an error in this log; do not report it twice
+
+    def launch(self) -> LiveServer:
+        """Forked from the suite's fork server rather than a new interpreter (`e2e/forked.py`)."""
+        atexit.register(self.stop)
+        self.process = forked.start(
+            "vouchsim.server", self.serve_arguments(), env=clean_environment(self.env), cwd=REPO, stdout=self.log_path
+        )
+        return self
 
     def start(self, on_progress: Callable[[str], None] | None = None) -> LiveServer:
         try:
@@ -339,11 +350,25 @@ class CommandResult:
 
 
 async def run_companion(*args: str | Path) -> CommandResult:
-    """`python -m vouchsim.companion ARGS` in a subprocess, without blocking the event loop."""
-    command = [sys.executable, "-m", "vouchsim.companion", *map(str, args)]
-    with anyio.fail_after(COMMAND_TIMEOUT):
-        done = await anyio.run_process(command, check=False, cwd=REPO, env=clean_environment())
-    return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())
+    """`python -m vouchsim.companion ARGS` in a process of its own (forked: `e2e/forked.py`), without blocking the
+    event loop."""
+    with tempfile.TemporaryDirectory(prefix="companion-") as directory:
+        stdout, stderr = Path(directory) / "stdout", Path(directory) / "stderr"
+        process = forked.start(
+            "vouchsim.companion",
+            [str(arg) for arg in args],
+            env=clean_environment(),
+            cwd=REPO,
+            stdout=stdout,
+            stderr=stderr,
+            safe_path=False,
+        )
+        try:
+            with anyio.fail_after(COMMAND_TIMEOUT):
+                returncode = await forked.wait(process)
+        finally:
+            process.kill()
+        return CommandResult(returncode, stdout.read_text("utf-8"), stderr.read_text("utf-8"))
 
 
 @dataclass
