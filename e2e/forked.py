@@ -35,8 +35,10 @@ from pathlib import Path
 import anyio
 
 # Imported once by the fork server, so that its children find them loaded. A module missing here is imported by the
-# child itself (the fork server skips what fails to import), only slower.
-PRELOAD = ("vouchsim.server.cli", "vouchsim.server.app", "uvicorn", "vouchsim.companion.cli", "e2e.forked")
+# child itself (the fork server skips what fails to import), only slower. "__main__": the parent's main script
+# (`.venv/bin/pytest` in a serial run; an xdist worker has none), which multiprocessing otherwise runs again, as
+# `__mp_main__`, in every child.
+PRELOAD = ("__main__", "vouchsim.server.cli", "vouchsim.server.app", "uvicorn", "vouchsim.companion.cli", "e2e.forked")
 _PR_SET_PDEATHSIG = 1
 
 _context = multiprocessing.get_context("forkserver")
