@@ -1,6 +1,6 @@
 """The trusted-device API over HTTP (docs/device-api.md): every endpoint, its error shape, and signatures
-checked against the request exactly as it travelled. Runs `device_router` in a small app of its own with the
-same `db` / `runtime` dependencies as `create_app`, on a real migrated SQLite database and a frozen clock."""
+checked against the request exactly as it travelled. Runs the whole app (`app_for`), on a real database (SQLite, and
+PostgreSQL when set) and a frozen clock."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from server.tests.http.conftest import app_for
 from server.tests.pairing_support import (
     BROWSER_SECRET,
     HMAC_KEY,
@@ -25,7 +26,6 @@ from server.tests.pairing_support import (
     seed_request,
     seed_token,
 )
-from vouchsim.server.app import create_app
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.pairing.service import StartedPairing
 from vouchsim.server.settings import Settings
@@ -45,12 +45,14 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def api(database_url: str, clock: FrozenClock) -> AsyncIterator[Client]:
-    """The whole app, as served: its engine is made in its lifespan on the loop that serves it (asyncpg
-    connections cannot cross event loops). The HMAC key is fixed so the tests can seed pairings directly."""
+async def api(database_url: str, clock: FrozenClock, free_apps: list[Litestar]) -> AsyncIterator[Client]:
+    """The whole app, as served (`app_for`: an earlier test's routes bound to this test's deployment): its engine
+    is made in its lifespan on the loop that serves it (asyncpg connections cannot cross event loops). The HMAC
+    key is fixed so the tests can seed pairings directly."""
     settings = Settings(database_url=database_url, secret_key=HMAC_KEY.decode(), allowed_hosts="vouch.test,other.test")
-    async with AsyncTestClient(create_app(settings, clock=clock), base_url=BASE_URL) as client:
-        yield client
+    with app_for(settings, clock, free_apps) as app:
+        async with AsyncTestClient(app, base_url=BASE_URL) as client:
+            yield client
 
 
 async def send(
