@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -138,16 +139,25 @@ def database_url(
     migrated_templates: dict[str, str],
     postgres_copies: PostgresCopies | None,
 ) -> Iterator[str]:
-    """A database nobody else uses, at the newest schema with the template's rows only: on SQLite a copy of the
-    session's migrated template, on PostgreSQL a copy too, reused by later tests once put back (postgres_copies)."""
-    if request.param == "postgres" and postgres_copies is not None:
+    """A database nobody else uses, at the newest schema with the template's rows only (`fresh_database`)."""
+    with fresh_database(request.param, tmp_path, migrated_templates, postgres_copies) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(
+    backend: str, tmp_path: Path, templates: dict[str, str], postgres_copies: PostgresCopies | None
+) -> Iterator[str]:
+    """On SQLite a copy of the session's migrated template, on PostgreSQL a copy too, reused by later tests once put
+    back (postgres_copies)."""
+    if backend == "postgres" and postgres_copies is not None:
         url = postgres_copies.acquire()
         try:
             yield url
         finally:
             postgres_copies.release(url)
         return
-    yield from _fresh_database(request.param, tmp_path, migrated_templates[request.param])
+    yield from _fresh_database(backend, tmp_path, templates[backend])
 
 
 @pytest.fixture(params=BACKENDS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
@@ -45,6 +46,26 @@ def fuzz_settings() -> settings:
         ],
         print_blob=True,
     )
+
+
+class SameDraws:
+    """`data.draw` for a case's first backend, and the same values, in the same order, for each other backend
+    (after `replay()`): the choices made for a case are the case's, not a backend's, and Hypothesis sees them once."""
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+        self._drawn: list[Any] = []
+        self._replaying: Iterator[Any] | None = None
+
+    def draw(self, strategy: Any, label: Any = None) -> Any:
+        if self._replaying is not None:
+            return next(self._replaying)
+        value = self._data.draw(strategy, label=label)
+        self._drawn.append(value)
+        return value
+
+    def replay(self) -> None:
+        self._replaying = iter(self._drawn)
 
 
 def seeded(test: Any) -> Any:

@@ -4,7 +4,8 @@ Bodies are arbitrary JSON values (huge numbers, floats JSON cannot spell, unicod
 with `jsonrpc`, `id`, `method` and `params` of the wrong types, batches, and raw bytes. Each is sent as a 2025 client
 (inside a live session, or without one) or as a 2026-07-28 client (`_meta` in the body, routing headers that agree
 with it or not), with headers a client may get wrong. Every answer must be below 500, and every refusal a JSON-RPC
-error object (docs/mcp.md). `VOUCHSIM_FUZZ_CASES` sets the number of cases.
+error object (docs/mcp.md). `VOUCHSIM_FUZZ_CASES` sets the number of cases. Each request goes to every backend
+(fuzz/conftest.py), in its own session there.
 """
 
 from __future__ import annotations
@@ -180,41 +181,50 @@ def requests_(draw: st.DrawFn, session_id: str) -> tuple[str, dict[str, str], by
     return verb, headers, body, era
 
 
-def test_mcp_answers_every_body_without_a_5xx(parties: Parties, capsys: pytest.CaptureFixture[str]) -> None:
-    agent = Agent(parties.client, parties.access_token)
-    assert agent.initialize().status_code == 200
-    assert agent.session_id is not None
-    statuses: Counter[str] = Counter()
+def test_mcp_answers_every_body_without_a_5xx(every_backend: list[Parties], capsys: pytest.CaptureFixture[str]) -> None:
+    sessions = {}
+    for parties in every_backend:
+        agent = Agent(parties.client, parties.access_token)
+        assert agent.initialize().status_code == 200
+        assert agent.session_id is not None
+        sessions[parties.backend] = agent.session_id
+    first = sessions[every_backend[0].backend]  # the session the requests are generated with
+    statuses = {parties.backend: Counter[str]() for parties in every_backend}
     failures: dict[str, str] = {}
 
     @fuzz_settings()
     @seeded
-    @given(request=requests_(agent.session_id), token=st.sampled_from(["good"] * 18 + ["none", "garbage"]))
+    @given(request=requests_(first), token=st.sampled_from(["good"] * 18 + ["none", "garbage"]))
     def run(request: tuple[str, dict[str, str], bytes, str], token: str) -> None:
-        verb, headers, body, era = request
-        if token == "good":
-            headers["Authorization"] = f"Bearer {parties.access_token}"
-        elif token == "garbage":
-            headers["Authorization"] = "Bearer not-a-token"
-        if not EDGE_GUARD_MERGED and parties.backend == "postgres":
-            body = body.replace(b"\\u0000", b"")
-        response = parties.client.request(verb, "/mcp", content=body, headers=headers)
-        statuses[f"{era} {response.status_code}"] += 1
-        problem = None
-        if response.status_code >= 500:
-            problem = "5xx"
-        elif response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                assert isinstance(error["code"], int) and isinstance(error["message"], str)
-            except Exception:
-                problem = "a refusal that is not a JSON-RPC error"
-        if problem:
-            key = f"{era} {verb} -> {response.status_code}: {problem}"
-            failures.setdefault(key, f"headers={headers}\nbody={body[:500]!r}\nanswer={response.text[:500]}")
+        verb, generated, body, era = request
+        for parties in every_backend:
+            headers = dict(generated)
+            if headers.get("Mcp-Session-Id") == first:
+                headers["Mcp-Session-Id"] = sessions[parties.backend]
+            if token == "good":
+                headers["Authorization"] = f"Bearer {parties.access_token}"
+            elif token == "garbage":
+                headers["Authorization"] = "Bearer not-a-token"
+            sent = body.replace(b"\\u0000", b"") if not EDGE_GUARD_MERGED and parties.backend == "postgres" else body
+            response = parties.client.request(verb, "/mcp", content=sent, headers=headers)
+            statuses[parties.backend][f"{era} {response.status_code}"] += 1
+            problem = None
+            if response.status_code >= 500:
+                problem = "5xx"
+            elif response.status_code >= 400:
+                try:
+                    error = response.json()["error"]
+                    assert isinstance(error["code"], int) and isinstance(error["message"], str)
+                except Exception:
+                    problem = "a refusal that is not a JSON-RPC error"
+            if problem:
+                key = f"{parties.backend}: {era} {verb} -> {response.status_code}: {problem}"
+                failures.setdefault(key, f"headers={headers}\nbody={sent[:500]!r}\nanswer={response.text[:500]}")
 
     run()
     with capsys.disabled():  # the counts show in a serial run (-n 0), not only with -s
-        print("\n" + summary(f"/mcp on {parties.backend}", statuses))
-    assert sum(statuses.values()) >= min(CASES, 2000) * 0.9
+        for backend, counts in statuses.items():
+            print("\n" + summary(f"/mcp on {backend}", counts))
+    for backend, counts in statuses.items():
+        assert sum(counts.values()) >= min(CASES, 2000) * 0.9, backend
     assert not failures, "\n\n".join(f"{key}\n{detail}" for key, detail in failures.items())

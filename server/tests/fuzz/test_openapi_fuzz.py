@@ -6,12 +6,14 @@ that matches the documented schema. Device requests are signed by an enrolled de
 and `send`), so the device API is exercised past its 401; OAuth requests often carry a registered client's id,
 redirect URI and tokens, so they reach the checks behind client authentication. Every tenth case carries a NUL byte
 and every tenth other one a deeply nested JSON body (`hostile`). `VOUCHSIM_FUZZ_CASES` sets the number of cases.
+Each case goes to every backend (fuzz/conftest.py), with the same choices made for it (`SameDraws`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import requests
@@ -28,17 +30,31 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from server.tests.fuzz.conftest import Parties
-from server.tests.fuzz.support import CASES, EDGE_GUARD_MERGED, MAX_DEPTH, fuzz_settings, nested, seeded, summary
+from server.tests.fuzz.support import (
+    CASES,
+    EDGE_GUARD_MERGED,
+    MAX_DEPTH,
+    SameDraws,
+    fuzz_settings,
+    nested,
+    seeded,
+    summary,
+)
 from server.tests.http.conftest import ISSUER
 from server.tests.support import Device, pkce
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # An endless event stream once the signature is good: sent unsigned only (its 401 and 400 answers are fuzzed).
 UNSIGNED_ONLY = {"/device/delegations/stream"}
+OWN_PARTS = {"path_parameters", "headers", "cookies", "query", "body", "_meta"}  # per backend (own_copy)
 TRANSPORT_KEYS = ("method", "url", "headers", "params", "cookies", "data", "json", "files")
 
 
-def known_good(parties: Parties, case: Any, data: st.DataObject) -> None:
+class Draws(Protocol):
+    def draw(self, strategy: st.SearchStrategy[Any], label: Any = None) -> Any: ...
+
+
+def known_good(parties: Parties, case: Any, data: Draws) -> None:
     """Replace some generated values by real ones, so a share of the requests gets past the first check."""
     path = case.operation.path
     info = parties.registered
@@ -52,13 +68,14 @@ def known_good(parties: Parties, case: Any, data: st.DataObject) -> None:
         "code_challenge_method": "S256",
         "response_type": "code",
         "scope": "identity delegation",
-        "token": data.draw(st.sampled_from([parties.access_token, parties.refresh_token]), label="token"),
+        "token": parties.access_token if data.draw(st.booleans(), label="access token") else parties.refresh_token,
         "refresh_token": parties.refresh_token,
     }
     if path == "/oauth/authorize" and isinstance(case.query, dict):
         case.query.update({k: v for k, v in good.items() if k in case.query or k in {"client_id", "redirect_uri"}})
     elif path == "/oauth/register" and isinstance(case.body, dict):
-        case.body["redirect_uris"] = [data.draw(st.sampled_from([good["redirect_uri"], "https://app.example/cb"]))]
+        registered_uri = data.draw(st.booleans(), label="the registered redirect URI")
+        case.body["redirect_uris"] = [good["redirect_uri"] if registered_uri else "https://app.example/cb"]
     elif path.startswith("/oauth/") and isinstance(case.body, dict):
         case.body.update({k: v for k, v in good.items() if k in case.body or k == "client_id"})
 
@@ -93,7 +110,7 @@ def without_nul(value: bytes) -> bytes:
     return value.replace(b"\x00", b"").replace(b"\\u0000", b"").replace(b"%00", b"")
 
 
-def signer_for(parties: Parties, case: Any, data: st.DataObject) -> Device | None:
+def signer_for(parties: Parties, case: Any, data: Draws) -> Device | None:
     """The auth hook's key: the enrolled device's, or for an enrolment a fresh key, signing as device `new`, and (when
     drawn) put in the body as the key it enrols, so the proof of possession can hold. None: sent unsigned."""
     path = case.operation.path
@@ -112,9 +129,9 @@ def signer_for(parties: Parties, case: Any, data: st.DataObject) -> Device | Non
     return key
 
 
-def send(parties: Parties, case: Any, data: st.DataObject, counts: Counter[str]) -> Any:
+def send(parties: Parties, case: Any, data: Draws, counts: Counter[str]) -> Any:
     signer = signer_for(parties, case, data)
-    deep = hostile(case, counts)
+    deep = hostile(case, counts)  # chosen by count: the same for each backend
     request = prepared(case)
     method = request.method or "GET"
     target = request.path_url
@@ -133,42 +150,64 @@ def send(parties: Parties, case: Any, data: st.DataObject, counts: Counter[str])
     return parties.client.request(method, ISSUER + target, content=body, headers=headers, follow_redirects=False)
 
 
+def own_copy(case: Any) -> Any:
+    """The case with its own request parts and metadata (which tracks changes to them), for one backend's known
+    good values; the operation is shared. Slot by slot: `Case.__setattr__` reads the metadata of the case it sets."""
+    each = object.__new__(type(case))
+    for slot in type(case).__slots__:
+        value = getattr(case, slot)
+        object.__setattr__(each, slot, copy.deepcopy(value) if slot in OWN_PARTS else value)
+    return each
+
+
 def test_every_answer_is_one_the_openapi_document_promises(
-    parties: Parties, capsys: pytest.CaptureFixture[str]
+    every_backend: list[Parties], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    raw = parties.client.get("/schema/openapi.json").json()
+    raw = every_backend[0].client.get("/schema/openapi.json").json()
+    for parties in every_backend[1:]:
+        assert parties.client.get("/schema/openapi.json").json() == raw
     schema = schemathesis.openapi.from_dict(raw)
     cases = st.one_of(schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE))
-    statuses: Counter[str] = Counter()
+    statuses = {parties.backend: Counter[str]() for parties in every_backend}
     failures: dict[str, str] = {}
-    injected: Counter[str] = Counter()  # hostile inputs beyond the schema
-    device: Counter[bool] = Counter()  # signed device requests: True when past the signature check
+    injected = {parties.backend: Counter[str]() for parties in every_backend}  # hostile inputs beyond the schema
+    device = {parties.backend: Counter[bool]() for parties in every_backend}  # signed: True when past the signature
 
     @fuzz_settings()
     @seeded
     @given(case=cases, data=st.data())
     def run(case: Any, data: st.DataObject) -> None:
-        known_good(parties, case, data)
-        response = send(parties, case, data, injected)
-        statuses[str(response.status_code)] += 1
-        if case.operation.path.startswith("/device/") and case.operation.path not in UNSIGNED_ONLY:
-            device[response.status_code != 401] += 1
-        try:
-            case.validate_response(response, checks=CHECKS)
-        except (Failure, FailureGroup) as found:  # every check's failure, collected: one run shows every class
-            each = list(found.exceptions) if isinstance(found, FailureGroup) else [found]
-            key = f"{case.operation.label} -> {response.status_code}: {', '.join(type(f).__name__ for f in each)}"
-            detail = "\n".join(str(f) for f in each)
-            failures.setdefault(key, f"{detail}\n{case.as_curl_command()}\n{response.text[:300]}"[:3000])
+        draws = SameDraws(data)
+        for parties in every_backend:
+            each = own_copy(case)
+            known_good(parties, each, draws)
+            response = send(parties, each, draws, injected[parties.backend])
+            draws.replay()
+            statuses[parties.backend][str(response.status_code)] += 1
+            if each.operation.path.startswith("/device/") and each.operation.path not in UNSIGNED_ONLY:
+                device[parties.backend][response.status_code != 401] += 1
+            try:
+                each.validate_response(response, checks=CHECKS)
+            except (Failure, FailureGroup) as found:  # every check's failure, collected: one run shows every class
+                failed = list(found.exceptions) if isinstance(found, FailureGroup) else [found]
+                key = (
+                    f"{parties.backend}: {each.operation.label} -> {response.status_code}: "
+                    f"{', '.join(type(f).__name__ for f in failed)}"
+                )
+                detail = "\n".join(str(f) for f in failed)
+                failures.setdefault(key, f"{detail}\n{each.as_curl_command()}\n{response.text[:300]}"[:3000])
 
     run()
     with capsys.disabled():  # the counts show in a serial run (-n 0), not only with -s
-        print(
-            "\n" + summary(f"schemathesis on {parties.backend}", statuses),
-            f"(signed device requests past 401: {device[True]} of {device.total()};",
-            f"beyond the schema: {injected['with a NUL']} with a NUL, {injected['nested deep']} nested deep)",
-        )
-    assert sum(statuses.values()) >= min(CASES, 2000) * 0.9
-    # The auth hook works: most signed device requests are judged on their content, not refused at the signature.
-    assert device[True] > device[False], device
+        for backend, counts in statuses.items():
+            print(
+                "\n" + summary(f"schemathesis on {backend}", counts),
+                f"(signed device requests past 401: {device[backend][True]} of {device[backend].total()};",
+                f"beyond the schema: {injected[backend]['with a NUL']} with a NUL,",
+                f"{injected[backend]['nested deep']} nested deep)",
+            )
+    for backend, counts in statuses.items():
+        assert sum(counts.values()) >= min(CASES, 2000) * 0.9, backend
+        # The auth hook works: most signed device requests are judged on their content, not refused at the signature.
+        assert device[backend][True] > device[backend][False], (backend, device[backend])
     assert not failures, "\n\n".join(f"{key}\n{detail}" for key, detail in failures.items())
