@@ -1,8 +1,9 @@
 """The e2e harness: a live server process, the companion's real CLI, and a headless browser, all over HTTP.
 
-Nothing here imports the server: it runs as `python -m vouchsim.server serve` and is reached only through its port.
-The companion is driven through its CLI in a subprocess (as a person or a script would use it), with its
-`DeviceApiClient` used in-process only to look at what the server says about the device.
+Nothing here imports the server: it runs as `python -m vouchsim.server serve` in a process of its own and is reached
+only through its port. The companion is driven through its CLI in a process of its own (as a person or a script
+would use it), with its `DeviceApiClient` used in-process only to look at what the server says about the device.
+Both processes are forked from the suite's fork server, which imported them once (`e2e/forked.py`).
 """
 
 from __future__ import annotations
