@@ -10,13 +10,16 @@ unexport PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX ?= $(CURDIR)/.pycache
 
 # What `make lint` checks, and `make test` before the suite: lint, formatting, and types (the e2e suite included).
+# `make test`'s set-up runs them (`make lint-checks`: the same, without set-up) as soon as .venv is ready, while apt-get
+# and npm ci still work: on a simulated fresh 2-core machine, set-up + checks took 34 s instead of 46 (one after the
+# other) or 40 (the installs overlapped, the checks after them). Where set-up is done it makes no difference.
 define LINT
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy -p vouchsim.server -p vouchsim.companion -p e2e
 endef
 
-.PHONY: setup setup-e2e demo serve companion test lint fmt migration
+.PHONY: setup setup-e2e demo serve companion test lint lint-checks fmt migration
 
 setup:
 	@./.ci/setup.sh
@@ -33,11 +36,14 @@ serve: setup  ## the server alone (ARGS="--port 9000", say)
 companion: setup  ## the companion: the TUI, or a command (ARGS="whoami")
 	$(UV) run vouchsim companion $(ARGS)
 
-test: setup-e2e  ## the whole suite: lint, formatting, types, import contracts, unit, HTTP and e2e tests
-	$(LINT)
+test:  ## the whole suite: lint, formatting, types, import contracts, unit, HTTP and e2e tests
+	@./.ci/setup.sh --e2e --lint
 	$(UV) run pytest
 
 lint: setup
+	$(LINT)
+
+lint-checks:  # what `make lint` checks, without its set-up: `make test`'s set-up runs it (.ci/setup.sh --lint)
 	$(LINT)
 
 fmt: setup
