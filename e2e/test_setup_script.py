@@ -265,7 +265,10 @@ def test_setup_without_root_names_the_missing_packages_and_starts_nothing(tmp_pa
 
 
 def make_dry_run(target: str) -> list[str]:
-    done = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    # Without the variables of a `make test` this suite may run under: a sub-make prints "Entering directory" lines.
+    env = {name: value for name, value in os.environ.items() if name not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+    command = ["make", "-n", "--no-print-directory", target]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
     return [line.split(" run ", 1)[1] if " run " in line else line for line in done.stdout.splitlines()]
 
 
