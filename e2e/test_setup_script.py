@@ -264,11 +264,18 @@ def test_setup_without_root_names_the_missing_packages_and_starts_nothing(tmp_pa
     assert not log.exists()
 
 
+def make_environment(*leave_out: str) -> dict[str, str]:
+    """This environment without the variables of a `make test` this suite may run under (a sub-make prints
+    "Entering directory" lines) and without `leave_out`."""
+    dropped = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", *leave_out}
+    return {name: value for name, value in os.environ.items() if name not in dropped}
+
+
 def make_dry_run(target: str) -> list[str]:
-    # Without the variables of a `make test` this suite may run under: a sub-make prints "Entering directory" lines.
-    env = {name: value for name, value in os.environ.items() if name not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
     command = ["make", "-n", "--no-print-directory", target]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        command, cwd=REPO, env=make_environment(), capture_output=True, text=True, timeout=60, check=True
+    )
     return [line.split(" run ", 1)[1] if " run " in line else line for line in done.stdout.splitlines()]
 
 
@@ -291,9 +298,9 @@ def test_make_test_runs_everything_make_lint_runs_then_the_suite() -> None:
 def test_the_bytecode_cache_make_exports_is_outside_the_venv_uv_creates(tmp_path: Path) -> None:
     # Set-up's first Python run (pip installing uv) writes bytecode there before `uv sync` creates .venv.
     shown = subprocess.run(
-        ["make", "-s", "--eval", "show-prefix: ; @echo $$PYTHONPYCACHEPREFIX", "show-prefix"],
+        ["make", "-s", "--no-print-directory", "--eval", "show-prefix: ; @echo $$PYTHONPYCACHEPREFIX", "show-prefix"],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"},
+        env=make_environment("PYTHONPYCACHEPREFIX"),
         capture_output=True,
         text=True,
         timeout=60,
