@@ -46,7 +46,9 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when the thread that forked it ends (runs in the child, after
+    the fork); a no-op where that cannot be asked."""
     with contextlib.suppress(OSError):  # not glibc Linux: the other guards still apply
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -124,7 +126,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if guard else None,
+                preexec_fn=die_with_parent if guard else None,
             )
         return self
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import io
 import json
 import multiprocessing
@@ -34,12 +33,13 @@ from pathlib import Path
 
 import anyio
 
+from vouchsim.companion.server_process import die_with_parent
+
 # Imported once by the fork server, so that its children find them loaded. A module missing here is imported by the
 # child itself (the fork server skips what fails to import), only slower. "__main__": the parent's main script
 # (`.venv/bin/pytest` in a serial run; an xdist worker has none), which multiprocessing otherwise runs again, as
 # `__mp_main__`, in every child.
 PRELOAD = ("__main__", "vouchsim.server.cli", "vouchsim.server.app", "uvicorn", "vouchsim.companion.cli", "e2e.forked")
-_PR_SET_PDEATHSIG = 1
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(list(PRELOAD))
@@ -107,7 +107,7 @@ def start(
         name=f"{module} {args[0] if args else ''}".strip(),
     )
     process.start()
-    return ForkedProcess(process, [sys.executable, *([] if not safe_path else ["-P"]), "-m", module, *args])
+    return ForkedProcess(process, [sys.executable, *(["-P"] if safe_path else []), "-m", module, *args])
 
 
 async def wait(process: ForkedProcess) -> int:
@@ -135,8 +135,7 @@ def _become(
     module: str, args: list[str], env: dict[str, str], cwd: str, sys_path: list[str], stdout: str, stderr: str | None
 ) -> None:
     """In the forked child: become the new interpreter that `python -m MODULE ARGS` would have started."""
-    with contextlib.suppress(OSError):  # when the fork server goes (its pytest worker did), so does this child
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()  # when the fork server goes (its pytest worker did), so does this child
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
