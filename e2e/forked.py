@@ -100,7 +100,8 @@ def start(
 ) -> ForkedProcess:
     """Fork `python [-P] -m MODULE ARGS`, its stdin /dev/null, its stdout written to the file `stdout` and its stderr
     to `stderr` (the same file when None)."""
-    sys_path = ([] if safe_path else [str(cwd)]) + _isolated_sys_path()
+    path_settings = tuple((name, env[name]) for name in _PATH_SETTINGS if name in env)
+    sys_path = ([] if safe_path else [str(cwd)]) + _isolated_sys_path(path_settings)
     process = _context.Process(
         target=_become,
         args=(module, args, dict(env), str(cwd), sys_path, str(stdout), str(stderr) if stderr else None),
@@ -117,11 +118,17 @@ async def wait(process: ForkedProcess) -> int:
     return process.wait()
 
 
+# The environment variables that change what `site` puts on `sys.path`.
+_PATH_SETTINGS = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "HOME")
+
+
 @cache
-def _isolated_sys_path() -> list[str]:
-    """`sys.path` of `python -P`: the interpreter's own, without the working directory or pytest's additions."""
+def _isolated_sys_path(path_settings: tuple[tuple[str, str], ...]) -> list[str]:
+    """`sys.path` of `python -P` under these settings: the interpreter's own and the environment's, without the working
+    directory or pytest's additions."""
     shown = subprocess.run(
         [sys.executable, "-P", "-c", "import json, sys; print(json.dumps(sys.path))"],
+        env=dict(path_settings),
         capture_output=True,
         text=True,
         check=True,

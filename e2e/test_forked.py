@@ -47,3 +47,15 @@ async def test_a_forked_child_sees_and_ends_as_a_new_interpreter_would(how: str,
     assert got[0] == {"0": 0, "3": 3, "SIGTERM": -15}[how]
     seen = json.loads(got[1])
     assert seen["cwd"] == str(REPO) and seen["env"] == {"PROBE_NAME": "value"} and seen["stdin"] == ""
+
+
+@pytest.mark.requirement("E2E-FORKED-PROCESSES")
+async def test_a_forked_child_takes_pythonpath_from_its_own_environment(tmp_path: Path) -> None:
+    """The fork server's `sys.path` came from the suite's environment; a child's comes from the one it is given."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(extra)}
+    expected = new_interpreter("0", env, REPO)
+    got = await forked_child("0", env, REPO, tmp_path)
+    assert got == expected
+    assert str(extra) in json.loads(got[1])["path"]
