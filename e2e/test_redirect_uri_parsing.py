@@ -1,9 +1,10 @@
 """The server judges a redirect URI's host as a browser does (issue 9, finding 1): a property test against Node.
 
 Hypothesis builds tricky URLs (backslashes, `@`, percent-encoding, tabs and newlines, IPv6, IPv4 in odd forms,
-trailing dots, upper case, Unicode look-alikes). For every URL the server accepts (`registration_problem` is None,
-or `matches` a registered loopback URI), the host, port and scheme that Node's `new URL()` sees must be the ones
-the server judged. One Node process (e2e/node/whatwg_url.mjs) answers the whole run over a pipe.
+trailing dots, upper case, Unicode look-alikes, an app's own scheme). For every URL the server accepts
+(`registration_problem` is None, or `matches` a registered loopback URI), the host, port and scheme that Node's
+`new URL()` sees must be the ones the server judged; for an app's scheme (`cursor://…`), the scheme and the name
+the page and the device show. One Node process (e2e/node/whatwg_url.mjs) answers the whole run over a pipe.
 """
 
 from __future__ import annotations
@@ -165,7 +166,10 @@ def ipv6(draw: st.DrawFn) -> str:
 
 
 host = st.one_of(named, domain, ipv4(), ipv6())
-scheme = _often(["http", "https"], ["HTTP", "Https", "ftp", "javascript", " http", "ht\ttp"])
+scheme = _often(
+    ["http", "https"],
+    ["HTTP", "Https", "ftp", "javascript", " http", "ht\ttp", "cursor", "com.example.app", "Cursor", "data", "ws"],
+)
 separator = _often(["://"], [":/", ":///", ":\\\\", ":/\\", ":\\/", ": //"])
 userinfo = _often([""], ["evil.example@", "evil.example\\@", "user:pw@", "@", "%40", "a%5c@"])
 port = _often(["", ":3000", ":33418", ":8443"], [":", ":0", ":80", ":443", ":03000", ":65535", ":65536", ":1a"])
@@ -179,6 +183,21 @@ path = _often(
 def tricky_url(draw: st.DrawFn) -> str:
     url = draw(scheme) + draw(separator) + draw(userinfo) + draw(host) + draw(port) + draw(path)
     for _ in range(draw(st.sampled_from([0, 0, 0, 0, 1, 2]))):  # and sometimes an odd character anywhere
+        at = draw(st.integers(0, len(url)))
+        url = url[:at] + draw(st.sampled_from(ODD + UNICODE)) + url[at:]
+    return url
+
+
+@st.composite
+def app_url(draw: st.DrawFn) -> str:
+    """An app's own scheme (Cursor's `cursor://anysphere.cursor-mcp/oauth/callback`), and schemes that are no app's."""
+    url = (
+        draw(_often(["cursor", "vscode", "com.example.app"], ["Cursor", "javascript", "data", "file", "blob", "x"]))
+        + draw(_often(["://", ":/"], [":", ":///", ":\\\\", "://@"]))
+        + draw(_often(["anysphere.cursor-mcp", "vscode.github-authentication", ""], ["Upper", "a:1", "[::1]", "%61"]))
+        + draw(path)
+    )
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1]))):
         at = draw(st.integers(0, len(url)))
         url = url[:at] + draw(st.sampled_from(ODD + UNICODE)) + url[at:]
     return url
@@ -214,14 +233,19 @@ def loopback_url(draw: st.DrawFn) -> str:
 
 
 # -- the properties ------------------------------------------------------------------------------------------
-def _judged(url: str) -> browser_urls.BrowserUrl:
-    return browser_urls.parse(url)
+def _judged(url: str) -> browser_urls.BrowserUrl | browser_urls.AppUrl:
+    return browser_urls.parse_redirect_target(url)
 
 
 def _assert_browser_agrees(whatwg: WhatwgParser, url: str) -> None:
     judged = _judged(url)
     seen = whatwg.parse(url)
     assert seen["ok"], f"the server accepted {url!r}, which a browser cannot parse at all ({seen['error']})"
+    if isinstance(judged, browser_urls.AppUrl):  # handed to an app: its scheme, and its name as people see it
+        assert seen["protocol"] == judged.scheme + ":", url
+        assert (seen["hostname"] or judged.scheme) == judged.host, f"{url!r}: {seen} against {judged}"
+        assert redirects.display_host(url) == judged.host
+        return
     assert seen["hostname"] == judged.host, f"{url!r}: the browser goes to {seen['hostname']!r}, not {judged.host!r}"
     assert seen["protocol"] == judged.scheme + ":", url
     assert seen["port"] == ("" if judged.port is None else str(judged.port)), url
@@ -229,11 +253,13 @@ def _assert_browser_agrees(whatwg: WhatwgParser, url: str) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(url=st.one_of(tricky_url(), loopback_url()))
+@given(url=st.one_of(tricky_url(), loopback_url(), app_url()))
 @example(url="http://evil.example\\@127.0.0.1:33418/callback")  # the issue's attack
 @example(url="http://evil.example@127.0.0.1:33418/callback")
 @example(url="https://\u0435vil.example/cb")
 @example(url="http://[::ffff:127.0.0.1]:3000/cb")
+@example(url="cursor://anysphere.cursor-mcp/oauth/callback")  # Cursor's
+@example(url="com.example.app:/oauth2redirect")  # RFC 8252 §7.1's form
 def test_every_accepted_redirect_uri_has_the_host_a_browser_sees(whatwg: WhatwgParser, url: str) -> None:
     if redirects.registration_problem(url) is None:
         _assert_browser_agrees(whatwg, url)

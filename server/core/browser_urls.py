@@ -16,6 +16,12 @@ only the subset of URLs on which the two agree, and refuses everything else with
   refused, as is percent-encoding in the host;
 - a port of 1 to 65535 without leading zeros; the scheme's default port counts as no port, as for browsers.
 
+A redirect URI may also use an app's own scheme (`parse_app_url`, RFC 8252 §7.1): Cursor registers
+`cursor://anysphere.cursor-mcp/oauth/callback`, VS Code `vscode://…`, and a mobile app `com.example.app:/callback`.
+The operating system hands such a URL to the app that claimed the scheme; no browser fetches it. The same characters
+are refused, the scheme is lower case and none that browsers give a meaning of their own (`javascript`, `data`,
+`file`, …), and its authority, if any, is a plain lower-case name: what the page and the device show.
+
 e2e/test_redirect_uri_parsing.py checks, with generated URLs, that the host judged here is the host Node's
 `new URL()` sees for every URL this module accepts.
 """
@@ -30,12 +36,19 @@ from dataclasses import dataclass
 import idna
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# Schemes that browsers give a meaning of their own (WHATWG's special and local schemes, script, and their
+# wrappers): never an app's private-use scheme.
+NOT_PRIVATE_USE = frozenset(
+    {"http", "https", "ws", "wss", "ftp", "file", "about", "blob", "data", "javascript", "vbscript"}
+    | {"filesystem", "view-source", "jar"}
+)
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")
 _DOTTED_QUAD = re.compile(r"^(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$")
 _NUMBER_LABEL = re.compile(r"^([0-9]+|0x[0-9a-f]*)$")  # WHATWG "ends in a number": the host is parsed as IPv4
 _PORT = re.compile(r"^[1-9][0-9]{0,4}$")
+_APP_AUTHORITY = re.compile(r"^[a-z0-9._-]*$")
 
 
 class UnsafeUrl(ValueError):
@@ -63,6 +76,16 @@ class BrowserUrl:
         query = "" if self.query is None else "?" + self.query
         fragment = "" if self.fragment is None else "#" + self.fragment
         return f"{self.scheme}://{self.host}{self.path or '/'}{query}{fragment}"
+
+
+@dataclass(frozen=True)
+class AppUrl:
+    """A URL with an app's private-use scheme (RFC 8252 §7.1) that `parse_app_url` accepted. `host` is what people are
+    shown: its authority (`anysphere.cursor-mcp`), or the scheme when it has none (`com.example.app:/callback`)."""
+
+    scheme: str
+    host: str
+    fragment: str | None
 
 
 def _character_problem(url: str) -> str | None:
@@ -184,12 +207,42 @@ def parse(url: str) -> BrowserUrl:
     return BrowserUrl(scheme=scheme, host=host, port=port, path=rest, query=query, fragment=fragment)
 
 
+def parse_app_url(url: str) -> AppUrl:
+    """A URL with an app's private-use scheme; raises `UnsafeUrl` when it is not one this server accepts."""
+    if problem := _character_problem(url):
+        raise UnsafeUrl(problem)
+    match = _SCHEME.match(url)
+    if match is None:
+        raise UnsafeUrl("is not an absolute URL")
+    scheme = match.group(1)
+    if scheme != scheme.lower():
+        raise UnsafeUrl("must have a lower-case scheme")
+    if scheme in NOT_PRIVATE_USE:
+        raise UnsafeUrl("must use http, https or an app's own scheme")
+    rest = url[match.end() :]
+    rest, hash_sign, fragment = rest.partition("#")
+    if not rest.split("?")[0].strip("/"):
+        raise UnsafeUrl("must have more than its scheme")
+    authority = rest[2:].split("/")[0].split("?")[0] if rest.startswith("//") else ""
+    if not _APP_AUTHORITY.match(authority):
+        raise UnsafeUrl("must have a plain lower-case name after an app's scheme and '//'")
+    return AppUrl(scheme=scheme, host=authority or scheme, fragment=fragment if hash_sign else None)
+
+
+def parse_redirect_target(url: str) -> BrowserUrl | AppUrl:
+    """A redirect URI read as `parse` reads http(s) URLs, or as `parse_app_url` reads any other scheme."""
+    match = _SCHEME.match(url)
+    if match is not None and match.group(1).lower() not in DEFAULT_PORTS:
+        return parse_app_url(url)
+    return parse(url)
+
+
 def display_host(url: str) -> str:
     """The host a browser would go to, for people to read (punycode for international names, IPv6 in brackets, as
-    `URL.hostname`). For a private-use scheme (RFC 8252 §7.1; never accepted as a redirect URI since issue 9, but
-    possibly stored before), the authority if it is plain ASCII, else the scheme."""
+    `URL.hostname`); for an app's scheme, its name (`AppUrl.host`). For a URL neither accepts (possibly stored
+    before issue 9), the authority if it is plain ASCII, else the scheme."""
     try:
-        return parse(url).host
+        return parse_redirect_target(url).host
     except UnsafeUrl:
         pass
     scheme = _SCHEME.match(url)

@@ -3,7 +3,9 @@
 One parser judges them all, at registration (dynamic, the clients file, Client ID Metadata Documents) and at the
 authorization endpoint: `server.core.browser_urls`, which reads a URL as a browser does or refuses it. A redirect
 URI with `\\`, `@`, whitespace, control or formatting characters, an upper-case scheme, a host in an unusual form
-or a fragment is refused wherever it appears (docs/security.md, "Redirect URIs as browsers read them").
+or a fragment is refused wherever it appears (docs/security.md, "Redirect URIs as browsers read them"). Besides
+`https` (and `http` on loopback hosts), a native app's own scheme is accepted (RFC 8252 §7.1: Cursor registers
+`cursor://anysphere.cursor-mcp/oauth/callback`), but none that browsers give a meaning (`javascript:`, `data:`, …).
 
 Matching is exact string comparison, with one exception from RFC 8252 §7.3: for a loopback redirect URI (`http`
 on `127.0.0.1`, `[::1]` or `localhost`) the port may differ, because native clients (Claude Code, the MCP SDKs,
@@ -18,7 +20,7 @@ Public API (used by registration, the clients file, CIMD, the authorization endp
 from __future__ import annotations
 
 from vouchsim.server.core import browser_urls
-from vouchsim.server.core.browser_urls import BrowserUrl, UnsafeUrl, is_loopback_http
+from vouchsim.server.core.browser_urls import AppUrl, BrowserUrl, UnsafeUrl, is_loopback_http
 
 MAX_LENGTH = 2000  # characters; the longest URL every browser handles (and far beyond any real redirect URI)
 # Per client. Neither Hydra nor Keycloak documents a cap; 20 is Microsoft Entra's classic limit and Outline's, far
@@ -31,14 +33,14 @@ def _quoted(uri: object) -> str:
     return repr(shown)
 
 
-def _parse(uri: str) -> BrowserUrl | str:
+def _parse(uri: str) -> BrowserUrl | AppUrl | str:
     """The parsed URI, or why it cannot be used as a redirect URI (a phrase to follow "the redirect URI")."""
     if not isinstance(uri, str):
         return "must be a string"
     if len(uri) > MAX_LENGTH:
         return f"is longer than {MAX_LENGTH} characters"
     try:
-        parsed = browser_urls.parse(uri)
+        parsed = browser_urls.parse_redirect_target(uri)
     except UnsafeUrl as unsafe:
         return str(unsafe)
     if parsed.fragment is not None:
@@ -56,7 +58,7 @@ def _problem(uri: str) -> str | None:
     parsed = _parse(uri)
     if isinstance(parsed, str):
         return parsed
-    if parsed.scheme == "http" and not is_loopback_http(parsed):
+    if isinstance(parsed, BrowserUrl) and parsed.scheme == "http" and not is_loopback_http(parsed):
         return "must use https (plain http is allowed only for loopback hosts)"
     return None
 
@@ -81,7 +83,7 @@ def matches(registered: list[str] | tuple[str, ...], requested: str) -> bool:
         return False
     if requested in registered:
         return True
-    if not is_loopback_http(asked):
+    if not isinstance(asked, BrowserUrl) or not is_loopback_http(asked):
         return False
     for uri in registered:
         known = _parse(uri)
@@ -91,5 +93,6 @@ def matches(registered: list[str] | tuple[str, ...], requested: str) -> bool:
 
 
 def display_host(uri: str) -> str:
-    """The host a browser would go to, as people should read it (international names in punycode)."""
+    """The host a browser would go to, as people should read it (international names in punycode); an app's name
+    for an app's scheme."""
     return browser_urls.display_host(uri)

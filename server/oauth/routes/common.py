@@ -102,9 +102,11 @@ def _csp(form_targets: list[str]) -> str:
 def _redirect_origin(redirect_uri: str) -> str:
     """The CSP source for a redirect target: browsers apply form-action to the redirect after a POST."""
     try:
-        parts = browser_urls.parse(redirect_uri)  # the host a browser goes to, in ASCII (punycode)
+        parts = browser_urls.parse_redirect_target(redirect_uri)  # the host a browser goes to, in ASCII (punycode)
     except browser_urls.UnsafeUrl:
         return ""  # never stored (the authorization endpoint refuses it); nothing to allow
+    if isinstance(parts, browser_urls.AppUrl):
+        return f"{parts.scheme}:"  # handed to the app that claimed the scheme: no host for CSP to name
     if redirects.is_loopback(redirect_uri):
         return f"{parts.scheme}://{parts.host}:*"
     port = "" if parts.port is None else f":{parts.port}"

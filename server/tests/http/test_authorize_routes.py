@@ -13,6 +13,7 @@ from server.tests.support import (
     Flow,
     authorize_params,
     csrf_of,
+    exchange,
     qr_payload_for,
     redirect_query,
     register,
@@ -377,3 +378,36 @@ def test_an_idn_redirect_host_is_shown_in_punycode_on_the_page_and_the_device(
     )
     assert claim.status_code == 200, claim.text
     assert claim.json()["redirect_host"] == "xn--vil-qdd.example"
+
+
+def test_cursor_registers_its_app_scheme_pairs_and_gets_its_code_and_tokens(
+    flow: Flow, client: TestClient[Any], verifier_challenge: tuple[str, str]
+) -> None:
+    """Cursor registers `cursor://anysphere.cursor-mcp/oauth/callback` (an app's own scheme, RFC 8252 §7.1): the page
+    lets the browser follow the redirect to it (CSP form-action), the device names the app, and the code is Cursor's."""
+    redirect_uri = "cursor://anysphere.cursor-mcp/oauth/callback"
+    info = register(client, client_name="Cursor", redirect_uris=[redirect_uri], application_type="native")
+    assert info["redirect_uris"] == [redirect_uri]
+    params = _params(info, verifier_challenge[1])
+    path = flow.pairing_page(params)
+    page = flow.client.get(path)
+    assert '<dd class="redirect-host">anysphere.cursor-mcp</dd>' in page.text
+    assert "form-action 'self' cursor:;" in page.headers["content-security-policy"]
+    claim = flow.device.call(
+        flow.client, "POST", "/device/pairings/claim", {"qr_payload": qr_payload_for(client, path)}
+    )
+    assert claim.status_code == 200, claim.text
+    assert claim.json()["redirect_host"] == "anysphere.cursor-mcp"
+    approved = flow.device.call(flow.client, "POST", f"/device/pairings/{claim.json()['pairing_id']}/approve")
+    assert approved.status_code == 200, approved.text
+    done = flow.submit(path, approved.json()["pairing_code"])
+    assert done.status_code == 303, done.text
+    location = done.headers["location"]
+    assert location.startswith(redirect_uri + "?"), location
+    query = redirect_query(location)
+    assert query["state"] == "opaque-state" and query["iss"] == ISSUER
+    tokens = exchange(client, info, query["code"], verifier_challenge[0])
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["token_type"] == "Bearer"
+    elsewhere = exchange(client, info, query["code"], verifier_challenge[0], redirect_uri=redirect_uri + "/x")
+    assert elsewhere.status_code == 400

@@ -24,6 +24,10 @@ REGISTERED = ["http://127.0.0.1:3000/callback"]
         "https://agent.example.com:8443/cb?x=1&y=%20",
         "https://xn--vil-qdd.example/cb",
         "https://\u0435vil.example/cb",  # Cyrillic ie: registrable, but shown as punycode (test_idn_hosts_...)
+        # an app's own scheme (RFC 8252 §7.1): Cursor's, VS Code's, a reverse-domain one as the RFC recommends
+        "cursor://anysphere.cursor-mcp/oauth/callback",
+        "vscode://vscode.github-authentication/did-authenticate?windowId=1",
+        "com.example.app:/oauth2redirect",
     ],
 )
 def test_registrable(uri: str) -> None:
@@ -71,6 +75,23 @@ def test_registrable(uri: str) -> None:
         ("https://a..example/cb", "labels"),
         ("https://xn--zz.example/cb", "punycode"),
         ("https://a.example/" + "x" * 2000, "longer"),
+        # schemes browsers give a meaning of their own are no app's
+        ("javascript:alert(document.cookie)", "an app's own scheme"),
+        ("data:text/html,<script>alert(1)</script>", "an app's own scheme"),
+        ("file:///etc/passwd", "an app's own scheme"),
+        ("blob:https://a.example/0d7c", "an app's own scheme"),
+        ("view-source:https://a.example/cb", "an app's own scheme"),
+        ("wss://a.example/cb", "an app's own scheme"),
+        # an app's scheme keeps the rules on characters, case and fragments, and names a plain app
+        ("Cursor://anysphere.cursor-mcp/oauth/callback", "lower-case scheme"),
+        ("cursor://Anysphere.cursor-mcp/oauth/callback", "plain lower-case name"),
+        ("cursor://anysphere.cursor-mcp:443/oauth/callback", "plain lower-case name"),
+        ("cursor://evil.example\\@anysphere.cursor-mcp/cb", "backslash"),
+        ("cursor://evil.example@anysphere.cursor-mcp/cb", "'@'"),
+        ("cursor://anysphere.cursor-mcp/cb\r\nX: y", "control"),
+        ("cursor://anysphere.cursor-mcp/cb#x", "fragment"),
+        ("cursor:", "more than its scheme"),
+        ("cursor://", "more than its scheme"),
     ],
 )
 def test_not_registrable(uri: str, reason: str) -> None:
@@ -116,6 +137,16 @@ def test_exact_match_and_loopback_port_freedom() -> None:
 def test_the_named_attacks_never_match(attack: str) -> None:
     assert not redirects.matches(REGISTERED, attack)
     assert redirects.request_problem(attack) is not None
+
+
+def test_an_apps_scheme_matches_exactly_and_names_the_app() -> None:
+    cursor = "cursor://anysphere.cursor-mcp/oauth/callback"
+    assert redirects.matches([cursor], cursor)
+    assert not redirects.matches([cursor], cursor + "/")
+    assert not redirects.matches([cursor], "cursor://anysphere.cursor-mcp/oauth/callback?x=1")
+    assert not redirects.is_loopback(cursor)
+    assert redirects.display_host(cursor) == "anysphere.cursor-mcp"
+    assert redirects.display_host("com.example.app:/oauth2redirect") == "com.example.app"
 
 
 def test_a_stored_uri_that_is_now_refused_matches_nothing() -> None:
