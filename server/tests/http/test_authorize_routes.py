@@ -406,8 +406,8 @@ def test_cursor_registers_its_app_scheme_pairs_and_gets_its_code_and_tokens(
     assert location.startswith(redirect_uri + "?"), location
     query = redirect_query(location)
     assert query["state"] == "opaque-state" and query["iss"] == ISSUER
+    elsewhere = exchange(client, info, query["code"], verifier_challenge[0], redirect_uri=redirect_uri + "/x")
+    assert (elsewhere.status_code, elsewhere.json()["error"]) == (400, "invalid_grant")  # matched exactly
     tokens = exchange(client, info, query["code"], verifier_challenge[0])
     assert tokens.status_code == 200, tokens.text
     assert tokens.json()["token_type"] == "Bearer"
-    elsewhere = exchange(client, info, query["code"], verifier_challenge[0], redirect_uri=redirect_uri + "/x")
-    assert elsewhere.status_code == 400
