@@ -161,8 +161,8 @@ def _domain(text: str) -> str:
     return host
 
 
-def parse(url: str) -> BrowserUrl:
-    """The URL as a browser reads it; raises `UnsafeUrl` when it is outside the subset described above."""
+def _scheme_and_rest(url: str) -> tuple[str, str]:
+    """The lower-case scheme and what follows its colon, once the characters are known to be safe."""
     if problem := _character_problem(url):
         raise UnsafeUrl(problem)
     match = _SCHEME.match(url)
@@ -171,9 +171,14 @@ def parse(url: str) -> BrowserUrl:
     scheme = match.group(1)
     if scheme != scheme.lower():
         raise UnsafeUrl("must have a lower-case scheme")
+    return scheme, url[match.end() :]
+
+
+def parse(url: str) -> BrowserUrl:
+    """The URL as a browser reads it; raises `UnsafeUrl` when it is outside the subset described above."""
+    scheme, rest = _scheme_and_rest(url)
     if scheme not in DEFAULT_PORTS:
         raise UnsafeUrl("must use http or https")
-    rest = url[match.end() :]
     if not rest.startswith("//") or rest[2:3] in ("", "/", "?", "#"):
         raise UnsafeUrl("must have '//' and a host after the scheme")
     rest = rest[2:]
@@ -209,17 +214,9 @@ def parse(url: str) -> BrowserUrl:
 
 def parse_app_url(url: str) -> AppUrl:
     """A URL with an app's private-use scheme; raises `UnsafeUrl` when it is not one this server accepts."""
-    if problem := _character_problem(url):
-        raise UnsafeUrl(problem)
-    match = _SCHEME.match(url)
-    if match is None:
-        raise UnsafeUrl("is not an absolute URL")
-    scheme = match.group(1)
-    if scheme != scheme.lower():
-        raise UnsafeUrl("must have a lower-case scheme")
+    scheme, rest = _scheme_and_rest(url)
     if scheme in NOT_PRIVATE_USE:
         raise UnsafeUrl("must use http, https or an app's own scheme")
-    rest = url[match.end() :]
     rest, hash_sign, fragment = rest.partition("#")
     if not rest.split("?")[0].strip("/"):
         raise UnsafeUrl("must have more than its scheme")
