@@ -243,8 +243,8 @@ def _assert_browser_agrees(whatwg: WhatwgParser, url: str) -> None:
     assert seen["ok"], f"the server accepted {url!r}, which a browser cannot parse at all ({seen['error']})"
     if isinstance(judged, browser_urls.AppUrl):  # handed to an app: its scheme, and its name as people see it
         assert seen["protocol"] == judged.scheme + ":", url
-        assert (seen["hostname"] or judged.scheme) == judged.host, f"{url!r}: {seen} against {judged}"
-        assert redirects.display_host(url) == judged.host
+        assert seen["hostname"] == judged.authority, f"{url!r}: {seen} against {judged}"
+        assert redirects.display_host(url) == judged.shown
         return
     assert seen["hostname"] == judged.host, f"{url!r}: the browser goes to {seen['hostname']!r}, not {judged.host!r}"
     assert seen["protocol"] == judged.scheme + ":", url

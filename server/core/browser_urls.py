@@ -20,7 +20,8 @@ A redirect URI may also use an app's own scheme (`parse_app_url`, RFC 8252 §7.1
 `cursor://anysphere.cursor-mcp/oauth/callback`, VS Code `vscode://…`, and a mobile app `com.example.app:/callback`.
 The operating system hands such a URL to the app that claimed the scheme; no browser fetches it. The same characters
 are refused, the scheme is lower case and none that browsers give a meaning of their own (`javascript`, `data`,
-`file`, …), and its authority, if any, is a plain lower-case name: what the page and the device show.
+`file`, …), and its authority, if any, is a plain lower-case name. The page and the device show the scheme with it
+(`cursor://anysphere.cursor-mcp`): a name after an app's scheme is the app's choice, not a host.
 
 e2e/test_redirect_uri_parsing.py checks, with generated URLs, that the host judged here is the host Node's
 `new URL()` sees for every URL this module accepts.
@@ -80,12 +81,18 @@ class BrowserUrl:
 
 @dataclass(frozen=True)
 class AppUrl:
-    """A URL with an app's private-use scheme (RFC 8252 §7.1) that `parse_app_url` accepted. `host` is what people are
-    shown: its authority (`anysphere.cursor-mcp`), or the scheme when it has none (`com.example.app:/callback`)."""
+    """A URL with an app's private-use scheme (RFC 8252 §7.1) that `parse_app_url` accepted. `authority` is what
+    follows `//` ("" when nothing does): a name the app chose, not a host anyone goes to."""
 
     scheme: str
-    host: str
+    authority: str
     fragment: str | None
+
+    @property
+    def shown(self) -> str:
+        """What people are shown: the scheme always, so that `evilapp://bank.example/cb` never reads as a trip to
+        bank.example (`cursor://anysphere.cursor-mcp`, or `com.example.app:` without an authority)."""
+        return f"{self.scheme}://{self.authority}" if self.authority else f"{self.scheme}:"
 
 
 def _character_problem(url: str) -> str | None:
@@ -223,7 +230,7 @@ def parse_app_url(url: str) -> AppUrl:
     authority = rest[2:].split("/")[0].split("?")[0] if rest.startswith("//") else ""
     if not _APP_AUTHORITY.match(authority):
         raise UnsafeUrl("must have a plain lower-case name after an app's scheme and '//'")
-    return AppUrl(scheme=scheme, host=authority or scheme, fragment=fragment if hash_sign else None)
+    return AppUrl(scheme=scheme, authority=authority, fragment=fragment if hash_sign else None)
 
 
 def parse_redirect_target(url: str) -> BrowserUrl | AppUrl:
@@ -236,12 +243,14 @@ def parse_redirect_target(url: str) -> BrowserUrl | AppUrl:
 
 def display_host(url: str) -> str:
     """The host a browser would go to, for people to read (punycode for international names, IPv6 in brackets, as
-    `URL.hostname`); for an app's scheme, its name (`AppUrl.host`). For a URL neither accepts (possibly stored
-    before issue 9), the authority if it is plain ASCII, else the scheme."""
+    `URL.hostname`); for an app's scheme, `AppUrl.shown`. For a URL neither accepts (possibly stored before issue 9),
+    the authority if it is plain ASCII, else the scheme."""
     try:
-        return parse_redirect_target(url).host
+        target = parse_redirect_target(url)
     except UnsafeUrl:
         pass
+    else:
+        return target.shown if isinstance(target, AppUrl) else target.host
     scheme = _SCHEME.match(url)
     if scheme is None:
         return "an address this server cannot read"

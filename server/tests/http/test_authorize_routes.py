@@ -391,13 +391,13 @@ def test_cursor_registers_its_app_scheme_pairs_and_gets_its_code_and_tokens(
     params = _params(info, verifier_challenge[1])
     path = flow.pairing_page(params)
     page = flow.client.get(path)
-    assert '<dd class="redirect-host">anysphere.cursor-mcp</dd>' in page.text
+    assert '<dd class="redirect-host">cursor://anysphere.cursor-mcp</dd>' in page.text
     assert "form-action 'self' cursor:;" in page.headers["content-security-policy"]
     claim = flow.device.call(
         flow.client, "POST", "/device/pairings/claim", {"qr_payload": qr_payload_for(client, path)}
     )
     assert claim.status_code == 200, claim.text
-    assert claim.json()["redirect_host"] == "anysphere.cursor-mcp"
+    assert claim.json()["redirect_host"] == "cursor://anysphere.cursor-mcp"
     approved = flow.device.call(flow.client, "POST", f"/device/pairings/{claim.json()['pairing_id']}/approve")
     assert approved.status_code == 200, approved.text
     done = flow.submit(path, approved.json()["pairing_code"])

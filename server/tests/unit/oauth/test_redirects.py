@@ -145,8 +145,10 @@ def test_an_apps_scheme_matches_exactly_and_names_the_app() -> None:
     assert not redirects.matches([cursor], cursor + "/")
     assert not redirects.matches([cursor], "cursor://anysphere.cursor-mcp/oauth/callback?x=1")
     assert not redirects.is_loopback(cursor)
-    assert redirects.display_host(cursor) == "anysphere.cursor-mcp"
-    assert redirects.display_host("com.example.app:/oauth2redirect") == "com.example.app"
+    # the scheme is always shown: a name after an app's scheme is the app's choice, not a host anyone goes to
+    assert redirects.display_host(cursor) == "cursor://anysphere.cursor-mcp"
+    assert redirects.display_host("evilapp://bank.example/cb") == "evilapp://bank.example"
+    assert redirects.display_host("com.example.app:/oauth2redirect") == "com.example.app:"
 
 
 def test_a_stored_uri_that_is_now_refused_matches_nothing() -> None:

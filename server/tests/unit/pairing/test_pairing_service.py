@@ -261,9 +261,9 @@ async def test_claim_of_a_finished_pairing_is_closed(
             "Cursor",
             "cursor://anysphere.cursor-retrieval/oauth/callback",
             "Cursor",
-            "anysphere.cursor-retrieval",
+            "cursor://anysphere.cursor-retrieval",
         ),
-        ("Native", "com.example.app:/oauth2redirect", "Native", "com.example.app"),
+        ("Native", "com.example.app:/oauth2redirect", "Native", "com.example.app:"),
         ("IPv6", "http://[::1]:4000/cb", "IPv6", "[::1]"),  # as a browser's URL.hostname
         ("IDN", "https://\u0435vil.example/cb", "IDN", "xn--vil-qdd.example"),  # Cyrillic ie: punycode
     ],
