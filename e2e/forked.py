@@ -43,6 +43,8 @@ PRELOAD = ("__main__", "vouchsim.server.cli", "vouchsim.server.app", "uvicorn", 
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(list(PRELOAD))
+# The environment variables that change what `site` puts on `sys.path`: a child's is read under its own.
+_PATH_SETTINGS = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "HOME")
 
 
 class ForkedProcess:
@@ -116,10 +118,6 @@ async def wait(process: ForkedProcess) -> int:
     while process.poll() is None:
         await anyio.wait_readable(process.sentinel)
     return process.wait()
-
-
-# The environment variables that change what `site` puts on `sys.path`.
-_PATH_SETTINGS = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONUSERBASE", "HOME")
 
 
 @cache

@@ -1,5 +1,5 @@
-"""`python -m e2e.forked_probe CODE`: prints what a process sees of where it runs (for e2e/test_forked.py), one line
-on stderr, then exits with CODE, or by the signal named (`SIGTERM`)."""
+"""`python -m e2e.forked_probe CODE`: prints what a process sees of where it runs (for e2e/test_forked.py) as one
+JSON line on stdout and one line on stderr, then exits with CODE, or by the signal named (`SIGTERM`)."""
 
 from __future__ import annotations
 
