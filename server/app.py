@@ -243,7 +243,7 @@ def create_app(
     """The app serving `settings`: `routes()` bound to `Deployment.of(settings, …)`, which raises when a file the
     settings name is not usable."""
     deployment = Deployment.of(settings, clock=clock, audiences=audiences)
-    return bind(routes(deployment.testbed), deployment)
+    return bind(routes(with_testbed=deployment.testbed is not None), deployment)
 
 
 async def provide_clients(state: State) -> ClientDirectory:
@@ -290,25 +290,25 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 class _RoutedLitestar(_MsgspecLitestar):
-    """The app with its Litestar handler kept (`routed`), for `bind` to put the edge around it again, and the
-    testbed its routes serve."""
+    """The app with its Litestar handler kept (`routed`), for `bind` to put the edge around it again, and whether its
+    routes include the testbed's controls."""
 
     routed: Any
-    testbed: Testbed | None
+    with_testbed: bool
 
 
-def routes(testbed: Testbed | None = None) -> Litestar:
-    """The Litestar app with every route, dependency and handler, and nothing of a deployment but `testbed` (its
-    controls' routes): unusable until `bind` gives it one. Building it is most of `create_app`'s cost (~47 ms of CPU
-    on the 2-core machine, about 80 route handlers registered); without a testbed it can be bound again, to another
-    deployment, once the last one's lifespan has ended (the HTTP tests do so: one per test before)."""
+def routes(*, with_testbed: bool = False) -> Litestar:
+    """The Litestar app with every route, dependency and handler (with the testbed's controls or not), and nothing of
+    a deployment: unusable until `bind` gives it one. Building it is most of `create_app`'s cost (~47 ms of CPU on
+    the 2-core machine, about 80 route handlers registered); it can be bound again, to another deployment with a
+    testbed or none alike, once the last one's lifespan has ended (the HTTP tests do so: one per test before)."""
     app = _RoutedLitestar(
         route_handlers=[
             healthz,
             *oauth_routes,
             device_router,
             *mcp_routes,
-            *([testbed_routes.testbed_router(testbed)] if testbed is not None else []),
+            *([testbed_routes.testbed_router()] if with_testbed else []),
         ],
         lifespan=[_lifespan],
         dependencies={
@@ -329,20 +329,21 @@ def routes(testbed: Testbed | None = None) -> Litestar:
             title="Vouchsim",
             version="0.1.0",
             path="/schema",
-            components=testbed_routes.openapi_components() if testbed is not None else [],
+            components=testbed_routes.openapi_components() if with_testbed else [],
         ),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
     )
     app.routed = app.asgi_handler
-    app.testbed = testbed
+    app.with_testbed = with_testbed
     return app
 
 
 def bind(app: Litestar, deployment: Deployment) -> Litestar:
-    """`app` (from `routes`, for the same testbed) serving `deployment`: its state is the deployment's alone, and
-    around the routes go the fast lanes, the edge and the testbed's layer made for it."""
-    if not isinstance(app, _RoutedLitestar) or app.testbed is not deployment.testbed:
-        raise TypeError("bind() takes an app made by routes() for the deployment's testbed")
+    """`app` (from `routes`, with the testbed's controls if `deployment` has a testbed, without them if not) serving
+    `deployment`: its state is the deployment's alone, and around the routes go the fast lanes, the edge and the
+    testbed's layer made for it."""
+    if not isinstance(app, _RoutedLitestar) or app.with_testbed != (deployment.testbed is not None):
+        raise TypeError("bind() takes an app from routes() with the testbed's controls if the deployment has a testbed")
     if app.state.get("running"):
         raise RuntimeError("bind() takes an app whose last deployment has stopped")
     app.state = State({"deployment": deployment})

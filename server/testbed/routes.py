@@ -27,7 +27,8 @@ from typing import Annotated, Any, cast
 import msgspec
 from litestar import Litestar, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import ResponseHeader
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
@@ -39,12 +40,15 @@ from vouchsim.server.oauth.preregistered import ClientsFileError
 from vouchsim.server.testbed.control import ClockView, Testbed
 from vouchsim.server.testbed.faults import Fault, FaultRequest
 from vouchsim.server.testbed.journal import MAX_WAIT, JournalEntry, split_kinds
-from vouchsim.server.testbed.layer import Scope, TestbedLayer
+from vouchsim.server.testbed.layer import ASGIApp, Message, Receive, Scope, Send, TestbedLayer
 from vouchsim.server.testbed.observe import KINDS
 
 TAG = "testbed"
 SECURITY_SCHEME = "testbed_token"
 INSTANCE_HEADER = "Vouchsim-Testbed-Instance"
+# Where `install` puts the testbed in the app's state: the routes serve the testbed of the deployment the app is bound
+# to, so one app's routes can be bound to another deployment (the HTTP tests do so, testbed or not).
+STATE_KEY = "testbed"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -84,10 +88,11 @@ def _since(value: str | None) -> tuple[int | None, datetime | None]:
     return None, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def testbed_router(testbed: Testbed) -> Router:
-    """The `/testbed/` endpoints of this process's testbed."""
+def testbed_router() -> Router:
+    """The `/testbed/` endpoints, serving the testbed `install` put in the app's state."""
 
     async def require_token(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        testbed: Testbed = connection.app.state[STATE_KEY]
         presented = bearer_token(connection.headers.get("authorization"))
         if presented is None or not constant_time_equals(presented, testbed.token):
             challenge = 'Bearer realm="vouchsim-testbed"' + (', error="invalid_token"' if presented else "")
@@ -98,6 +103,7 @@ def testbed_router(testbed: Testbed) -> Router:
 
     @get("/journal", summary="The request journal of this instance")
     async def read_journal(
+        testbed: NamedDependency[Testbed],
         client_id: FromQuery[str | None] = None,
         kind: FromQuery[list[str] | None] = None,
         since: FromQuery[str | None] = None,
@@ -131,35 +137,35 @@ def testbed_router(testbed: Testbed) -> Router:
         return Response(JournalPage(entries=entries), headers=_NO_STORE)
 
     @delete("/journal", status_code=204, summary="Clear the journal of this instance")
-    async def clear_journal() -> None:
+    async def clear_journal(testbed: NamedDependency[Testbed]) -> None:
         testbed.journal.clear()
 
     @post("/faults", status_code=201, summary="Inject a fault")
-    async def add_fault(data: JSONBody[FaultRequest]) -> Response[Fault]:
+    async def add_fault(testbed: NamedDependency[Testbed], data: JSONBody[FaultRequest]) -> Response[Fault]:
         """`{"match": {kind, client_id, grant_type, mcp_method, tool}, "action": {status, error,
         error_description, retry_after | delay_ms | drop | expire_token}, "times": N}`; `times` defaults to 1,
         `null` means until deleted. In force on every instance once this answers."""
         return Response(await testbed.add_fault(data), status_code=201, headers=_NO_STORE)
 
     @get("/faults", summary="The faults, with their remaining counts")
-    async def list_faults() -> Response[FaultList]:
+    async def list_faults(testbed: NamedDependency[Testbed]) -> Response[FaultList]:
         return Response(FaultList(faults=await testbed.faults()), headers=_NO_STORE)
 
     @delete("/faults/{fault_id:str}", status_code=204, summary="Remove one fault")
-    async def remove_fault(fault_id: FromPath[str]) -> None:
+    async def remove_fault(testbed: NamedDependency[Testbed], fault_id: FromPath[str]) -> None:
         if not await testbed.remove_fault(fault_id):
             raise NotFoundException(f"There is no fault {fault_id[:100]!r}.")
 
     @delete("/faults", status_code=204, summary="Remove every fault")
-    async def remove_faults() -> None:
+    async def remove_faults(testbed: NamedDependency[Testbed]) -> None:
         await testbed.remove_faults()
 
     @get("/clock", summary="The server's clock")
-    async def read_clock() -> Response[ClockView]:
+    async def read_clock(testbed: NamedDependency[Testbed]) -> Response[ClockView]:
         return Response(testbed.clock_view(), headers=_NO_STORE)
 
     @post("/clock", status_code=200, summary="Move the server's clock forward")
-    async def move_clock(data: JSONBody[ClockMove]) -> Response[Any]:
+    async def move_clock(testbed: NamedDependency[Testbed], data: JSONBody[ClockMove]) -> Response[Any]:
         """Everything that expires follows (codes, tokens, pairings, sessions, delegations and their tokens'
         claims); pending delegations it makes due expire at once. In force on every instance once this answers."""
         try:
@@ -169,11 +175,11 @@ def testbed_router(testbed: Testbed) -> Router:
         return Response(view, headers=_NO_STORE)
 
     @delete("/clock", status_code=200, summary="Return to real time")
-    async def reset_clock() -> Response[ClockView]:
+    async def reset_clock(testbed: NamedDependency[Testbed]) -> Response[ClockView]:
         return Response(await testbed.reset_clock(), headers=_NO_STORE)
 
     @post("/reset", status_code=204, summary="Wipe everything but the signing keys")
-    async def reset() -> None:
+    async def reset(testbed: NamedDependency[Testbed]) -> None:
         """Clients, users, devices, connections, tokens, sessions, delegations, faults, the journal and the cached
         metadata documents; the clock returns to real time; the pre-registered clients are read again from
         VOUCHSIM_CLIENTS_FILE. Answers once done, on every instance; 409 (nothing wiped) when the clients file is
@@ -198,10 +204,41 @@ def testbed_router(testbed: Testbed) -> Router:
             reset,
         ],
         guards=[require_token],
+        dependencies={"testbed": Provide(_bound_testbed, sync_to_thread=False)},
+        middleware=[cast("Any", _naming_the_instance)],
         tags=[TAG],
         security=[{SECURITY_SCHEME: []}],
-        response_headers=[ResponseHeader(name=INSTANCE_HEADER, value=testbed.instance_id)],
+        response_headers=[
+            ResponseHeader(
+                name=INSTANCE_HEADER,
+                documentation_only=True,  # sent by `_naming_the_instance`, for the testbed the app is bound to
+                value="",  # documented as a string
+                description="The instance that answered (its journal)",
+            )
+        ],
     )
+
+
+def _bound_testbed(state: State) -> Testbed:
+    testbed: Testbed = state[STATE_KEY]
+    return testbed
+
+
+def _naming_the_instance(app: ASGIApp) -> ASGIApp:
+    """Every answer of the controls, refusals included, names the instance that gave it (`INSTANCE_HEADER`)."""
+    name = INSTANCE_HEADER.lower().encode("latin-1")
+
+    async def naming(scope: Scope, receive: Receive, send: Send) -> None:
+        instance = cast("Testbed", scope["app"].state[STATE_KEY]).instance_id.encode("latin-1")
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (name, instance)]}
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    return naming
 
 
 def openapi_components() -> Components:
@@ -216,8 +253,10 @@ def openapi_components() -> Components:
 
 
 def install(app: Litestar, testbed: Testbed, cors_headers: Callable[[Scope], Mapping[str, str]]) -> None:
-    """Put the journal-and-faults layer around the whole app (the edge, CORS and exception handling included);
-    `cors_headers(scope)` gives its fault answers the CORS headers the app's own answers carry."""
+    """`testbed` for the `/testbed/` routes, and the journal-and-faults layer around the whole app (the edge, CORS
+    and exception handling included); `cors_headers(scope)` gives its fault answers the CORS headers the app's own
+    answers carry."""
+    app.state[STATE_KEY] = testbed
     # The layer speaks plain ASGI (dicts), not Litestar's typed events: the same thing to the server.
     layer = TestbedLayer(cast("Any", app.asgi_handler), testbed, cors_headers=cors_headers)
     app.asgi_handler = cast("Any", layer)

@@ -25,27 +25,27 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def free_apps() -> list[Litestar]:
-    """Apps from `routes()` (no testbed) whose last test has ended: `client` binds one to its own deployment rather
-    than building another (Litestar registering ~80 handlers: ~47 ms of the ~130 ms of CPU an HTTP test took)."""
-    return []
+def free_apps() -> dict[bool, list[Litestar]]:
+    """Apps from `routes()` whose last test has ended, by whether they have the testbed's controls: `client` binds
+    one to its own deployment rather than building another (Litestar registering ~80 handlers: ~47 ms of the ~130 ms
+    of CPU an HTTP test took)."""
+    return {False: [], True: []}
 
 
 @contextmanager
-def app_for(settings: Settings, clock: FrozenClock, free_apps: list[Litestar]) -> Iterator[Litestar]:
+def app_for(settings: Settings, clock: FrozenClock, free_apps: dict[bool, list[Litestar]]) -> Iterator[Litestar]:
     """The app `create_app(settings, clock=clock)` makes, with a free app's routes when there is one: its state,
     lifespan, edge and database are its own, only the routes may have served an earlier test. Given back to
     `free_apps` when the block ends without an error."""
     deployment = Deployment.of(settings, clock=clock)
-    reusable = deployment.testbed is None  # a testbed's routes are its own
-    app = (free_apps.pop() if free_apps else routes()) if reusable else routes(deployment.testbed)
+    free = free_apps[deployment.testbed is not None]
+    app = free.pop() if free else routes(with_testbed=deployment.testbed is not None)
     yield bind(app, deployment)
-    if reusable:
-        free_apps.append(app)
+    free.append(app)
 
 
 @pytest.fixture
-def client(settings: Settings, clock: FrozenClock, free_apps: list[Litestar]) -> Iterator[TestClient[Any]]:
+def client(settings: Settings, clock: FrozenClock, free_apps: dict[bool, list[Litestar]]) -> Iterator[TestClient[Any]]:
     with app_for(settings, clock, free_apps) as app, TestClient(app, base_url=ISSUER) as test_client:
         yield test_client
 

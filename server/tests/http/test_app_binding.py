@@ -50,18 +50,44 @@ def authorize(client: TestClient[Any], registered: dict[str, Any]) -> Any:
     return client.get("/oauth/authorize", params=params, follow_redirects=False)
 
 
-def test_bind_takes_only_an_app_made_for_the_deployments_testbed(tmp_path: Path) -> None:
+def test_bind_takes_an_app_with_the_testbeds_controls_only_for_a_deployment_with_a_testbed(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'vouchsim.db'}"
     with_testbed = Deployment.of(Settings(database_url=url, testbed=True, testbed_token="t" * 32))
     without = Deployment.of(Settings(database_url=url))
-    app: Any = routes(with_testbed.testbed)
+    app = routes(with_testbed=True)
     with pytest.raises(TypeError):
         bind(routes(), with_testbed)  # the testbed's routes would be missing
     with pytest.raises(TypeError):
-        bind(app, without)  # another testbed's routes would answer
-    with pytest.raises(TypeError):
-        bind(
-            routes(Deployment.of(Settings(database_url=url, testbed=True, testbed_token="u" * 32)).testbed),
-            with_testbed,
-        )
+        bind(app, without)  # routes for a testbed the deployment does not have
     assert bind(app, with_testbed) is app
+
+
+def test_an_app_with_the_controls_bound_again_serves_the_new_deployments_testbed(tmp_path: Path) -> None:
+    """The controls' routes serve the testbed of the deployment the app is bound to now: its token, its instance,
+    its clock, never the last one's."""
+    app = routes(with_testbed=True)
+    seen: list[tuple[str, float]] = []
+    for name, token in (("first", "t" * 32), ("second", "u" * 32)):
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / name}.db",
+            testbed=True,
+            testbed_token=token,
+            allowed_hosts=TEST_HOSTS,
+        )
+        deployment = Deployment.of(settings, clock=FrozenClock())
+        assert deployment.testbed is not None
+        with TestClient(bind(app, deployment), base_url=ISSUER) as client:
+            for other in {"t" * 32, "u" * 32} - {token}:
+                refused = client.get("/testbed/clock", headers={"Authorization": f"Bearer {other}"})
+                assert refused.status_code == 401  # the last deployment's token opens nothing
+                assert refused.headers["vouchsim-testbed-instance"] == deployment.testbed.instance_id
+            auth = {"Authorization": f"Bearer {token}"}
+            if name == "first":
+                assert client.post("/testbed/clock", json={"advance_seconds": 3600}, headers=auth).status_code == 200
+            answer = client.get("/testbed/clock", headers=auth)
+            assert answer.status_code == 200
+            assert answer.headers["vouchsim-testbed-instance"] == deployment.testbed.instance_id
+            seen.append((answer.headers["vouchsim-testbed-instance"], answer.json()["offset_seconds"]))
+    (first, first_offset), (second, second_offset) = seen
+    assert first != second
+    assert first_offset == 3600 and second_offset == 0  # the second testbed's clock, untouched

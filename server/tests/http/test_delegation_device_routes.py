@@ -60,7 +60,7 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def api(database_url: str, clock: FrozenClock, free_apps: list[Litestar]) -> AsyncIterator[Client]:
+async def api(database_url: str, clock: FrozenClock, free_apps: dict[bool, list[Litestar]]) -> AsyncIterator[Client]:
     settings = Settings(database_url=database_url, allowed_hosts="vouch.test")
     with app_for(settings, clock, free_apps) as app:
         async with AsyncTestClient(app, base_url=BASE_URL) as c:

@@ -45,7 +45,7 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
-async def api(database_url: str, clock: FrozenClock, free_apps: list[Litestar]) -> AsyncIterator[Client]:
+async def api(database_url: str, clock: FrozenClock, free_apps: dict[bool, list[Litestar]]) -> AsyncIterator[Client]:
     """The whole app, as served (`app_for`: an earlier test's routes bound to this test's deployment): its engine
     is made in its lifespan on the loop that serves it (asyncpg connections cannot cross event loops). The HMAC
     key is fixed so the tests can seed pairings directly."""
