@@ -191,7 +191,7 @@ def pairing_code(state_dir: Path) -> Scene:
         screen.scan_status = ScanStatus("done", "Approved Acme Agent Client: type the code it was given where it asks.")
         screen.code = ShownCode(APPROVAL, "Acme Agent Client", "vsc_1")
         app.show_next_step()
-        await pilot.pause()
+        await _still_inputs(pilot)  # the scan view's path field has the focus
 
     return Scene(app, prepare, server)
 
