@@ -1,17 +1,22 @@
 """PostgreSQL databases for tests, copied from the session's migrated template and reused from test to test.
 
 A copy that a test is done with is put back to the template's state and handed to the next test: its rows are
-deleted and the template's own rows (the testbed clock's) written again, which takes about 2 ms, where `CREATE
-DATABASE … TEMPLATE` and `DROP DATABASE` took about 180 ms per test on 2 cores (and PostgreSQL's own CPU besides).
-A copy whose schema the test changed (a downgrade, say) is dropped instead, as is every copy at the end.
+deleted and the template's own rows (the testbed clock's) written again, where `CREATE DATABASE … TEMPLATE` and
+`DROP DATABASE` took about 180 ms per test on 2 cores (and PostgreSQL's own CPU besides). A copy whose schema the
+test changed (a downgrade, say) is dropped instead, as is every copy at the end.
+
+Each copy keeps one connection for its resets, on one event loop for the session (`asyncio.Runner`), and a reset
+sends its deletions in one round trip: a reset took 21 ms of wall time (5 ms of it in this process) when it
+connected each time (5 ms, and 4 ms to close) and sent a DELETE per table; it takes about 4 ms (1.2 ms here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -27,6 +32,7 @@ SELECT coalesce((SELECT string_agg(c.relname || '.' || a.attname || ' ' || forma
                         FROM pg_constraint WHERE connamespace = 'public'::regnamespace), '')
     || '|' || coalesce((SELECT string_agg(version_num, ',') FROM alembic_version), '')
 """
+T = TypeVar("T")
 OTHER_SESSIONS = """
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
 """
@@ -38,6 +44,13 @@ class _Baseline:
     tables: list[str]  # in foreign-key order: rows are deleted from the last one first
     rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]]  # the template's rows per table: columns, records
     sequences: list[str]
+
+    @property
+    def wipe(self) -> str:
+        """Every row deleted, children first, and every sequence restarted: statements sent as one string."""
+        deletes = [f'DELETE FROM "{table}"' for table in reversed(self.tables)]  # noqa: S608  # the models' names
+        restarts = [f"ALTER SEQUENCE {sequence} RESTART" for sequence in self.sequences]
+        return ";\n".join(deletes + restarts)
 
 
 @dataclass
@@ -52,22 +65,35 @@ class PostgresCopies:
     free: list[str] = field(default_factory=list)
     made: list[str] = field(default_factory=list)
     _baseline: _Baseline | None = None
+    _runner: asyncio.Runner | None = None
+    _resetters: dict[str, asyncpg.Connection] = field(default_factory=dict)  # each copy's connection for its resets
 
     def acquire(self) -> str:
         """The URL of a database at the template's state that no other test uses."""
-        name = self.free.pop() if self.free else asyncio.run(self._create())
+        name = self.free.pop() if self.free else self._run(self._create())
         return f"{self.url_prefix}/{name}"
 
     def release(self, url: str) -> None:
         """Put a copy back to the template's state for the next test, or drop it when that cannot be done."""
         name = url.rsplit("/", 1)[1]
-        if asyncio.run(self._reset(name)):
+        if self._run(self._reset(name)):
             self.free.append(name)
         else:
-            asyncio.run(self._drop(name))
+            self._run(self._drop(name))
 
     def drop_all(self) -> None:
-        asyncio.run(self._drop_all())
+        try:
+            self._run(self._drop_all())
+        finally:
+            if self._runner is not None:
+                self._runner.close()
+                self._runner = None
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work` on the session's loop: the copies' connections belong to it."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(work)
 
     async def _create(self) -> str:
         name = f"vouchsim_test_{secrets.token_hex(6)}"
@@ -107,29 +133,36 @@ class PostgresCopies:
         baseline = self._baseline
         assert baseline is not None
         try:
-            connection = await asyncpg.connect(self._dsn(name))
-        except (OSError, asyncpg.PostgresError):
+            connection = await self._resetter(name)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
         try:
             await connection.execute(OTHER_SESSIONS)  # a test's leftover connection may hold locks or LISTEN
             if await connection.fetchval(SCHEMA_FINGERPRINT) != baseline.fingerprint:
                 return False
             async with connection.transaction():
-                for table in reversed(baseline.tables):
-                    await connection.execute(f'DELETE FROM "{table}"')  # noqa: S608  # the models' names
-                for table in baseline.tables:
-                    if table in baseline.rows:
-                        columns, records = baseline.rows[table]
-                        await connection.copy_records_to_table(table, records=records, columns=columns)
-                for sequence in baseline.sequences:
-                    await connection.execute(f"ALTER SEQUENCE {sequence} RESTART")
+                await connection.execute(baseline.wipe)  # every DELETE and sequence restart, in one round trip
+                for table, (columns, records) in baseline.rows.items():
+                    await connection.copy_records_to_table(table, records=records, columns=columns)
             return True
-        except asyncpg.PostgresError:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self._forget_resetter(name)
             return False
-        finally:
-            await connection.close()
+
+    async def _resetter(self, name: str) -> asyncpg.Connection:
+        """The copy's connection for resets, opened again when a test's work closed it."""
+        connection = self._resetters.get(name)
+        if connection is None or connection.is_closed():
+            connection = self._resetters[name] = await asyncpg.connect(self._dsn(name))
+        return connection
+
+    async def _forget_resetter(self, name: str) -> None:
+        connection = self._resetters.pop(name, None)
+        if connection is not None:
+            connection.terminate()  # no goodbye to wait for: the copy is reset or dropped without it
 
     async def _drop(self, name: str) -> None:
+        await self._forget_resetter(name)
         await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.made.remove(name)
 
