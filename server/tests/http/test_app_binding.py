@@ -79,7 +79,7 @@ def test_an_app_with_the_controls_bound_again_serves_the_new_deployments_testbed
         with TestClient(bind(app, deployment), base_url=ISSUER) as client:
             for other in {"t" * 32, "u" * 32} - {token}:
                 refused = client.get("/testbed/clock", headers={"Authorization": f"Bearer {other}"})
-                assert refused.status_code == 401  # the last deployment's token opens nothing
+                assert refused.status_code == 401  # the other deployment's token opens nothing
                 assert refused.headers["vouchsim-testbed-instance"] == deployment.testbed.instance_id
             auth = {"Authorization": f"Bearer {token}"}
             if name == "first":
