@@ -233,10 +233,11 @@ class SigningKeyStore:
     async def _replace(self, keys: SigningKeyRepository, old: SigningKey, algorithm: Algorithm) -> SigningJwk:
         self._current.pop(algorithm, None)
         now = self.clock.now()
-        key = await self._create(keys, algorithm)
         publish_until = now + timedelta(seconds=self.settings.delegation_token_ttl) + RETIREMENT_MARGIN
+        # Retired before its successor is stored: the database admits one current key per algorithm. If another
+        # instance retired it first, it stored a successor too, which `_create` then returns.
         await keys.retire(old.kid, now, publish_until)
-        return key
+        return await self._create(keys, algorithm)
 
     async def _create(self, keys: SigningKeyRepository, algorithm: Algorithm) -> SigningJwk:
         key = _generate(algorithm)
@@ -244,17 +245,18 @@ class SigningKeyStore:
         private = key.as_dict(private=True)
         public = {**key.as_dict(private=False), "alg": algorithm, "use": "sig"}
         sealed = seal(self._secret, SEAL_PURPOSE, json.dumps(private).encode())
-        await keys.add(
-            SigningKey(
-                kid=kid,
-                algorithm=algorithm,
-                public_jwk=public,
-                private_sealed=sealed,
-                created_at=self.clock.now(),
-            )
+        row = SigningKey(
+            kid=kid, algorithm=algorithm, public_jwk=public, private_sealed=sealed, created_at=self.clock.now()
         )
-        self._unsealed[kid] = key
-        return key
+        if await keys.add_current(row):
+            self._unsealed[kid] = key
+            return key
+        # Another instance stored the current key meanwhile (starting at the same time as this one, say): its key.
+        current = await keys.current(algorithm)
+        opened = self._open(current) if current is not None else None
+        if opened is None:
+            raise RuntimeError(f"another instance made the current {algorithm} signing key with another secret key")
+        return opened
 
     def _open(self, row: SigningKey) -> SigningJwk | None:
         cached = self._unsealed.get(row.kid)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from vouchsim.server.storage.types import UTCDateTime
@@ -210,6 +210,17 @@ class SigningKey(Base):
     """A key that signs delegation tokens. The newest unretired one signs; every unexpired one is published."""
 
     __tablename__ = "signing_keys"
+    # One current (unretired) key per algorithm: two instances making the first key at once, or rotating at once,
+    # cannot both succeed (`server.delegation.tokens`).
+    __table_args__ = (
+        Index(
+            "uq_signing_keys_current_algorithm",
+            "algorithm",
+            unique=True,
+            postgresql_where=text("retired_at IS NULL"),
+            sqlite_where=text("retired_at IS NULL"),
+        ),
+    )
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(16))
     public_jwk: Mapped[dict[str, Any]]

@@ -1,12 +1,14 @@
 """Keys that sign delegation tokens (`server.delegation.tokens`): per algorithm, the newest unretired key signs;
 every key not past its `publish_until` is published in the JWKS. Retiring is a compare-and-swap, so two racing
-rotations retire the old key once."""
+rotations retire the old key once, and a partial unique index keeps one unretired key per algorithm, so two instances
+making the first key at once store one (`add_current`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import SigningKey
@@ -16,9 +18,15 @@ class SigningKeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, row: SigningKey) -> None:
-        self.session.add(row)
-        await self.session.flush()
+    async def add_current(self, row: SigningKey) -> bool:
+        """Store `row` as its algorithm's current key; False (nothing stored) when another one is current already:
+        one made meanwhile by another instance, which the caller reads with `current`."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(row)
+        except IntegrityError:
+            return False
+        return True
 
     async def current(self, algorithm: str) -> SigningKey | None:
         """The signing key for `algorithm`: the newest one not retired (ties broken by kid, so every instance picks
