@@ -251,12 +251,9 @@ class SigningKeyStore:
         if await keys.add_current(row):
             self._unsealed[kid] = key
             return key
-        # Another instance stored the current key meanwhile (starting at the same time as this one, say): its key.
-        current = await keys.current(algorithm)
-        opened = self._open(current) if current is not None else None
-        if opened is None:
-            raise RuntimeError(f"another instance made the current {algorithm} signing key with another secret key")
-        return opened
+        # Another instance stored the current key meanwhile (starting at the same time as this one, say), and the
+        # index waited for its commit: read back as any current key is (one that cannot be unsealed is replaced).
+        return await self.signing_key(keys, algorithm)
 
     def _open(self, row: SigningKey) -> SigningJwk | None:
         cached = self._unsealed.get(row.kid)

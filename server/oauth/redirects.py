@@ -93,6 +93,6 @@ def matches(registered: list[str] | tuple[str, ...], requested: str) -> bool:
 
 
 def display_host(uri: str) -> str:
-    """The host a browser would go to, as people should read it (international names in punycode); an app's name
-    for an app's scheme."""
+    """The host a browser would go to, as people should read it (international names in punycode); for an app's
+    scheme, the scheme with the name after it (`cursor://anysphere.cursor-mcp`)."""
     return browser_urls.display_host(uri)

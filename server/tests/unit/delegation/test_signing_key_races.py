@@ -84,3 +84,28 @@ async def test_two_instances_rotating_at_once_retire_the_old_key_once_and_share_
     async with sessions() as session:
         old_row = await session.get(SigningKey, old)
         assert old_row is not None and old_row.retired_at is not None and old_row.publish_until is not None
+
+
+async def test_an_instance_with_another_secret_replaces_the_key_it_lost_the_race_to(
+    sessions: async_sessionmaker[AsyncSession], clock: FrozenClock, settings: Settings
+) -> None:
+    """As for any current key it cannot unseal: it retires that one (still published) and signs with its own."""
+    first = SigningKeyStore(HMAC_KEY, clock, settings)
+    stranger = SigningKeyStore(b"another secret key, not ours....", clock, settings)
+    async with sessions() as one, one.begin():
+        lost_to = kid_of(await first.signing_key(SigningKeyRepository(one), ALGORITHM))
+        looked = asyncio.Event()
+
+        async def meanwhile() -> str:
+            async with sessions() as other, other.begin():
+                return kid_of(await stranger.signing_key(Looking(other, looked), ALGORITHM))
+
+        racing = asyncio.create_task(meanwhile())
+        await looked.wait()
+    own = await racing
+    assert own != lost_to
+    assert await current_keys(sessions) == 1
+    async with sessions() as session:
+        current = await SigningKeyRepository(session).current(ALGORITHM)
+        assert current is not None and current.kid == own
+        assert lost_to in {row.kid for row in await SigningKeyRepository(session).published(clock.now())}
