@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+import qrcode
+import qrcode.constants
 from PIL import Image
 from pyzbar.pyzbar import decode
 
@@ -85,3 +87,15 @@ def test_the_png_decodes_to_the_payload() -> None:
     image = Image.open(io.BytesIO(png))
     assert image.size[0] == image.size[1] >= 400
     assert [result.data.decode() for result in decode(image)] == [payload]
+
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:8741", "https://vouch.example.com/" + "tenant/" * 30])
+def test_the_png_is_byte_for_byte_the_one_qrcodes_own_image_writes(issuer: str) -> None:
+    """render_png builds the image from the module matrix; qrcode's PIL image draws it module by module."""
+    payload = qr.pairing_uri(issuer, qr.derive_secret("cookie", "pair_x"))
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=10, border=4, mask_pattern=0)
+    code.add_data(payload)
+    code.make(fit=True)
+    theirs = io.BytesIO()
+    code.make_image().save(theirs, format="PNG")
+    assert qr.render_png(payload) == theirs.getvalue()
