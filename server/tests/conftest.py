@@ -115,21 +115,71 @@ def _fresh_database(backend: str, tmp_path: Path, template: str | None) -> Itera
         asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def _serve_once(url: str) -> None:
+    """Start and stop an app on `url`, at the `clock` fixture's time: what a server's first start writes (the HMAC
+    key, the first signing keys) is then in the database, as a test's own app would have written it."""
+    from litestar.testing import TestClient
+
+    from vouchsim.server.app import create_app
+    from vouchsim.server.settings import Settings
+
+    with TestClient(create_app(Settings(database_url=url), clock=FrozenClock())):
+        pass
+
+
 @pytest.fixture(scope="session")
-def postgres_copies(migrated_templates: dict[str, str]) -> Iterator[PostgresCopies | None]:
-    """The session's copies of the PostgreSQL template, reused from test to test (None without PostgreSQL)."""
-    if "postgres" not in migrated_templates:
+def served_templates(
+    migrated_templates: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """Copies of the migrated templates that an app has started on once (`_serve_once`), for the HTTP tests, whose
+    every test starts an app: its start then reads the keys instead of making them, about 7 ms less per test on
+    SQLite and 11 ms on PostgreSQL (of the 21 and 55 ms an app's start and stop took). The storage and unit tests keep
+    the bare migrated templates (the first keys, their races)."""
+    import asyncio
+
+    templates: dict[str, str] = {}
+    path = tmp_path_factory.mktemp("served") / "vouchsim.db"
+    shutil.copyfile(migrated_templates["sqlite"], path)
+    _serve_once(f"sqlite+aiosqlite:///{path}")
+    templates["sqlite"] = str(path)
+    name = ""
+    try:
+        if "postgres" in migrated_templates:
+            name = f"vouchsim_served_{secrets.token_hex(6)}"
+            asyncio.run(_create_database(name, migrated_templates["postgres"]))
+            _serve_once(f"{_admin_dsn(POSTGRES_URL)[1]}/{name}")
+            templates["postgres"] = name
+        yield templates
+    finally:
+        if name:
+            asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _copies_of(templates: dict[str, str]) -> Iterator[PostgresCopies | None]:
+    if "postgres" not in templates:
         yield None
         return
     from vouchsim.server.storage.models import Base
 
     admin_dsn, url_prefix = _admin_dsn(POSTGRES_URL)
     tables = [table.name for table in Base.metadata.sorted_tables]
-    copies = PostgresCopies(admin_dsn, url_prefix, migrated_templates["postgres"], tables)
+    copies = PostgresCopies(admin_dsn, url_prefix, templates["postgres"], tables)
     try:
         yield copies
     finally:
         copies.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_copies(migrated_templates: dict[str, str]) -> Iterator[PostgresCopies | None]:
+    """The session's copies of the PostgreSQL template, reused from test to test (None without PostgreSQL)."""
+    yield from _copies_of(migrated_templates)
+
+
+@pytest.fixture(scope="session")
+def served_postgres_copies(served_templates: dict[str, str]) -> Iterator[PostgresCopies | None]:
+    """The same, of the served template (`served_templates`)."""
+    yield from _copies_of(served_templates)
 
 
 @pytest.fixture(params=BACKENDS)
