@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import AuthorizationRequest, BrowserSession, OAuthClient
+
+# The page's reads, built once with their values bound at execution (every step of the page makes them).
+_BROWSER_BY_SECRET_HASH = select(BrowserSession).where(
+    BrowserSession.secret_hash == bindparam("secret_hash"),
+    BrowserSession.expires_at > bindparam("now", type_=BrowserSession.__table__.c.expires_at.type),
+)
+_REQUEST_WITH_CLIENT = (
+    select(AuthorizationRequest, OAuthClient)
+    .join(OAuthClient, OAuthClient.client_id == AuthorizationRequest.client_id)
+    .where(
+        AuthorizationRequest.id == bindparam("request_id"),
+        AuthorizationRequest.browser_session_id == bindparam("browser_id"),
+    )
+)
 
 
 class AuthorizationRepository:
@@ -19,9 +33,7 @@ class AuthorizationRepository:
         await self.session.flush()
 
     async def browser_by_secret_hash(self, secret_hash: str, now: datetime) -> BrowserSession | None:
-        return await self.session.scalar(
-            select(BrowserSession).where(BrowserSession.secret_hash == secret_hash, BrowserSession.expires_at > now)
-        )
+        return await self.session.scalar(_BROWSER_BY_SECRET_HASH, {"secret_hash": secret_hash, "now": now})
 
     async def sign_in_browser(self, browser_id: str, user_id: str, device_id: str, now: datetime) -> None:
         await self.session.execute(
@@ -38,14 +50,7 @@ class AuthorizationRepository:
         self, request_id: str, browser_id: str
     ) -> tuple[AuthorizationRequest, OAuthClient] | None:
         row = (
-            await self.session.execute(
-                select(AuthorizationRequest, OAuthClient)
-                .join(OAuthClient, OAuthClient.client_id == AuthorizationRequest.client_id)
-                .where(
-                    AuthorizationRequest.id == request_id,
-                    AuthorizationRequest.browser_session_id == browser_id,
-                )
-            )
+            await self.session.execute(_REQUEST_WITH_CLIENT, {"request_id": request_id, "browser_id": browser_id})
         ).first()
         return (row[0], row[1]) if row else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import OAuthClient
@@ -14,6 +14,11 @@ from vouchsim.server.storage.repositories import dialect_insert
 REGISTERED, CIMD, PREREGISTERED = "registered", "cimd", "preregistered"
 # Never changed once written: who first had this id, and when.
 _KEPT_ON_REFRESH = frozenset({"client_id", "client_id_issued_at", "created_at"})
+# Built once, the id bound at execution: every token, authorization and registration request reads its client, and
+# building the expression cost more than running it (py-spy, the whole flow in process).
+_GET = (
+    select(OAuthClient).where(OAuthClient.client_id == bindparam("client_id")).execution_options(populate_existing=True)
+)
 
 
 class ClientRepository:
@@ -25,9 +30,7 @@ class ClientRepository:
         await self.session.flush()
 
     async def get(self, client_id: str) -> OAuthClient | None:
-        return await self.session.scalar(
-            select(OAuthClient).where(OAuthClient.client_id == client_id).execution_options(populate_existing=True)
-        )
+        return await self.session.scalar(_GET, {"client_id": client_id})
 
     async def save_described(self, client: OAuthClient, *, replaces: Collection[str]) -> bool:
         """Insert `client` (a CIMD or pre-registered client, whose metadata lives outside this database), or refresh

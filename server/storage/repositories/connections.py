@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.core.crypto import new_id
 from vouchsim.server.storage import topics
 from vouchsim.server.storage.events import announce
 from vouchsim.server.storage.models import OAuthClient, OAuthToken, RuntimeConnection
+
+# Every authorization looks for the client's live connection: built once, the ids bound at execution.
+_FIND_ACTIVE = (
+    select(RuntimeConnection)
+    .where(
+        RuntimeConnection.user_id == bindparam("user_id"),
+        RuntimeConnection.client_id == bindparam("client_id"),
+        RuntimeConnection.revoked_at.is_(None),
+    )
+    .order_by(RuntimeConnection.created_at.desc(), RuntimeConnection.id.desc())
+    .limit(1)
+)
 
 
 class ConnectionRepository:
@@ -37,16 +49,7 @@ class ConnectionRepository:
 
     async def find_active(self, user_id: str, client_id: str) -> RuntimeConnection | None:
         """The newest connection of this client to this user that was not revoked."""
-        return await self.session.scalar(
-            select(RuntimeConnection)
-            .where(
-                RuntimeConnection.user_id == user_id,
-                RuntimeConnection.client_id == client_id,
-                RuntimeConnection.revoked_at.is_(None),
-            )
-            .order_by(RuntimeConnection.created_at.desc(), RuntimeConnection.id.desc())
-            .limit(1)
-        )
+        return await self.session.scalar(_FIND_ACTIVE, {"user_id": user_id, "client_id": client_id})
 
     async def live_of_device(self, device_id: str) -> list[str]:
         """The ids of the connections this device paired that are not revoked, oldest first."""

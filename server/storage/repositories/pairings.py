@@ -8,12 +8,65 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from functools import lru_cache
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Executable, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vouchsim.server.storage.models import AuthorizationRequest, Device, OAuthClient, PairingSession
+
+_COLUMNS = cast(Table, PairingSession.__table__).c
+# The statements of every step of a pairing, built once with their values bound at execution: building them cost
+# more than running them (py-spy, the whole flow in process). Bound parameters take no column's name (SQLAlchemy
+# keeps those for an UPDATE's SET clause).
+_BUNDLE = (
+    select(PairingSession, AuthorizationRequest, OAuthClient, Device)
+    .join(AuthorizationRequest, AuthorizationRequest.id == PairingSession.authorization_request_id)
+    .join(OAuthClient, OAuthClient.client_id == AuthorizationRequest.client_id)
+    .outerjoin(Device, Device.id == PairingSession.device_id)
+    # Always the database's current row, never a stale copy from this session's identity map.
+    .execution_options(populate_existing=True)
+)
+_BUNDLE_BY_ID = _BUNDLE.where(PairingSession.id == bindparam("pairing_id"))
+_BUNDLE_BY_SECRET_HASH = _BUNDLE.where(PairingSession.secret_hash == bindparam("pairing_secret_hash"))
+_RESERVE_ATTEMPT = (
+    update(PairingSession)
+    .where(
+        PairingSession.id == bindparam("cas_id"),
+        PairingSession.status.in_(bindparam("cas_status_in", expanding=True)),
+        PairingSession.failed_attempts < bindparam("cas_max_attempts"),
+        or_(
+            PairingSession.code_expires_at.is_(None),
+            PairingSession.code_expires_at > bindparam("cas_now", type_=_COLUMNS.code_expires_at.type),
+        ),
+    )
+    .values(failed_attempts=PairingSession.failed_attempts + 1)
+    .returning(
+        PairingSession.failed_attempts,
+        PairingSession.status,
+        PairingSession.code_hash,
+        PairingSession.code_expires_at,
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+@lru_cache(maxsize=64)
+def _compare_and_swap(changed: tuple[str, ...], device: bool, code: bool, due: bool) -> Executable:
+    """`update_if`'s UPDATE for these changed columns and guards; the values arrive as bound parameters."""
+    conditions = [
+        PairingSession.id == bindparam("cas_id"),
+        PairingSession.status.in_(bindparam("cas_status_in", expanding=True)),
+    ]
+    if device:
+        conditions.append(PairingSession.device_id == bindparam("cas_device_id"))
+    if code:
+        conditions.append(PairingSession.code_hash == bindparam("cas_code_hash"))
+    if due:
+        conditions.append(PairingSession.expires_at <= bindparam("cas_due_by", type_=_COLUMNS.expires_at.type))
+    values = {name: bindparam(f"new_{name}", type_=_COLUMNS[name].type) for name in changed}
+    return update(PairingSession).where(*conditions).values(**values).execution_options(synchronize_session=False)
 
 
 class PairingBundle(NamedTuple):
@@ -62,23 +115,13 @@ class PairingRepository:
         return row
 
     async def bundle(self, pairing_id: str) -> PairingBundle | None:
-        return await self._bundle(PairingSession.id == pairing_id)
+        return await self._bundle(_BUNDLE_BY_ID, {"pairing_id": pairing_id})
 
     async def bundle_by_secret_hash(self, secret_hash: str) -> PairingBundle | None:
-        return await self._bundle(PairingSession.secret_hash == secret_hash)
+        return await self._bundle(_BUNDLE_BY_SECRET_HASH, {"pairing_secret_hash": secret_hash})
 
-    async def _bundle(self, condition: Any) -> PairingBundle | None:
-        row = (
-            await self.session.execute(
-                select(PairingSession, AuthorizationRequest, OAuthClient, Device)
-                .join(AuthorizationRequest, AuthorizationRequest.id == PairingSession.authorization_request_id)
-                .join(OAuthClient, OAuthClient.client_id == AuthorizationRequest.client_id)
-                .outerjoin(Device, Device.id == PairingSession.device_id)
-                .where(condition)
-                # Always the database's current row, never a stale copy from this session's identity map.
-                .execution_options(populate_existing=True)
-            )
-        ).first()
+    async def _bundle(self, statement: Executable, params: dict[str, str]) -> PairingBundle | None:
+        row = (await self.session.execute(statement, params)).first()
         return PairingBundle(*row) if row else None
 
     async def update_if(
@@ -96,16 +139,17 @@ class PairingRepository:
         Optional guards: still claimed by `device_id`, still holding `code_hash`, `expires_at` not after
         `due_by`. True when this call changed the row.
         """
-        conditions = [PairingSession.id == pairing_id, PairingSession.status.in_(list(status_in))]
+        changed = tuple(sorted(changes))
+        statement = _compare_and_swap(changed, device_id is not None, code_hash is not None, due_by is not None)
+        params: dict[str, Any] = {f"new_{name}": changes[name] for name in changed}
+        params.update(cas_id=pairing_id, cas_status_in=list(status_in))
         if device_id is not None:
-            conditions.append(PairingSession.device_id == device_id)
+            params["cas_device_id"] = device_id
         if code_hash is not None:
-            conditions.append(PairingSession.code_hash == code_hash)
+            params["cas_code_hash"] = code_hash
         if due_by is not None:
-            conditions.append(PairingSession.expires_at <= due_by)
-        result = await self.session.execute(
-            update(PairingSession).where(*conditions).values(**changes).execution_options(synchronize_session=False)
-        )
+            params["cas_due_by"] = due_by
+        result = await self.session.execute(statement, params)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def reserve_attempt(
@@ -117,23 +161,6 @@ class PairingRepository:
         (nothing is compared then, so nothing is counted). The row's state is returned from the same UPDATE, so the
         code is checked against exactly what was current when counted.
         """
-        row = (
-            await self.session.execute(
-                update(PairingSession)
-                .where(
-                    PairingSession.id == pairing_id,
-                    PairingSession.status.in_(list(status_in)),
-                    PairingSession.failed_attempts < max_attempts,
-                    or_(PairingSession.code_expires_at.is_(None), PairingSession.code_expires_at > now),
-                )
-                .values(failed_attempts=PairingSession.failed_attempts + 1)
-                .returning(
-                    PairingSession.failed_attempts,
-                    PairingSession.status,
-                    PairingSession.code_hash,
-                    PairingSession.code_expires_at,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        ).first()
+        params = {"cas_id": pairing_id, "cas_status_in": list(status_in), "cas_max_attempts": max_attempts}
+        row = (await self.session.execute(_RESERVE_ATTEMPT, {**params, "cas_now": now})).first()
         return AttemptReservation(*row) if row else None
