@@ -1,18 +1,23 @@
-"""Authlib kept off the event loop: the request it is handed, the answer it gives back, and the thread bridge.
+"""Authlib inside async routes: the request it is handed, the answer it gives back, and the bridge to the store.
 
 Authlib's server is synchronous. A route reads the body on the loop, builds a `FormRequest`, and runs Authlib in a
-worker thread (`run_authlib`); Authlib's callbacks reach the async `OAuthStore` through `bridge`, so the database
-session never leaves the loop thread.
+greenlet on the event loop's own thread (`run_authlib`); Authlib's callbacks wait for the async `OAuthStore` through
+`bridge`, which hands the coroutine to the route's task and resumes the greenlet with its result: the way
+SQLAlchemy's async layer runs its synchronous ORM (its `greenlet_spawn`, whose `greenlet` package this uses).
+
+Authlib ran in a worker thread before, its callbacks coming back with `anyio.from_thread.run`: about five thread
+hops a token request, each a wake-up of the loop and of the thread, which made a code exchange the costliest
+request the server had. Authlib does no I/O of its own, so nothing blocks the loop that the store would not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import anyio.from_thread
-import anyio.to_thread
+import greenlet
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 
 T = TypeVar("T")
@@ -86,10 +91,32 @@ class FormRequest(OAuth2Request):  # type: ignore[misc]
         return data
 
 
-def bridge(fn: Callable[..., Any], *args: Any) -> Any:
-    """From Authlib's worker thread, run a store coroutine on the event loop and wait for it."""
-    return anyio.from_thread.run(fn, *args)
+class _AuthlibGreenlet(greenlet.greenlet):  # type: ignore[misc]
+    """Authlib's work, run by `run_authlib`: its parent is the route's task, which awaits what `bridge` hands it."""
+
+    def __init__(self, work: Callable[[], Any], parent: greenlet.greenlet) -> None:
+        super().__init__(work, parent)
+        self.gr_context = parent.gr_context  # the task's context variables, as a worker thread got a copy of
+
+
+def bridge(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """From Authlib's code (inside `run_authlib`), run a store coroutine on the event loop and wait for it."""
+    current = greenlet.getcurrent()
+    if not isinstance(current, _AuthlibGreenlet):
+        raise RuntimeError("bridge() is for Authlib's callbacks, inside run_authlib()")
+    return current.parent.switch(fn(*args))
 
 
 async def run_authlib(work: Callable[[], T]) -> T:
-    return await anyio.to_thread.run_sync(work)
+    """`work` (Authlib's synchronous server) in a greenlet, each coroutine it hands over (`bridge`) awaited here and
+    its result (or exception) sent back in, until it returns."""
+    child = _AuthlibGreenlet(work, greenlet.getcurrent())
+    handed = child.switch()
+    while not child.dead:
+        try:
+            result = await handed
+        except BaseException:  # the store's exception (or a cancellation) goes on in Authlib's code, as it would have
+            handed = child.throw(*sys.exc_info())
+        else:
+            handed = child.switch(result)
+    return cast(T, handed)

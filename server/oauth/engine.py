@@ -2,8 +2,8 @@
 
 One module per RFC: `authorization_code` (RFC 6749 §4.1, RFC 7636 PKCE, RFC 8707 resource), `refresh_token`
 (RFC 6749 §6), `revocation` (RFC 7009), `introspection` (RFC 7662), `registration` (RFC 7591), `metadata`
-(RFC 8414, RFC 9728); `bridge` runs Authlib off the event loop. One server is built per request: the callbacks
-close over that request's store and issuer.
+(RFC 8414, RFC 9728); `bridge` runs Authlib in a greenlet, its callbacks awaiting the store. One server is built
+per request: the callbacks close over that request's store and issuer.
 
 What this class adjusts: public clients (`none`) are allowed at the token and revocation endpoints; one client
 authentication method per request; an unknown scope is ignored; RFC 9207 `iss` is added to every authorization

@@ -1,6 +1,7 @@
 """What Authlib sees of our records: immutable views implementing its model mixins.
 
-Authlib runs in a worker thread; it gets these plain values, never live ORM rows or the database session.
+Authlib runs in a greenlet of its own (`bridge`); it gets these plain values, never live ORM rows or the database
+session.
 """
 
 from __future__ import annotations
