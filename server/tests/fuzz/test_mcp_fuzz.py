@@ -43,6 +43,26 @@ scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
 values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4), max_leaves=8
 )
+# Every strategy the messages draw from, built once: Hypothesis checks a strategy it has not seen (emptiness,
+# recursion), and strategies built in each draw were checked in each draw, a third of the run's generation (py-spy).
+# The same strategies, so the same cases for a seed.
+JSONRPC = st.just("2.0")
+ID, WRONG_ID = st.integers(-(2**53), 2**53) | text, numbers | values
+METHOD, WRONG_STRING = st.sampled_from(METHODS), texts | values
+TOOL = st.sampled_from(TOOLS)
+ARGUMENTS = st.dictionaries(
+    st.sampled_from(["delegationId", "audienceId", "purpose", "scopes", "waitForApproval", "x"]) | texts,
+    values,
+    max_size=3,
+)
+VERSION, WRONG_VERSION = st.sampled_from(VERSIONS), st.sampled_from(VERSIONS) | values
+MODERN_VERSION = st.just(MODERN)
+EMPTY = st.just({})
+CLIENT_INFO = st.just({"name": "fuzz", "version": "0"})
+LEVEL = st.sampled_from(["debug", "info", "error"])
+CAPABILITIES = st.sampled_from([{}, {"extensions": {"io.modelcontextprotocol/tasks": {}}}])
+PROGRESS_TOKEN = st.integers(0, 10) | texts
+NONE_OR_VALUE = st.none() | values
 
 
 def either(draw: st.DrawFn, sane: bool, right: st.SearchStrategy[Any], wrong: st.SearchStrategy[Any]) -> Any:
@@ -54,19 +74,14 @@ def either(draw: st.DrawFn, sane: bool, right: st.SearchStrategy[Any], wrong: st
 
 def envelope(draw: st.DrawFn, sane: bool) -> Any:
     """A 2026-07-28 `_meta`: right, or wrong in one of its parts."""
-    capabilities = st.sampled_from([{}, {"extensions": {"io.modelcontextprotocol/tasks": {}}}])
     meta: dict[str, Any] = {
-        "io.modelcontextprotocol/protocolVersion": either(
-            draw, sane, st.just(MODERN), st.sampled_from(VERSIONS) | values
-        ),
-        "io.modelcontextprotocol/clientCapabilities": either(draw, sane, capabilities, values),
+        "io.modelcontextprotocol/protocolVersion": either(draw, sane, MODERN_VERSION, WRONG_VERSION),
+        "io.modelcontextprotocol/clientCapabilities": either(draw, sane, CAPABILITIES, values),
     }
     if draw(st.booleans()):
-        meta["io.modelcontextprotocol/clientInfo"] = either(
-            draw, sane, st.just({"name": "fuzz", "version": "0"}), values
-        )
+        meta["io.modelcontextprotocol/clientInfo"] = either(draw, sane, CLIENT_INFO, values)
     if draw(st.integers(0, 3)) == 0:
-        meta["progressToken"] = either(draw, sane, st.integers(0, 10) | texts, values)
+        meta["progressToken"] = either(draw, sane, PROGRESS_TOKEN, values)
     return meta if sane or draw(st.integers(0, 9)) else draw(values)
 
 
@@ -77,29 +92,28 @@ def messages(draw: st.DrawFn, modern: bool) -> Any:
     sane = draw(st.booleans())
     message: dict[str, Any] = {}
     if sane or draw(st.integers(0, 9)):
-        message["jsonrpc"] = either(draw, sane, st.just("2.0"), values)
+        message["jsonrpc"] = either(draw, sane, JSONRPC, values)
     if sane or draw(st.integers(0, 3)):
-        message["id"] = either(draw, sane, st.integers(-(2**53), 2**53) | text, numbers | values)
-    method = either(draw, sane, st.sampled_from(METHODS), texts | values)
+        message["id"] = either(draw, sane, ID, WRONG_ID)
+    method = either(draw, sane, METHOD, WRONG_STRING)
     if sane or draw(st.integers(0, 9)):
         message["method"] = method
     params: Any = {}
     if method == "tools/call":
-        params["name"] = either(draw, sane, st.sampled_from(TOOLS), texts | values)
-        keys = st.sampled_from(["delegationId", "audienceId", "purpose", "scopes", "waitForApproval", "x"]) | texts
-        params["arguments"] = either(draw, sane, st.dictionaries(keys, values, max_size=3), values)
+        params["name"] = either(draw, sane, TOOL, WRONG_STRING)
+        params["arguments"] = either(draw, sane, ARGUMENTS, values)
     if method == "initialize":
-        params["protocolVersion"] = either(draw, sane, st.sampled_from(VERSIONS), values)
-        params["capabilities"] = either(draw, sane, st.just({}), values)
-        params["clientInfo"] = either(draw, sane, st.just({"name": "fuzz", "version": "0"}), values)
+        params["protocolVersion"] = either(draw, sane, VERSION, values)
+        params["capabilities"] = either(draw, sane, EMPTY, values)
+        params["clientInfo"] = either(draw, sane, CLIENT_INFO, values)
     if method == "logging/setLevel":
-        params["level"] = either(draw, sane, st.sampled_from(["debug", "info", "error"]), values)
+        params["level"] = either(draw, sane, LEVEL, values)
     if str(method).startswith("tasks/"):
         params["taskId"] = either(draw, sane, text, values)
     if modern or draw(st.integers(0, 9)) == 0:
         params["_meta"] = envelope(draw, sane)
     if not sane and draw(st.integers(0, 4)) == 0:
-        params = draw(st.none() | values)
+        params = draw(NONE_OR_VALUE)
     if params or draw(st.booleans()):
         message["params"] = params
     if not sane and draw(st.integers(0, 9)) == 0:
@@ -114,14 +128,19 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
 
 
+DEPTH = st.sampled_from([MAX_DEPTH]) | st.integers(1, MAX_DEPTH)
+MESSAGES = {modern: messages(modern=modern) for modern in (False, True)}
+BATCHES = {modern: st.lists(MESSAGES[modern], max_size=4) for modern in (False, True)}
+
+
 @st.composite
 def raw_bodies(draw: st.DrawFn) -> bytes:
     """Bodies no JSON encoder writes: truncated, deeply nested, lone surrogates, bytes."""
     kind = draw(st.integers(0, 4))
     if kind == 0:
-        return nested(draw(st.sampled_from([MAX_DEPTH]) | st.integers(1, MAX_DEPTH)), object_=draw(st.booleans()))
+        return nested(draw(DEPTH), object_=draw(st.booleans()))
     if kind == 1:
-        whole = dumps(draw(messages(modern=False)))
+        whole = dumps(draw(MESSAGES[False]))
         return whole[: draw(st.integers(0, max(0, len(whole) - 1)))]
     if kind == 2:
         return b'{"jsonrpc":"2.0","id":1,"method":"\\ud800","params":{"name":"\\udfff"}}'
@@ -131,38 +150,41 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
     return data
 
 
+RAW_BODIES = raw_bodies()
+ERA = st.sampled_from(["2025 session", "2025 no session", MODERN])
+SHAPE = st.sampled_from(["message", "message", "message", "batch", "value", "raw"])
+CONTENT_TYPE = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain"])
+ACCEPT = st.sampled_from(
+    ["application/json, text/event-stream", "application/json", "text/event-stream", "*/*", "text/html"]
+)
+PRINTABLE = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E))
+LEGACY_HEADER_VERSION = st.sampled_from(["2025-11-25", "2025-11-25", "2025-06-18"])
+MODERN_HEADER_VERSION = st.sampled_from([MODERN, MODERN, MODERN, "2025-11-25", "2026-07-29"])
+VERB = st.sampled_from(["POST"] * 12 + ["GET", "DELETE"])
+
+
 @st.composite
 def requests_(draw: st.DrawFn, session_id: str) -> tuple[str, dict[str, str], bytes, str]:
-    era = draw(st.sampled_from(["2025 session", "2025 no session", MODERN]))
+    era = draw(ERA)
     modern = era == MODERN
-    shape = draw(st.sampled_from(["message", "message", "message", "batch", "value", "raw"]))
+    shape = draw(SHAPE)
     message: Any = None
     if shape == "message":
-        message = draw(messages(modern=modern))
+        message = draw(MESSAGES[modern])
         body = dumps(message)
     elif shape == "batch":
-        body = dumps(draw(st.lists(messages(modern=modern), max_size=4)))
+        body = dumps(draw(BATCHES[modern]))
     elif shape == "value":
         body = dumps(draw(values))
     else:
-        body = draw(raw_bodies())
-    headers = {
-        "Content-Type": draw(st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain"]))
-    }
-    headers["Accept"] = draw(
-        st.sampled_from(
-            ["application/json, text/event-stream", "application/json", "text/event-stream", "*/*", "text/html"]
-        )
-    )
+        body = draw(RAW_BODIES)
+    headers = {"Content-Type": draw(CONTENT_TYPE)}
+    headers["Accept"] = draw(ACCEPT)
     if era == "2025 session":
-        headers["Mcp-Session-Id"] = (
-            session_id
-            if draw(st.integers(0, 5))
-            else draw(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
-        )
-        headers["MCP-Protocol-Version"] = draw(st.sampled_from(["2025-11-25", "2025-11-25", "2025-06-18"]))
+        headers["Mcp-Session-Id"] = session_id if draw(st.integers(0, 5)) else draw(PRINTABLE)
+        headers["MCP-Protocol-Version"] = draw(LEGACY_HEADER_VERSION)
     elif modern:
-        headers["MCP-Protocol-Version"] = draw(st.sampled_from([MODERN, MODERN, MODERN, "2025-11-25", "2026-07-29"]))
+        headers["MCP-Protocol-Version"] = draw(MODERN_HEADER_VERSION)
         method = message.get("method") if isinstance(message, dict) else None
         headers["Mcp-Method"] = (
             method
@@ -177,7 +199,7 @@ def requests_(draw: st.DrawFn, session_id: str) -> tuple[str, dict[str, str], by
                 if name.isascii() and name.isprintable()
                 else "=?base64?" + base64.b64encode(name.encode("utf-8", "surrogatepass")).decode() + "?="
             )
-    verb = draw(st.sampled_from(["POST"] * 12 + ["GET", "DELETE"]))
+    verb = draw(VERB)
     return verb, headers, body, era
 
 
