@@ -58,6 +58,7 @@ from vouchsim.companion.widgets.timeline import Timeline
 DEMO_PIN: Final = "0000"
 DEVICE_NAME: Final = "Vouchsim demo phone"
 AUTO_PACE: Final = 0.5  # seconds a screen stays up before the autopilot answers it: long enough to see
+# (none under --headless, where nobody sees the screens: the e2e tests run the demo so)
 AUTO_DEADLINE: Final = 120.0  # the whole --auto run, start to claims
 UI_WAIT: Final = 10.0
 APP_DIR: Final = Path(__file__).resolve().parent.parent
@@ -127,6 +128,7 @@ class DemoApp(CompanionApp):
         auto: bool,
         agent: Agent = run_agent,
         protocol: str = "auto",
+        pace: float = AUTO_PACE,
         **options: Any,
     ) -> None:
         """The agent talks to the server the companion does (`config.server_url`). `options` are CompanionApp's
@@ -135,6 +137,7 @@ class DemoApp(CompanionApp):
         self.server_url = config.server_for(None)
         self.camera_dir = camera_dir
         self.auto = auto
+        self.pace = pace  # seconds the autopilot leaves a screen up before it answers
         self._agent = agent
         self.protocol = protocol  # the agent's MCP negotiation: "auto" (the SDK's default) or "legacy"
         self.transcript: list[str] = []
@@ -344,7 +347,7 @@ class DemoApp(CompanionApp):
         screen = self.screen
         now = time.monotonic()
         first_seen = self._seen.setdefault(id(screen), now)
-        if now - first_seen < AUTO_PACE:
+        if now - first_seen < self.pace:
             return
         if isinstance(screen, PairingConfirmScreen) and id(screen) not in self._answered:
             self._answered.add(id(screen))

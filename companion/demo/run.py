@@ -36,7 +36,7 @@ def run_demo(*, auto: bool, headless: bool = False, keep: bool = False, protocol
         progress("loading the companion and the agent (Textual, the MCP Python SDK) meanwhile…")
         from vouchsim.companion.core.config import CompanionConfig
         from vouchsim.companion.core.testbed import journal_line
-        from vouchsim.companion.demo.app import DEMO_PIN, DemoApp, enrol_demo_device
+        from vouchsim.companion.demo.app import AUTO_PACE, DEMO_PIN, DemoApp, enrol_demo_device
 
         progress("waiting for the server to answer /healthz:")
         try:
@@ -48,7 +48,8 @@ def run_demo(*, auto: bool, headless: bool = False, keep: bool = False, protocol
         asyncio.run(enrol_demo_device(state / "companion", server.base_url))
         progress("opening the companion, with the agent on the right")
         config = CompanionConfig(state_dir=state / "companion", server_url=server.base_url, testbed_token=testbed_token)
-        app = DemoApp(config, camera_dir=state / "camera", auto=auto, protocol=protocol)
+        pace = 0.0 if headless else AUTO_PACE  # nobody sees a headless run's screens
+        app = DemoApp(config, camera_dir=state / "camera", auto=auto, protocol=protocol, pace=pace)
         app.run(headless=headless)
         status = app.return_code if app.return_code is not None else 1
         for line in app.transcript:  # the agent's side, kept on the terminal after the TUI is gone
