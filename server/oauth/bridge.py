@@ -96,7 +96,7 @@ class _AuthlibGreenlet(greenlet.greenlet):  # type: ignore[misc]
 
     def __init__(self, work: Callable[[], Any], parent: greenlet.greenlet) -> None:
         super().__init__(work, parent)
-        self.gr_context = parent.gr_context  # the task's context variables, as a worker thread got a copy of
+        self.gr_context = parent.gr_context  # the task's context variables (a worker thread ran in a copy of them)
 
 
 def bridge(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
@@ -115,7 +115,7 @@ async def run_authlib(work: Callable[[], T]) -> T:
     while not child.dead:
         try:
             result = await handed
-        except BaseException:  # the store's exception (or a cancellation) goes on in Authlib's code, as it would have
+        except BaseException:  # the store's exception, or a cancellation, is raised where Authlib called the store
             handed = child.throw(*sys.exc_info())
         else:
             handed = child.switch(result)
