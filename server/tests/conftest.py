@@ -182,15 +182,19 @@ def served_postgres_copies(served_templates: dict[str, str]) -> Iterator[Postgre
     yield from _copies_of(served_templates)
 
 
+Templates = tuple[dict[str, str], PostgresCopies | None]
+
+
+@pytest.fixture(scope="session")
+def templates(migrated_templates: dict[str, str], postgres_copies: PostgresCopies | None) -> Templates:
+    """What `database_url` copies: the migrated templates here; the HTTP tests' conftest names the served ones."""
+    return migrated_templates, postgres_copies
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    migrated_templates: dict[str, str],
-    postgres_copies: PostgresCopies | None,
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, templates: Templates) -> Iterator[str]:
     """A database nobody else uses, at the newest schema with the template's rows only (`fresh_database`)."""
-    with fresh_database(request.param, tmp_path, migrated_templates, postgres_copies) as url:
+    with fresh_database(request.param, tmp_path, *templates) as url:
         yield url
 
 

@@ -2,14 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from server.tests.conftest import BACKENDS, fresh_database
+from server.tests.conftest import Templates
 from server.tests.postgres_copies import PostgresCopies
 from server.tests.support import Device, Flow, pkce, register
 from vouchsim.server.app import Deployment, bind, routes
@@ -22,17 +21,11 @@ ISSUER = "https://vouch.test"
 TEST_HOSTS = "vouch.test,other.example,mcp.example.com,testserver.local"
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    served_templates: dict[str, str],
-    served_postgres_copies: PostgresCopies | None,
-) -> Iterator[str]:
-    """A database nobody else uses, as a server's first start left it (`served_templates`): every test here starts
-    an app on it."""
-    with fresh_database(request.param, tmp_path, served_templates, served_postgres_copies) as url:
-        yield url
+@pytest.fixture(scope="session")
+def templates(served_templates: dict[str, str], served_postgres_copies: PostgresCopies | None) -> Templates:
+    """`database_url` here is a copy of a served template (a server's first start done): every test here starts an
+    app on it."""
+    return served_templates, served_postgres_copies
 
 
 @pytest.fixture
