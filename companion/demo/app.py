@@ -35,6 +35,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Button, Input, RadioButton, RadioSet, RichLog, Static
 from textual.worker import Worker
 
@@ -349,13 +350,17 @@ class DemoApp(CompanionApp):
         first_seen = self._seen.setdefault(id(screen), now)
         if now - first_seen < self.pace:
             return
+        # A screen just pushed may not have composed its widgets yet (with no pace, the next tick can come
+        # first): answer it only once its button is there.
         if isinstance(screen, PairingConfirmScreen) and id(screen) not in self._answered:
-            self._answered.add(id(screen))
-            screen.query_one("#pin", Input).value = DEMO_PIN
-            screen.query_one("#approve", Button).press()
+            if approve := _composed(screen, "#approve"):
+                self._answered.add(id(screen))
+                screen.query_one("#pin", Input).value = DEMO_PIN
+                approve.press()
         elif isinstance(screen, DelegationConfirmScreen) and id(screen) not in self._answered:
-            self._answered.add(id(screen))
-            screen.query_one("#confirm", Button).press()
+            if confirm := _composed(screen, "#confirm"):
+                self._answered.add(id(screen))
+                confirm.press()
         elif screen is self.home and self.home is not None:
             if self.home.code is not None and self.browser_waiting is not None:
                 code = pairing_code(self.home.code.approval.pairing_code)
@@ -369,6 +374,12 @@ class DemoApp(CompanionApp):
                     self._chosen.add(delegation.delegation_id)
                     self.post_message(DecisionChosen(delegation, "approve"))
                     return
+
+
+def _composed(screen: Screen[Any], selector: str) -> Button | None:
+    """The screen's button, or None while the screen has not composed it yet."""
+    found = screen.query(selector)
+    return found.only_one(Button) if found else None
 
 
 def reason_of(error: BaseException) -> str:

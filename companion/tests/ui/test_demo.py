@@ -8,11 +8,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from textual.widgets import RichLog, TabbedContent
+from textual.widgets import Input, RichLog, TabbedContent
 
-from companion.tests.ui.scenes import DEMO_SIZE, demo, demo_code, demo_pairing
+from companion.tests.ui.scenes import CONTEXT, DEMO_SIZE, demo, demo_code, demo_pairing
 from vouchsim.companion.demo.agent import AgentError
-from vouchsim.companion.demo.app import AgentPanel, reason_of
+from vouchsim.companion.demo.app import DEMO_PIN, AgentPanel, reason_of
+from vouchsim.companion.screens.pairing import PairingConfirmScreen
 from vouchsim.companion.widgets.code_dock import PairingCodeDock
 
 pytestmark = pytest.mark.anyio
@@ -52,6 +53,22 @@ async def test_the_code_is_docked_beside_the_agents_field_and_named_in_the_hint(
         assert dock.height > 0 and not dock.overlaps(field)
         assert home.hint.text == "Type the code BCDF-GHJK into the agent's field on the right, then press Enter."
         assert scene.app.focused is not None and scene.app.focused.id == "agent-code"
+
+
+async def test_the_autopilot_answers_a_dialog_only_once_it_has_composed(state_dir: Path) -> None:
+    """With no pace (--headless), the autopilot's tick can come between a dialog's push and its compose."""
+    scene = demo(state_dir)
+    app = scene.app
+    async with app.run_test(size=DEMO_SIZE) as pilot:
+        await scene.prepare(pilot)
+        app.pace = 0.0
+        dialog = PairingConfirmScreen(CONTEXT, pins=app.pins, clock=app._clock)
+        mounted = app.push_screen(dialog)
+        assert app.screen is dialog and not dialog.query("#pin")  # pushed, not composed
+        app._autopilot()  # a tick now leaves the dialog for the next one
+        await mounted
+        app._autopilot()
+        assert dialog.query_one("#pin", Input).value == DEMO_PIN
 
 
 def test_a_failure_shows_what_the_sdks_task_group_wraps() -> None:
