@@ -12,7 +12,7 @@ from textual.widgets import Input, RichLog, TabbedContent
 
 from companion.tests.ui.scenes import CONTEXT, DEMO_SIZE, demo, demo_code, demo_pairing
 from vouchsim.companion.demo.agent import AgentError
-from vouchsim.companion.demo.app import DEMO_PIN, AgentPanel, reason_of
+from vouchsim.companion.demo.app import DEMO_PIN, AgentPanel, DemoApp, reason_of
 from vouchsim.companion.screens.pairing import PairingConfirmScreen
 from vouchsim.companion.widgets.code_dock import PairingCodeDock
 
@@ -59,6 +59,7 @@ async def test_the_autopilot_answers_a_dialog_only_once_it_has_composed(state_di
     """With no pace (--headless), the autopilot's tick can come between a dialog's push and its compose."""
     scene = demo(state_dir)
     app = scene.app
+    assert isinstance(app, DemoApp)
     async with app.run_test(size=DEMO_SIZE) as pilot:
         await scene.prepare(pilot)
         app.pace = 0.0
