@@ -57,4 +57,6 @@ def test_the_quick_benchmark_prints_and_saves_every_figure(tmp_path: Path) -> No
     assert figures["delegations_SQLite"]["concurrency"]["hello_requests_per_decision"] > 0
     assert "hello-world requests' CPU (the issue's machine: " in done.stdout
     assert figures["token"]["exchanges"] > 0 and figures["token"]["refreshes"] > 0
+    assert figures["token"]["exchange_off_loop_cpu_ms"] >= 0 and figures["token"]["refresh_off_loop_cpu_ms"] >= 0
+    assert "off the event loop's thread: " in done.stdout
     assert figures["flow"]["p50_ms"] > 0 and figures["flow"]["qr_decode_p50_ms"] > 0

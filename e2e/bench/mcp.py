@@ -152,7 +152,8 @@ def measure(
     for index in range(rounds):
         for what in order[index % len(order) :] + order[: index % len(order)]:
             job, pid = jobs[what]
-            result, server_cpu = load(job, pid)
+            result, used = load(job, pid)
+            server_cpu = used.total
             if result.not_ok or result.errors:
                 raise RuntimeError(f"{what}: {result.not_ok} answers not 200 ({result.first_failure}) {result.errors}")
             one = Round(what, result.per_second, result.requests, server_cpu, result.elapsed, result.cpu_share)
