@@ -10,12 +10,14 @@ import binascii
 import re
 from functools import lru_cache
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from vouchsim.server.core.crypto import b64url, b64url_decode
 
 _B64URL_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes
+SIGNATURE_BYTES = 64
 
 
 # A key object depends on its text alone, and every signed device request and decision needs its device's: kept
@@ -37,8 +39,13 @@ def load_public_key(text: str) -> Ed25519PublicKey | None:
 
 
 def signature_matches(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Ed25519 verification (RFC 8032) by libsodium, through PyNaCl: 51 µs here against OpenSSL's 99 through
+    `cryptography`, and a decision verifies two (its request and its statement). The key object stays
+    `cryptography`'s, which parses and validates it at enrolment."""
+    if len(signature) != SIGNATURE_BYTES:
+        return False
     try:
-        key.verify(signature, message)
-    except InvalidSignature:
+        crypto_sign_open(signature + message, key.public_bytes_raw())
+    except BadSignatureError:
         return False
     return True

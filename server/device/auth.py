@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from cryptography.exceptions import InvalidSignature as _BadSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vouchsim.server.core.clock import Clock, real_now
 from vouchsim.server.core.crypto import b64url_decode
 from vouchsim.server.core.ed25519 import load_public_key as load_public_key  # re-exported for the routes
+from vouchsim.server.core.ed25519 import signature_matches
 from vouchsim.server.device.errors import DeviceRevoked, InvalidSignature
 from vouchsim.server.settings import Settings
 from vouchsim.server.storage.repositories.devices import DeviceRepository, DeviceSigner, RequestNonce
@@ -99,10 +99,8 @@ def fingerprint(public_key: str) -> str:
 
 def _check_signature(request: SignedRequest, key: Ed25519PublicKey) -> None:
     message = canonical_string(request.method, request.target, str(request.timestamp), request.nonce, request.body)
-    try:
-        key.verify(request.signature, message)
-    except _BadSignature:
-        raise InvalidSignature("The signature does not match this request.") from None
+    if not signature_matches(key, request.signature, message):
+        raise InvalidSignature("The signature does not match this request.")
 
 
 def _sometimes() -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.tests.pairing_support import SigningDevice
 from vouchsim.server.core.clock import FrozenClock
 from vouchsim.server.core.crypto import b64url, new_id
+from vouchsim.server.core.ed25519 import signature_matches
 from vouchsim.server.device.auth import (
     DeviceAuthenticator,
     SignedRequest,
@@ -86,6 +87,21 @@ def test_only_canonical_32_byte_keys_load() -> None:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     twin = spelled[:-1] + alphabet[alphabet.index(spelled[-1]) ^ 1]
     assert load_public_key(twin) is None
+
+
+def test_a_signature_matches_only_its_key_and_message_and_is_64_bytes() -> None:
+    private = Ed25519PrivateKey.generate()
+    key = private.public_key()
+    message = b"decision statement"
+    signature = private.sign(message)
+    assert signature_matches(key, signature, message)
+    assert not signature_matches(key, signature, message + b"!")
+    assert not signature_matches(key, bytes([signature[0] ^ 1]) + signature[1:], message)
+    assert not signature_matches(Ed25519PrivateKey.generate().public_key(), signature, message)
+    # libsodium reads the signature off the front of signature + message: a short one borrowing the message's first
+    # byte would otherwise verify that message's tail.
+    assert not signature_matches(key, signature[:63], signature[63:] + message)
+    assert not signature_matches(key, signature + message[:1], message[1:])
 
 
 async def test_a_well_signed_request_passes_and_marks_the_device_seen(
