@@ -24,6 +24,7 @@ from litestar.types import Receive, Scope, Send
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from vouchsim.server import openapi
 from vouchsim.server.core.clock import Clock, OffsetClock, SystemClock
 from vouchsim.server.core.crypto import random_token
 from vouchsim.server.core.runtime import Runtime
@@ -33,7 +34,7 @@ from vouchsim.server.delegation.tokens import SigningKeyStore
 from vouchsim.server.device.routes import decision_lane, device_router
 from vouchsim.server.edge import stack
 from vouchsim.server.edge.cors import cors_headers
-from vouchsim.server.edge.limits import RateLimits
+from vouchsim.server.edge.limits import RateLimits, limited
 from vouchsim.server.mcp.routes import fast_lane, mcp_routes
 from vouchsim.server.mcp.transport import McpServer
 from vouchsim.server.oauth.cimd import metadata_resolver
@@ -330,6 +331,7 @@ def routes(*, with_testbed: bool = False) -> Litestar:
             version="0.1.0",
             path="/schema",
             components=testbed_routes.openapi_components() if with_testbed else [],
+            render_plugins=openapi.render_plugins(limited),  # the edge's answers too (server.edge)
         ),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
     )

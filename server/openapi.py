@@ -5,18 +5,32 @@ it returns. Several handlers read the request themselves, on purpose: the OAuth 
 Authlib as RFC 6749 and RFC 7591 define it, and the device API verifies a signature over the raw bytes before it
 decodes anything. Their bodies and query parameters are described here from msgspec structs (the same ones the
 device API decodes; for OAuth, `server.oauth.wire`, the RFCs' parameter lists), and every operation names its error
-answers (`error_responses`), so a client generator or a fuzzer (server/tests/fuzz) knows every status it may get.
+answers (`error_responses`), and those the edge gives before any route runs (`with_edge_answers`), so a client
+generator or a fuzzer (server/tests/fuzz) knows every status it may get.
 
-Only the routes modules use this module; it imports nothing of Vouchsim's.
+Only the routes modules and the composition root (its `render_plugins`) use this module; it imports nothing of
+Vouchsim's.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
+from litestar import Request
 from litestar.openapi import ResponseSpec
+from litestar.openapi.plugins import (
+    JsonRenderPlugin,
+    OpenAPIRenderPlugin,
+    RapidocRenderPlugin,
+    RedocRenderPlugin,
+    StoplightRenderPlugin,
+    SwaggerRenderPlugin,
+    YamlRenderPlugin,
+)
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 
 JSON = "application/json"
@@ -33,7 +47,12 @@ _MEANING = {
     410: "The object has expired.",
     413: "The request body is too large.",
     415: "The request body's media type is not accepted.",
+    421: "The `Host` header names no name this server answers to (the host guard; RFC 9110 §15.5.20).",
+    429: "Too many requests from this address (`Retry-After` says when to try again; RFC 6585 §4).",
 }
+# Methods whose body the edge does not read (server.edge.layer): no 413 for them.
+_BODYLESS = frozenset({"get", "head", "options"})
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 class ErrorDocument(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,3 +126,88 @@ def operation(*, body: RequestBody | None = None, parameters: list[Parameter] | 
                 self.parameters = declared + [p for p in parameters if (p.name, p.param_in) not in names]
 
     return Documented
+
+
+def with_edge_answers(document: dict[str, Any], limited: Callable[[str, str], object]) -> dict[str, Any]:
+    """`document` (an OpenAPI document as a dict) with the answers the edge gives before any route runs
+    (`server.edge`), on every operation: 421 from the host guard, 400 from the input guard (path, query and
+    headers), 413 where a body is read, and 429 with `Retry-After` where `limited(METHOD, path)` names a rate limit.
+    Each in the media type of the operation's own errors (a page at `GET /oauth/authorize`). Litestar has no
+    responses for every route, so they are added to the document it wrote; `document` itself is left as it was."""
+    result = copy.deepcopy(document)
+    for path, item in result.get("paths", {}).items():
+        for method, operation_ in item.items():
+            if method not in _METHODS:
+                continue
+            responses: dict[str, Any] = operation_.setdefault("responses", {})
+            media_type = _error_media_type(responses)
+            statuses = [400, 421]
+            if method not in _BODYLESS:
+                statuses.append(413)
+            if limited(method.upper(), path):
+                statuses.append(429)
+            for status in statuses:
+                responses.setdefault(str(status), _edge_response(status, media_type))
+    return result
+
+
+def _error_media_type(responses: dict[str, Any]) -> str:
+    for status, answer in responses.items():
+        if status.startswith(("4", "5")) and answer.get("content"):
+            return str(next(iter(answer["content"])))
+    return JSON
+
+
+def _edge_response(status: int, media_type: str) -> dict[str, Any]:
+    schema = {"type": "string"} if media_type == HTML else {"$ref": f"#/components/schemas/{ErrorDocument.__name__}"}
+    answer: dict[str, Any] = {"description": _MEANING[status], "content": {media_type: {"schema": schema}}}
+    if status == 429:
+        answer["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+        }
+    return answer
+
+
+class _EdgeAnswers:
+    """`with_edge_answers` of the document Litestar wrote, made once per app (Litestar keeps its document)."""
+
+    def __init__(self, limited: Callable[[str, str], object]) -> None:
+        self._limited = limited
+        self._made: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+    def of(self, written: dict[str, Any]) -> dict[str, Any]:
+        if self._made is None or self._made[0] is not written:
+            self._made = (written, with_edge_answers(written, self._limited))
+        return self._made[1]
+
+
+class _EdgeDocumentedJson(JsonRenderPlugin):
+    def __init__(self, answers: _EdgeAnswers) -> None:
+        super().__init__()
+        self._answers = answers
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self._answers.of(openapi_schema))
+
+
+class _EdgeDocumentedYaml(YamlRenderPlugin):
+    def __init__(self, answers: _EdgeAnswers) -> None:
+        super().__init__()
+        self._answers = answers
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, self._answers.of(openapi_schema))
+
+
+def render_plugins(limited: Callable[[str, str], object]) -> list[OpenAPIRenderPlugin]:
+    """What `/schema` serves: Litestar's default set (`/schema` itself is ReDoc), with the JSON and YAML documents,
+    which the other pages load, carrying the edge's answers (`with_edge_answers`)."""
+    answers = _EdgeAnswers(limited)
+    return [
+        RedocRenderPlugin(path=["/redoc", "/"]),
+        _EdgeDocumentedJson(answers),
+        _EdgeDocumentedYaml(answers),
+        SwaggerRenderPlugin(),
+        StoplightRenderPlugin(),
+        RapidocRenderPlugin(),
+    ]

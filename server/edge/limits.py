@@ -98,17 +98,32 @@ class RateLimits:
 
     def limit_for(self, method: str, path: str) -> tuple[TokenBucket | None, str]:
         """The limit a request counts against and what it is (for the message), or (None, "")."""
-        if path == "/mcp":
-            return (self.mcp, "requests with this access token") if method != "OPTIONS" else (None, "")
-        if method == "POST" and path in ("/oauth/register", "/oauth/register/"):
-            return self.registrations, "client registrations from your address"
-        if (method == "GET" and path in ("/oauth/authorize", "/oauth/authorize/")) or (
-            method == "POST" and _FRESH_PAIRING.match(path)
-        ):
-            return self.pairings, "pairings started from your address"
-        if method == "POST" and _PAIRING_CODE.match(path):
-            return self.pairing_codes, "pairing codes sent from your address"
+        match limited(method, path):
+            case "mcp":
+                return self.mcp, "requests with this access token"
+            case "registrations":
+                return self.registrations, "client registrations from your address"
+            case "pairings":
+                return self.pairings, "pairings started from your address"
+            case "pairing_codes":
+                return self.pairing_codes, "pairing codes sent from your address"
         return None, ""
+
+
+def limited(method: str, path: str) -> str | None:
+    """Which limit a request to `path` counts against (`mcp`, `registrations`, `pairings` or `pairing_codes`), or
+    None: also what the OpenAPI document names a 429 for (`server.openapi.with_edge_answers`)."""
+    if path == "/mcp":
+        return "mcp" if method != "OPTIONS" else None
+    if method == "POST" and path in ("/oauth/register", "/oauth/register/"):
+        return "registrations"
+    if (method == "GET" and path in ("/oauth/authorize", "/oauth/authorize/")) or (
+        method == "POST" and _FRESH_PAIRING.match(path)
+    ):
+        return "pairings"
+    if method == "POST" and _PAIRING_CODE.match(path):
+        return "pairing_codes"
+    return None
 
 
 def rate_limit_key(settings: Settings, scope: Scope, headers: EdgeHeaders, path: str) -> str | None:

@@ -3,6 +3,7 @@ testbed's reset), the host guard against DNS rebinding with a derived issuer, an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from server.tests.support import Flow, authorize_params, csrf_of, exchange, pkce
 from server.tests.testbed_support import AUTH, TOKEN
 from vouchsim.server.app import create_app
 from vouchsim.server.core.clock import FrozenClock
+from vouchsim.server.edge.inputs import MAX_BODY
 from vouchsim.server.settings import Settings
 
 LOOPBACK = "http://127.0.0.1:8741"
@@ -195,3 +197,38 @@ def test_cors_never_answers_a_foreign_origin(client: TestClient[Any], origin: st
     for path in ("/mcp", "/.well-known/oauth-authorization-server"):
         answer = client.get(path, headers={"Origin": origin})
         assert "access-control-allow-origin" not in answer.headers, path
+
+
+# -- the OpenAPI document names the edge's answers ------------------------------------------------------------
+def test_every_operation_documents_the_answers_the_edge_gives_it(client: TestClient[Any]) -> None:
+    """Each operation of `/schema/openapi.json` (the testbed's included) is sent what each edge check refuses; the
+    answer must be one the operation documents, in the media type documented. A 429 is documented exactly where
+    requests beyond the limit (3 here) meet one."""
+    document = client.get("/schema/openapi.json").json()
+    assert "'421'" in client.get("/schema/openapi.yaml").text  # the YAML document is the same one
+    operations = [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+    assert len(operations) > 20
+    for method, path, operation in operations:
+        url = re.sub(r"\{[^}/]+\}", "x", path)
+        documented: dict[str, Any] = operation["responses"]
+        refusals = {
+            421: client.request(method, url, headers={"Host": "evil.example"}),  # the host guard: before the limits
+            400: client.request(method, f"{url}?q=%00"),
+        }
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            refusals[413] = client.request(method, url, content=b"x" * (MAX_BODY + 1))
+        last = [client.request(method, url) for _ in range(4)][-1]  # with the two above, past any limit here
+        if last.status_code == 429:
+            refusals[429] = last
+        assert (429 in refusals) == ("429" in documented), (method, path, last.status_code)
+        for status, answer in refusals.items():
+            assert answer.status_code == status, (method, path, answer.status_code, answer.text[:200])
+            assert str(status) in documented, (method, path, status)
+            media_type = answer.headers["content-type"].split(";")[0]
+            assert media_type in documented[str(status)]["content"], (method, path, status, media_type)
+        if 429 in refusals:
+            assert "Retry-After" in documented["429"]["headers"] and refusals[429].headers["retry-after"]

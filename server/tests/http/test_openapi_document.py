@@ -80,10 +80,12 @@ def test_the_authorization_request_parameters_are_described(document: dict[str, 
     }
     assert parameters["code_challenge_method"]["schema"]["enum"] == ["S256"]
     assert {"redirect_uri", "scope", "state", "resource"} <= set(parameters)
-    # A redirect (to the page, or back to the client with an error) or an error page: never a JSON 200.
-    assert set(operation["responses"]) == {"303", "400"}
+    # A redirect (to the page, or back to the client with an error) or an error page, the edge's (421, 429) too:
+    # never a JSON 200.
+    assert set(operation["responses"]) == {"303", "400", "421", "429"}
     assert "content" not in operation["responses"]["303"]
-    assert "text/html" in operation["responses"]["400"]["content"]
+    for status in ("400", "421", "429"):
+        assert set(operation["responses"][status]["content"]) == {"text/html"}
 
 
 def test_the_device_api_bodies_are_its_own_request_structs(document: dict[str, Any]) -> None:
