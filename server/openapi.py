@@ -181,22 +181,16 @@ class _EdgeAnswers:
         return self._made[1]
 
 
-class _EdgeDocumentedJson(JsonRenderPlugin):
-    def __init__(self, answers: _EdgeAnswers) -> None:
-        super().__init__()
+class _WithEdgeAnswers(OpenAPIRenderPlugin):
+    """The document as `inner` renders it (JSON, YAML), at its paths, with the edge's answers added."""
+
+    def __init__(self, inner: OpenAPIRenderPlugin, answers: _EdgeAnswers) -> None:
+        super().__init__(path=inner.paths, media_type=inner.media_type)
+        self._inner = inner
         self._answers = answers
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, self._answers.of(openapi_schema))
-
-
-class _EdgeDocumentedYaml(YamlRenderPlugin):
-    def __init__(self, answers: _EdgeAnswers) -> None:
-        super().__init__()
-        self._answers = answers
-
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return super().render(request, self._answers.of(openapi_schema))
+        return self._inner.render(request, self._answers.of(openapi_schema))
 
 
 def render_plugins(limited: Callable[[str, str], object]) -> list[OpenAPIRenderPlugin]:
@@ -205,8 +199,8 @@ def render_plugins(limited: Callable[[str, str], object]) -> list[OpenAPIRenderP
     answers = _EdgeAnswers(limited)
     return [
         RedocRenderPlugin(path=["/redoc", "/"]),
-        _EdgeDocumentedJson(answers),
-        _EdgeDocumentedYaml(answers),
+        _WithEdgeAnswers(JsonRenderPlugin(), answers),
+        _WithEdgeAnswers(YamlRenderPlugin(), answers),
         SwaggerRenderPlugin(),
         StoplightRenderPlugin(),
         RapidocRenderPlugin(),
