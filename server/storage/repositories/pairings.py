@@ -161,6 +161,11 @@ class PairingRepository:
         (nothing is compared then, so nothing is counted). The row's state is returned from the same UPDATE, so the
         code is checked against exactly what was current when counted.
         """
-        params = {"cas_id": pairing_id, "cas_status_in": list(status_in), "cas_max_attempts": max_attempts}
-        row = (await self.session.execute(_RESERVE_ATTEMPT, {**params, "cas_now": now})).first()
+        params = {
+            "cas_id": pairing_id,
+            "cas_status_in": list(status_in),
+            "cas_max_attempts": max_attempts,
+            "cas_now": now,
+        }
+        row = (await self.session.execute(_RESERVE_ATTEMPT, params)).first()
         return AttemptReservation(*row) if row else None
